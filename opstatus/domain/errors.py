@@ -1,0 +1,81 @@
+"""One error hierarchy; the HTTP layer maps each class to a status in one table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OpstatusError(Exception):
+    """Something went wrong."""
+
+    code = "error"
+
+    def __init__(self, detail: str | None = None, **context: Any) -> None:
+        self.detail = detail or (type(self).__doc__ or "").strip()
+        self.context = context
+        super().__init__(self.detail)
+
+
+class Invalid(OpstatusError):
+    """The request is not valid."""
+
+    code = "invalid"
+
+
+class NotFound(OpstatusError):
+    """No such resource."""
+
+    code = "not_found"
+
+
+class Gone(OpstatusError):
+    """The resource existed but was deleted or purged."""
+
+    code = "gone"
+
+
+class Conflict(OpstatusError):
+    """The resource's current state does not allow this."""
+
+    code = "conflict"
+
+    @property
+    def state(self) -> str | None:
+        """The current state the request collided with."""
+        value = self.context.get("state")
+        return None if value is None else str(value)
+
+
+class VersionMismatch(Conflict):
+    """The execution changed since you read it."""
+
+    code = "version_mismatch"
+
+    @property
+    def current(self) -> Any:
+        """The current record, so the caller needs no second read."""
+        return self.context.get("current")
+
+
+class IdempotencyMismatch(Conflict):
+    """This Idempotency-Key was used with a different request."""
+
+    code = "idempotency_mismatch"
+
+
+class Locked(OpstatusError):
+    """A target already runs exclusive work of this kind."""
+
+    code = "locked"
+
+
+class Forbidden(OpstatusError):
+    """You may not do this."""
+
+    code = "forbidden"
+
+
+class Unauthorized(OpstatusError):
+    """Credentials are missing or invalid."""
+
+    code = "unauthorized"

@@ -1,0 +1,123 @@
+"""The one state vocabulary and the one transition table (DESIGN.md §1)."""
+
+from __future__ import annotations
+
+import enum
+
+from opstatus.domain import errors
+
+
+class State(enum.StrEnum):
+    """State of one execution (one target's part of an operation)."""
+
+    SCHEDULED = "scheduled"  #: waits for ``schedule_at``
+    QUEUED = "queued"  #: ready; waits in the target's inbox
+    DISPATCHED = "dispatched"  #: delivered to the target, lease running
+    ACKNOWLEDGED = "acknowledged"  #: the target accepted it
+    IN_PROGRESS = "in_progress"  #: running; progress / eta / details may change
+    SUCCEEDED = "succeeded"  #: done (terminal)
+    FAILED = "failed"  #: the target reported failure (terminal)
+    TIMED_OUT = "timed_out"  #: a deadline passed (terminal)
+    CANCELLED = "cancelled"  #: cancelled by a client (terminal)
+
+    @property
+    def terminal(self) -> bool:
+        """True once nothing but a retry can move the execution again."""
+        return self in TERMINAL
+
+    @property
+    def active(self) -> bool:
+        """True while a target holds the execution (dispatched up to in progress)."""
+        return self in ACTIVE
+
+
+class OperationState(enum.StrEnum):
+    """State of an operation, derived from its executions (never set directly)."""
+
+    SCHEDULED = "scheduled"  #: every execution waits for its schedule
+    QUEUED = "queued"  #: none has started
+    RUNNING = "running"  #: some started and some are not finished
+    SUCCEEDED = "succeeded"  #: all succeeded
+    FAILED = "failed"  #: all finished and at least one failed or timed out
+    CANCELLED = "cancelled"  #: all finished, none failed, at least one cancelled
+
+    @property
+    def terminal(self) -> bool:
+        """True once every execution is finished."""
+        return self in OPERATION_TERMINAL
+
+
+class Via(enum.Enum):
+    """What a step of the table demands of whoever takes it."""
+
+    ANYONE = "anyone"  #: an ordinary report or engine step
+    RETRY = "retry"  #: only a retry policy or an explicit retry
+    FORCE = "force"  #: only a forced cancel
+
+
+TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.TIMED_OUT, State.CANCELLED})
+ACTIVE = frozenset({State.DISPATCHED, State.ACKNOWLEDGED, State.IN_PROGRESS})
+OPERATION_TERMINAL = frozenset(
+    {OperationState.SUCCEEDED, OperationState.FAILED, OperationState.CANCELLED}
+)
+
+_S = State
+#: The transition table: (from, to) -> what the step demands. Nothing else lists steps.
+TRANSITIONS: dict[tuple[State, State], Via] = {
+    (_S.SCHEDULED, _S.QUEUED): Via.ANYONE,
+    (_S.SCHEDULED, _S.CANCELLED): Via.ANYONE,
+    (_S.QUEUED, _S.DISPATCHED): Via.ANYONE,
+    (_S.QUEUED, _S.CANCELLED): Via.ANYONE,
+    (_S.QUEUED, _S.TIMED_OUT): Via.ANYONE,
+    (_S.DISPATCHED, _S.ACKNOWLEDGED): Via.ANYONE,
+    (_S.DISPATCHED, _S.IN_PROGRESS): Via.ANYONE,
+    (_S.DISPATCHED, _S.SUCCEEDED): Via.ANYONE,
+    (_S.DISPATCHED, _S.FAILED): Via.ANYONE,
+    (_S.DISPATCHED, _S.CANCELLED): Via.ANYONE,
+    (_S.DISPATCHED, _S.TIMED_OUT): Via.ANYONE,
+    (_S.DISPATCHED, _S.QUEUED): Via.ANYONE,  # lease lost
+    (_S.ACKNOWLEDGED, _S.IN_PROGRESS): Via.ANYONE,
+    (_S.ACKNOWLEDGED, _S.SUCCEEDED): Via.ANYONE,
+    (_S.ACKNOWLEDGED, _S.FAILED): Via.ANYONE,
+    (_S.ACKNOWLEDGED, _S.CANCELLED): Via.ANYONE,
+    (_S.ACKNOWLEDGED, _S.TIMED_OUT): Via.ANYONE,
+    (_S.IN_PROGRESS, _S.IN_PROGRESS): Via.ANYONE,  # progress report
+    (_S.IN_PROGRESS, _S.SUCCEEDED): Via.ANYONE,
+    (_S.IN_PROGRESS, _S.FAILED): Via.ANYONE,
+    (_S.IN_PROGRESS, _S.CANCELLED): Via.FORCE,
+    (_S.IN_PROGRESS, _S.TIMED_OUT): Via.ANYONE,
+    (_S.FAILED, _S.QUEUED): Via.RETRY,
+    (_S.TIMED_OUT, _S.QUEUED): Via.RETRY,
+}
+
+
+def allowed(current: State, new: State, *, retry: bool = False, force: bool = False) -> bool:
+    """Tell whether the table lets ``current`` step to ``new`` with these permissions."""
+    via = TRANSITIONS.get((current, new))
+    if via is None:
+        return False
+    if via is Via.RETRY:
+        return retry
+    if via is Via.FORCE:
+        return force
+    return True
+
+
+def check(current: State, new: State, *, retry: bool = False, force: bool = False) -> None:
+    """Raise :class:`errors.Conflict` carrying ``current`` unless the step is allowed."""
+    if not allowed(current, new, retry=retry, force=force):
+        via = TRANSITIONS.get((current, new))
+        if via is Via.FORCE:
+            detail = f"{current} -> {new} needs force"
+        elif via is Via.RETRY:
+            detail = f"{current} -> {new} only by a retry"
+        elif current.terminal:
+            detail = f"execution is {current} (terminal)"
+        else:
+            detail = f"{current} -> {new} is not a transition"
+        raise errors.Conflict(detail, state=str(current))
+
+
+def successors(current: State) -> frozenset[State]:
+    """Every state the table lists after ``current`` (whatever the step demands)."""
+    return frozenset(new for (old, new) in TRANSITIONS if old is current)

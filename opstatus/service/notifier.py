@@ -1,0 +1,68 @@
+"""Wake-ups for long-polls and streams: in-process now, LISTEN/NOTIFY later.
+
+A waiter registers for a key (``op:{tenant}:{id}``, ``inbox:{tenant}:{target}``,
+``events:{tenant}``) before it reads, then waits; ``publish`` wakes every waiter
+of that key at once. No polling, no sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+
+
+class Notifier:
+    """Per-key wake-ups inside one process."""
+
+    def __init__(self) -> None:
+        self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+
+    def subscribe(self, key: str) -> asyncio.Future[None]:
+        """A future that completes on the next ``publish(key)``; register before reading."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[key].add(future)
+        future.add_done_callback(lambda f: self._discard(key, f))
+        return future
+
+    def _discard(self, key: str, future: asyncio.Future[None]) -> None:
+        waiters = self._waiters.get(key)
+        if waiters is not None:
+            waiters.discard(future)
+            if not waiters:
+                del self._waiters[key]
+
+    async def wait(self, future: asyncio.Future[None], timeout: float) -> bool:
+        """Wait for a subscribed future; ``False`` on timeout."""
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            future.cancel()
+            return False
+        return True
+
+    def publish(self, keys: Iterable[str]) -> None:
+        """Wake every waiter of each key."""
+        for key in keys:
+            for future in list(self._waiters.get(key, ())):
+                if not future.done():
+                    future.set_result(None)
+
+    def waiting(self) -> int:
+        """How many waiters are registered (for metrics and tests)."""
+        return sum(len(w) for w in self._waiters.values())
+
+
+def operation_key(tenant: str, operation_id: str) -> str:
+    """Key woken when an operation changes."""
+    return f"op:{tenant}:{operation_id}"
+
+
+def inbox_key(tenant: str, target: str) -> str:
+    """Key woken when a target may have new work."""
+    return f"inbox:{tenant}:{target}"
+
+
+def events_key(tenant: str) -> str:
+    """Key woken when a tenant has new events."""
+    return f"events:{tenant}"

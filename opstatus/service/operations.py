@@ -1,0 +1,356 @@
+"""The operation use cases: create, read, list, report, claim, cancel, delete, events."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import msgspec
+
+from opstatus.domain import errors, ids
+from opstatus.domain.records import (
+    Event,
+    Execution,
+    ExecutionUpdate,
+    Group,
+    Operation,
+    OperationQuery,
+    Page,
+    Target,
+    Tenant,
+)
+from opstatus.domain.states import OperationState, State
+from opstatus.service import notifier as notify
+from opstatus.service.requests import CreateOperation
+from opstatus.store.port import Store
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """Bounds every request is held to."""
+
+    max_targets: int = 1_000_000
+    max_page: int = 1000
+    max_claim: int = 100
+    max_kind_length: int = 200
+    max_id_length: int = 200
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class OperationView:
+    """An operation with its target ids and, on single reads, its executions."""
+
+    operation: Operation
+    targets: Sequence[str]
+    executions: Sequence[Execution] | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class InboxItem:
+    """One piece of work for a target: the execution plus what to run."""
+
+    execution: Execution
+    kind: str
+    parameters: dict[str, object]
+
+
+def encode_cursor(number: int) -> str:
+    """An opaque keyset cursor for 'operations numbered below ``number``'."""
+    return base64.urlsafe_b64encode(f"n:{number}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The number a cursor stands for; Invalid if it is not one of ours."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "n":
+            raise ValueError(text)
+        return int(number)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise errors.Invalid("cursor is not valid", parameter="cursor") from None
+
+
+def request_hash(request: CreateOperation) -> str:
+    """A digest of everything in a create request except its idempotency key."""
+    body = dataclasses.asdict(dataclasses.replace(request, idempotency_key=None))
+    return hashlib.sha256(msgspec.json.encode(body, order="sorted")).hexdigest()
+
+
+class Operations:
+    """Use cases over one Store, waking waiters through one Notifier."""
+
+    def __init__(
+        self,
+        store: Store,
+        notifier: notify.Notifier | None = None,
+        *,
+        clock: Clock = utcnow,
+        limits: Limits = Limits(),
+    ) -> None:
+        self.store = store
+        self.notifier = notifier or notify.Notifier()
+        self.clock = clock
+        self.limits = limits
+
+    # tenants, targets, groups -------------------------------------------------
+    async def create_tenant(self, tenant_id: str, name: str | None = None) -> Tenant:
+        """Create a tenant (the id is a slug)."""
+        _check_id(tenant_id, "tenant", self.limits.max_id_length)
+        return await self.store.create_tenant(
+            Tenant(id=tenant_id, name=name or tenant_id, created_at=self.clock())
+        )
+
+    async def put_target(
+        self,
+        tenant: str,
+        target_id: str,
+        name: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Target:
+        """Register or update a target."""
+        _check_id(target_id, "target", self.limits.max_id_length)
+        return await self.store.put_target(
+            Target(
+                tenant=tenant, id=target_id, name=name or target_id, labels=labels or {},
+                created_at=self.clock(),
+            )
+        )  # fmt: skip
+
+    async def put_group(
+        self, tenant: str, group_id: str, targets: Sequence[str], name: str | None = None
+    ) -> Group:
+        """Create or replace a group."""
+        _check_id(group_id, "group", self.limits.max_id_length)
+        for target in targets:
+            _check_id(target, "target", self.limits.max_id_length)
+        return await self.store.put_group(
+            Group(
+                tenant=tenant, id=group_id, name=name or group_id, targets=list(targets),
+                created_at=self.clock(),
+            )
+        )  # fmt: skip
+
+    # operations -----------------------------------------------------------------
+    async def create(self, tenant: str, request: CreateOperation) -> tuple[OperationView, bool]:
+        """Trigger an operation; ``False`` when an idempotent repeat returned the original."""
+        limits = self.limits
+        if not request.kind or len(request.kind) > limits.max_kind_length:
+            raise errors.Invalid(
+                f"kind must be 1 to {limits.max_kind_length} characters", parameter="kind"
+            )
+        if request.retries < 0:
+            raise errors.Invalid("retries must not be negative", parameter="retries")
+        _check_timeouts(request)
+        targets: dict[str, None] = {}
+        for target in request.targets:
+            _check_id(target, "targets", limits.max_id_length)
+            targets[target] = None
+        for group_id in request.groups:
+            try:
+                group = await self.store.get_group(tenant, group_id)
+            except errors.NotFound:
+                raise errors.Invalid(f"no group {group_id!r}", parameter="groups") from None
+            targets.update(dict.fromkeys(group.targets))
+        if not targets:
+            raise errors.Invalid(
+                "name at least one target or a non-empty group", parameter="targets"
+            )
+        if len(targets) > limits.max_targets:
+            raise errors.Invalid(
+                f"at most {limits.max_targets} targets per operation", parameter="targets"
+            )
+        now = self.clock()
+        scheduled = request.schedule_at is not None and request.schedule_at > now
+        initial = State.SCHEDULED if scheduled else State.QUEUED
+        op_id = ids.operation_id()
+        operation = Operation(
+            id=op_id, tenant=tenant, number=0, kind=request.kind,
+            parameters=dict(request.parameters), internal=request.internal,
+            groups=list(dict.fromkeys(request.groups)), schedule_at=request.schedule_at,
+            timeouts=request.timeouts, retries=request.retries, exclusive=request.exclusive,
+            idempotency_key=request.idempotency_key, state=OperationState.QUEUED, counts={},
+            progress_sum=0.0, total=0, eta=None, error=None, result=None, created_at=now,
+            started_at=None, updated_at=now, completed_at=None, version=1,
+        )  # fmt: skip
+        executions = [
+            Execution(
+                id=ids.execution_id(), tenant=tenant, operation_id=op_id, target=target,
+                state=initial, progress=0.0, eta=None, details={}, error=None, result=None,
+                attempt=1, version=1, queued_at=None if scheduled else now, started_at=None,
+                updated_at=now, finished_at=None, lease_expires_at=None,
+            )
+            for target in targets
+        ]  # fmt: skip
+        digest = request_hash(request) if request.idempotency_key is not None else None
+        created, fresh = await self.store.create_operation(
+            operation, executions, request_hash=digest
+        )
+        if fresh:
+            keys = [notify.events_key(tenant), notify.operation_key(tenant, created.id)]
+            if not scheduled:
+                keys += [notify.inbox_key(tenant, t) for t in targets]
+            self.notifier.publish(keys)
+            return OperationView(operation=created, targets=sorted(targets)), True
+        return await self.get(tenant, created.id, executions=False), False
+
+    async def get(
+        self, tenant: str, operation_id: str, *, executions: bool = True
+    ) -> OperationView:
+        """One operation, with its executions unless told otherwise."""
+        operation = await self.store.get_operation(tenant, operation_id)
+        found = await self.store.list_executions(tenant, operation_id)
+        return OperationView(
+            operation=operation,
+            targets=sorted(e.target for e in found),
+            executions=found if executions else None,
+        )
+
+    async def get_by_number(self, tenant: str, number: int) -> OperationView:
+        """One operation by its per-tenant number."""
+        operation = await self.store.get_operation_by_number(tenant, number)
+        return await self.get(tenant, operation.id)
+
+    async def latest(self, tenant: str) -> OperationView:
+        """The tenant's most recent operation."""
+        operation = await self.store.latest_operation(tenant)
+        return await self.get(tenant, operation.id)
+
+    async def find(self, tenant: str, query: OperationQuery, cursor: str | None = None) -> Page:
+        """A page of operations, newest first; ``next_cursor`` continues it."""
+        if not 1 <= query.limit <= self.limits.max_page:
+            raise errors.Invalid(
+                f"limit must be between 1 and {self.limits.max_page}", parameter="limit"
+            )
+        if query.offset < 0:
+            raise errors.Invalid("offset must not be negative", parameter="offset")
+        if cursor is not None:
+            query = dataclasses.replace(query, before_number=decode_cursor(cursor))
+        found = await self.store.list_operations(
+            tenant, dataclasses.replace(query, limit=query.limit + 1)
+        )
+        more = len(found) > query.limit
+        found = found[: query.limit]
+        targets = await self.store.operation_targets(tenant, [op.id for op in found])
+        items = [OperationView(operation=op, targets=targets.get(op.id, [])) for op in found]
+        next_cursor = encode_cursor(found[-1].number) if more and found else None
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def executions(self, tenant: str, operation_id: str) -> list[Execution]:
+        """Every execution of one operation."""
+        return await self.store.list_executions(tenant, operation_id)
+
+    async def get_execution(self, tenant: str, execution_id: str) -> Execution:
+        """One execution."""
+        return await self.store.get_execution(tenant, execution_id)
+
+    async def update_execution(
+        self, tenant: str, execution_id: str, update: ExecutionUpdate
+    ) -> Execution:
+        """Apply an agent's or client's report."""
+        before_version = update.expected_version
+        execution = await self.store.update_execution(tenant, execution_id, update, self.clock())
+        if before_version is None or execution.version != before_version:
+            self._changed(execution)
+        return execution
+
+    async def retry_execution(self, tenant: str, execution_id: str) -> Execution:
+        """Queue a failed or timed-out execution again."""
+        execution = await self.store.retry_execution(tenant, execution_id, self.clock())
+        self._changed(execution)
+        return execution
+
+    async def claim_inbox(self, tenant: str, target: str, limit: int = 10) -> list[InboxItem]:
+        """Work for ``target``: what it already holds, then newly dispatched work.
+
+        Repeat reads return the same held work until it is acknowledged.
+        """
+        if not 1 <= limit <= self.limits.max_claim:
+            raise errors.Invalid(
+                f"limit must be between 1 and {self.limits.max_claim}", parameter="limit"
+            )
+        held = await self.store.held(tenant, target)
+        fresh: list[Execution] = []
+        if len(held) < limit:
+            fresh = await self.store.claim(tenant, target, self.clock(), limit - len(held))
+        for execution in fresh:
+            self._changed(execution)
+        items = []
+        operations: dict[str, Operation] = {}
+        for execution in [*held, *fresh][:limit]:
+            op = operations.get(execution.operation_id)
+            if op is None:
+                op = await self.store.get_operation(tenant, execution.operation_id)
+                operations[op.id] = op
+            items.append(
+                InboxItem(execution=execution, kind=op.kind, parameters=dict(op.parameters))
+            )
+        return items
+
+    async def cancel(
+        self, tenant: str, operation_id: str, *, force: bool = False, reason: str | None = None
+    ) -> OperationView:
+        """Cancel queued work at once; running work only with ``force``."""
+        await self.store.cancel_operation(
+            tenant, operation_id, self.clock(), force=force, reason=reason
+        )
+        self.notifier.publish(
+            [notify.events_key(tenant), notify.operation_key(tenant, operation_id)]
+        )
+        return await self.get(tenant, operation_id)
+
+    async def delete(self, tenant: str, operation_id: str) -> None:
+        """Delete a finished operation; later reads answer Gone."""
+        await self.store.delete_operation(tenant, operation_id, self.clock())
+        self.notifier.publish(
+            [notify.events_key(tenant), notify.operation_key(tenant, operation_id)]
+        )
+
+    async def events(
+        self, tenant: str, after: int = 0, *, limit: int = 100, operation_id: str | None = None
+    ) -> list[Event]:
+        """Events after ``after`` in commit order (all, or one operation's)."""
+        if after < 0:
+            raise errors.Invalid("after must not be negative", parameter="after")
+        if not 1 <= limit <= self.limits.max_page:
+            raise errors.Invalid(
+                f"limit must be between 1 and {self.limits.max_page}", parameter="limit"
+            )
+        if operation_id is not None:
+            await self.store.get_operation(tenant, operation_id)
+        return await self.store.events_after(tenant, after, limit=limit, operation_id=operation_id)
+
+    def _changed(self, execution: Execution) -> None:
+        keys = [
+            notify.events_key(execution.tenant),
+            notify.operation_key(execution.tenant, execution.operation_id),
+        ]
+        if execution.state is State.QUEUED:
+            keys.append(notify.inbox_key(execution.tenant, execution.target))
+        self.notifier.publish(keys)
+
+
+def _check_id(value: str, what: str, max_length: int) -> None:
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise errors.Invalid(f"{what} ids must be 1 to {max_length} characters", parameter=what)
+
+
+def _check_timeouts(request: CreateOperation) -> None:
+    t = request.timeouts
+    for name, value in (("queue", t.queue), ("lease", t.lease), ("run", t.run)):
+        if value is not None and value <= 0:
+            raise errors.Invalid(
+                f"timeouts.{name} must be a positive number of seconds",
+                parameter=f"timeouts.{name}",
+            )

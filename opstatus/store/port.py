@@ -1,0 +1,163 @@
+"""The Store port: every read and every atomic change the service layer needs.
+
+Each write method is one transaction that also appends its event rows (the
+outbox). Every method takes the caller's tenant and never sees another's rows.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from opstatus.domain.records import (
+    Event,
+    Execution,
+    ExecutionUpdate,
+    Group,
+    Operation,
+    OperationQuery,
+    Target,
+    Tenant,
+)
+
+
+class Store(abc.ABC):
+    """Persistence for tenants, targets, groups, operations, executions and events."""
+
+    #: short name of the adapter (``sqlite``, ``postgres``, ``memory``)
+    name: str = "store"
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect (and create what the adapter needs to run)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> int:
+        """Apply pending numbered migrations; return the schema version."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+
+    # tenants, targets, groups -------------------------------------------------
+    @abc.abstractmethod
+    async def create_tenant(self, tenant: Tenant) -> Tenant:
+        """Insert a tenant; Conflict if the id is taken."""
+
+    @abc.abstractmethod
+    async def get_tenant(self, tenant_id: str) -> Tenant:
+        """Read a tenant; NotFound if absent."""
+
+    @abc.abstractmethod
+    async def put_target(self, target: Target) -> Target:
+        """Create or update a target's name and labels."""
+
+    @abc.abstractmethod
+    async def get_target(self, tenant: str, target_id: str) -> Target:
+        """Read one target; NotFound if absent."""
+
+    @abc.abstractmethod
+    async def list_targets(self, tenant: str, *, after: str, limit: int) -> list[Target]:
+        """Targets ordered by id, those after ``after``."""
+
+    @abc.abstractmethod
+    async def put_group(self, group: Group) -> Group:
+        """Create or replace a group and its member list."""
+
+    @abc.abstractmethod
+    async def get_group(self, tenant: str, group_id: str) -> Group:
+        """Read one group with its members; NotFound if absent."""
+
+    # operations -----------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_operation(
+        self,
+        operation: Operation,
+        executions: Sequence[Execution],
+        *,
+        request_hash: str | None = None,
+    ) -> tuple[Operation, bool]:
+        """Insert an operation and all its executions in one bulk write.
+
+        Assigns the per-tenant ``number``. With an idempotency key already used
+        by the same request, returns that operation and ``False``; used by a
+        different request, raises IdempotencyMismatch. An ``exclusive``
+        operation whose kind already runs on one of its targets raises Locked.
+        """
+
+    @abc.abstractmethod
+    async def get_operation(self, tenant: str, operation_id: str) -> Operation:
+        """Read one operation; NotFound, or Gone when a tombstone remains."""
+
+    @abc.abstractmethod
+    async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
+        """Read one operation by its per-tenant number; NotFound or Gone."""
+
+    @abc.abstractmethod
+    async def latest_operation(self, tenant: str) -> Operation:
+        """The tenant's most recent operation; NotFound if it has none."""
+
+    @abc.abstractmethod
+    async def list_operations(self, tenant: str, query: OperationQuery) -> list[Operation]:
+        """Operations matching ``query``, newest (highest number) first."""
+
+    @abc.abstractmethod
+    async def operation_targets(
+        self, tenant: str, operation_ids: Sequence[str]
+    ) -> Mapping[str, list[str]]:
+        """Target ids of each operation, sorted."""
+
+    @abc.abstractmethod
+    async def list_executions(self, tenant: str, operation_id: str) -> list[Execution]:
+        """All executions of one operation, by target."""
+
+    @abc.abstractmethod
+    async def get_execution(self, tenant: str, execution_id: str) -> Execution:
+        """Read one execution; NotFound if absent."""
+
+    @abc.abstractmethod
+    async def update_execution(
+        self, tenant: str, execution_id: str, update: ExecutionUpdate, now: datetime
+    ) -> Execution:
+        """Apply a report under a row lock (see ``changes.apply_update``)."""
+
+    @abc.abstractmethod
+    async def retry_execution(self, tenant: str, execution_id: str, now: datetime) -> Execution:
+        """Queue a failed or timed-out execution again."""
+
+    @abc.abstractmethod
+    async def claim(self, tenant: str, target: str, now: datetime, limit: int) -> list[Execution]:
+        """Move up to ``limit`` of the target's oldest queued executions to dispatched.
+
+        Concurrent claimers never receive the same execution.
+        """
+
+    @abc.abstractmethod
+    async def held(self, tenant: str, target: str) -> list[Execution]:
+        """The target's dispatched executions (delivered, not yet acknowledged)."""
+
+    @abc.abstractmethod
+    async def cancel_operation(
+        self, tenant: str, operation_id: str, now: datetime, *, force: bool, reason: str | None
+    ) -> Operation:
+        """Cancel every execution not yet running (and running ones with ``force``).
+
+        Conflict carrying the operation state when nothing could be cancelled.
+        """
+
+    @abc.abstractmethod
+    async def delete_operation(
+        self, tenant: str, operation_id: str, now: datetime, *, reason: str = "deleted"
+    ) -> None:
+        """Delete a terminal operation, leaving a tombstone; Conflict otherwise."""
+
+    @abc.abstractmethod
+    async def events_after(
+        self, tenant: str, after: int, *, limit: int, operation_id: str | None = None
+    ) -> list[Event]:
+        """Events with ``seq > after`` in commit order."""

@@ -1,0 +1,167 @@
+"""PostgreSQL adapter: asyncpg with a connection pool.
+
+Claims use ``FOR UPDATE SKIP LOCKED``; fan-out uses ``COPY``; JSON columns are
+``jsonb`` decoded by a codec registered on every pooled connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from opstatus.store import queries
+from opstatus.store.driver import Duplicate, Row
+from opstatus.store.sqlstore import SqlStore
+
+
+class PostgresCodec:
+    """asyncpg speaks timestamptz, jsonb (via codec), arrays and booleans natively."""
+
+    def ts(self, value: datetime | None) -> Any:
+        """As is."""
+        return value
+
+    def dt(self, value: Any) -> datetime | None:
+        """As is."""
+        return value  # type: ignore[no-any-return]
+
+    def js(self, value: Any) -> Any:
+        """The jsonb codec encodes."""
+        return value
+
+    def unjs(self, value: Any) -> Any:
+        """The jsonb codec decoded."""
+        return value
+
+    def arr(self, values: Sequence[str]) -> Any:
+        """A text[] parameter."""
+        return list(values)
+
+    def flag(self, value: bool) -> Any:
+        """As is."""
+        return value
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    # jsonb's binary wire format: a version byte (1), then the JSON text.
+    return b"\x01" + msgspec.json.encode(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return msgspec.json.decode(data[1:])
+
+
+async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+    # Binary, so that COPY (always binary in asyncpg) can carry jsonb columns too.
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        format="binary",
+    )
+
+
+class _Conn:
+    """A Tx over one pooled asyncpg connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """All rows."""
+        try:
+            return list(await self.conn.fetch(sql, *args))
+        except asyncpg.UniqueViolationError as exc:
+            raise Duplicate(str(exc)) from exc
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        """First row."""
+        try:
+            row: Row | None = await self.conn.fetchrow(sql, *args)
+            return row
+        except asyncpg.UniqueViolationError as exc:
+            raise Duplicate(str(exc)) from exc
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        """One statement."""
+        try:
+            await self.conn.execute(sql, *args)
+        except asyncpg.UniqueViolationError as exc:
+            raise Duplicate(str(exc)) from exc
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement per row, pipelined."""
+        if rows:
+            try:
+                await self.conn.executemany(sql, rows)
+            except asyncpg.UniqueViolationError as exc:
+                raise Duplicate(str(exc)) from exc
+
+    async def script(self, sql: str) -> None:
+        """Several statements (simple query protocol)."""
+        await self.conn.execute(sql)
+
+
+class PostgresDriver:
+    """A pool of connections to one PostgreSQL database."""
+
+    name = "postgres"
+
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
+        self.dsn = dsn
+        self.min_size = min_size
+        self.max_size = max_size
+        self.queries = queries.load("postgres")
+        self.codec = PostgresCodec()
+        self._pool: asyncpg.Pool[Any] | None = None
+
+    async def open(self) -> None:
+        """Create the pool."""
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=self.min_size, max_size=self.max_size, init=_init_connection
+        )
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool[Any]:
+        """The open pool."""
+        assert self._pool is not None, "store is not open"
+        return self._pool
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[_Conn]:
+        """A READ COMMITTED transaction on a pooled connection."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield _Conn(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[_Conn]:
+        """A pooled connection (each statement sees committed data)."""
+        async with self.pool.acquire() as conn:
+            yield _Conn(conn)
+
+    async def bulk_insert(
+        self, tx: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """``COPY … FROM STDIN`` (binary) inside the open transaction."""
+        if rows:
+            await tx.conn.copy_records_to_table(table, records=rows, columns=list(columns))
+
+
+class PostgresStore(SqlStore):
+    """The Store port on a PostgreSQL database."""
+
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
+        self.driver = PostgresDriver(dsn, min_size=min_size, max_size=max_size)
+        super().__init__(self.driver)

@@ -1,0 +1,42 @@
+"""SQL kept as data: named blocks in ``sql/*.sql`` and numbered migrations."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
+
+
+def parse(text: str) -> dict[str, str]:
+    """Split a file of ``-- name: x`` blocks into ``{name: sql}``."""
+    parts = _NAME.split(text)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+@dataclass(frozen=True, slots=True)
+class Queries:
+    """The named statements and the migrations of one dialect."""
+
+    dialect: str
+    named: dict[str, str]
+    migrations: list[tuple[int, str]]
+
+    def __getitem__(self, name: str) -> str:
+        return self.named[name]
+
+
+def load(dialect: str) -> Queries:
+    """Load ``common.sql`` overlaid with the dialect's own blocks and its migrations."""
+    root = resources.files("opstatus.store") / "sql"
+    named = parse((root / "common.sql").read_text())
+    named.update(parse((root / dialect / "queries.sql").read_text()))
+    migrations = []
+    for entry in (root / dialect / "migrations").iterdir():
+        match = _MIGRATION.match(entry.name)
+        if match:
+            migrations.append((int(match.group(1)), entry.read_text()))
+    migrations.sort()
+    return Queries(dialect=dialect, named=named, migrations=migrations)

@@ -1,0 +1,140 @@
+-- Queries both adapters run as written. Parameters are $1, $2, … (the SQLite
+-- adapter rewrites them to ?1, ?2, …). A dialect file may override any block.
+
+-- name: tenant_insert
+INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)
+
+-- name: tenant_get
+SELECT id, name, created_at FROM tenants WHERE id = $1
+
+-- name: tenant_bump
+UPDATE tenants SET op_seq = op_seq + $2, event_seq = event_seq + $3
+WHERE id = $1 RETURNING op_seq, event_seq
+
+-- name: target_upsert
+INSERT INTO targets (tenant_id, id, name, labels, created_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name, labels = excluded.labels
+RETURNING tenant_id, id, name, labels, created_at
+
+-- name: target_get
+SELECT tenant_id, id, name, labels, created_at FROM targets WHERE tenant_id = $1 AND id = $2
+
+-- name: target_list
+SELECT tenant_id, id, name, labels, created_at FROM targets
+WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3
+
+-- name: group_upsert
+INSERT INTO groups (tenant_id, id, name, created_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name
+RETURNING tenant_id, id, name, created_at
+
+-- name: group_members_clear
+DELETE FROM group_members WHERE tenant_id = $1 AND group_id = $2
+
+-- name: group_member_insert
+INSERT INTO group_members (tenant_id, group_id, target_id, position) VALUES ($1, $2, $3, $4)
+
+-- name: group_get
+SELECT tenant_id, id, name, created_at FROM groups WHERE tenant_id = $1 AND id = $2
+
+-- name: group_members
+SELECT target_id FROM group_members WHERE tenant_id = $1 AND group_id = $2 ORDER BY position
+
+-- name: op_by_idempotency
+SELECT id, request_hash FROM operations WHERE tenant_id = $1 AND idempotency_key = $2
+
+-- name: op_insert
+INSERT INTO operations (
+    id, tenant_id, number, kind, parameters, internal, groups, schedule_at,
+    timeout_queue, timeout_lease, timeout_run, retries, exclusive, idempotency_key,
+    request_hash, state, counts, progress_sum, total, eta, error, result,
+    created_at, started_at, updated_at, completed_at, version)
+VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+        $18, $19, $20, $21, $22, $23, $24, $25, $26)
+
+-- name: op_set_number
+UPDATE operations SET number = $3 WHERE tenant_id = $1 AND id = $2
+
+-- name: exec_insert
+INSERT INTO executions (
+    id, tenant_id, operation_id, target_id, state, progress, eta, details, error, result,
+    attempt, version, queued_at, started_at, updated_at, finished_at, lease_expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+
+-- name: event_insert
+INSERT INTO events (tenant_id, seq, type, operation_id, execution_id, target_id, state,
+                    progress, data, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+
+-- name: op_get
+SELECT * FROM operations WHERE tenant_id = $1 AND id = $2
+
+-- name: op_by_number
+SELECT * FROM operations WHERE tenant_id = $1 AND number = $2
+
+-- name: op_latest
+SELECT * FROM operations WHERE tenant_id = $1 AND number IS NOT NULL
+ORDER BY number DESC LIMIT 1
+
+-- name: op_update
+UPDATE operations SET state = $3, counts = $4, progress_sum = $5, total = $6, eta = $7,
+    error = $8, result = $9, started_at = $10, updated_at = $11, completed_at = $12,
+    version = $13
+WHERE tenant_id = $1 AND id = $2
+
+-- name: op_list
+SELECT * FROM operations o WHERE o.tenant_id = $1 AND o.number IS NOT NULL {filters}
+ORDER BY o.number DESC LIMIT {limit} OFFSET {offset}
+
+-- name: exec_by_op
+SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2 ORDER BY target_id, id
+
+-- name: exec_get
+SELECT * FROM executions WHERE tenant_id = $1 AND id = $2
+
+-- name: exec_update
+UPDATE executions SET state = $3, progress = $4, eta = $5, details = $6, error = $7,
+    result = $8, attempt = $9, version = $10, queued_at = $11, started_at = $12,
+    updated_at = $13, finished_at = $14, lease_expires_at = $15
+WHERE tenant_id = $1 AND id = $2
+
+-- name: exec_held
+SELECT * FROM executions WHERE tenant_id = $1 AND target_id = $2 AND state = 'dispatched'
+ORDER BY queued_at, id
+
+-- name: op_delete
+DELETE FROM operations WHERE tenant_id = $1 AND id = $2
+
+-- name: exec_delete_by_op
+DELETE FROM executions WHERE tenant_id = $1 AND operation_id = $2
+
+-- name: tombstone_insert
+INSERT INTO tombstones (tenant_id, operation_id, number, reason, purged_at)
+VALUES ($1, $2, $3, $4, $5)
+
+-- name: tombstone_get
+SELECT operation_id, number, reason, purged_at FROM tombstones
+WHERE tenant_id = $1 AND operation_id = $2
+
+-- name: tombstone_by_number
+SELECT operation_id, number, reason, purged_at FROM tombstones
+WHERE tenant_id = $1 AND number = $2
+
+-- name: events_after
+SELECT * FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
+
+-- name: events_after_op
+SELECT * FROM events WHERE tenant_id = $1 AND operation_id = $2 AND seq > $3
+ORDER BY seq LIMIT $4
+
+-- name: filter_kind
+AND o.kind = {p}
+
+-- name: filter_created_after
+AND o.created_at >= {p}
+
+-- name: filter_created_before
+AND o.created_at < {p}
+
+-- name: filter_before_number
+AND o.number < {p}

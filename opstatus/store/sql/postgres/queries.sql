@@ -1,0 +1,52 @@
+-- PostgreSQL-only blocks: row locks, SKIP LOCKED claims, arrays, advisory locks.
+
+-- name: op_lock
+SELECT * FROM operations WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+
+-- name: exec_lock
+SELECT * FROM executions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+
+-- name: exec_lock_by_op
+SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2
+ORDER BY id FOR UPDATE
+
+-- name: exec_claim
+SELECT e.*, o.timeout_lease AS lease FROM executions e
+JOIN operations o ON o.id = e.operation_id
+WHERE e.id IN (
+    SELECT id FROM executions
+    WHERE tenant_id = $1 AND target_id = $2 AND state = 'queued'
+    ORDER BY queued_at, id LIMIT $3
+    FOR UPDATE SKIP LOCKED)
+ORDER BY e.queued_at, e.id
+
+-- name: exclusive_lock
+SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))
+
+-- name: exclusive_busy
+SELECT DISTINCT e.target_id FROM executions e JOIN operations o ON o.id = e.operation_id
+WHERE e.tenant_id = $1 AND o.kind = $2 AND o.exclusive AND e.target_id = ANY($3::text[])
+  AND e.state IN ('scheduled', 'queued', 'dispatched', 'acknowledged', 'in_progress')
+
+-- name: op_targets
+SELECT operation_id, target_id FROM executions
+WHERE tenant_id = $1 AND operation_id = ANY($2::text[]) ORDER BY operation_id, target_id
+
+-- name: migrations_lock
+SELECT pg_advisory_xact_lock(7277001)
+
+-- name: filter_ids
+AND o.id = ANY({p}::text[])
+
+-- name: filter_states
+AND o.state = ANY({p}::text[])
+
+-- name: filter_targets
+AND EXISTS (SELECT 1 FROM executions e WHERE e.operation_id = o.id
+            AND e.tenant_id = o.tenant_id AND e.target_id = ANY({p}::text[]))
+
+-- name: filter_group
+AND o.groups ? {p}
+
+-- name: filter_internal
+AND o.internal = {p}

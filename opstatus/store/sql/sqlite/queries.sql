@@ -1,0 +1,51 @@
+-- SQLite-only blocks. Every write runs inside BEGIN IMMEDIATE on the one writer
+-- connection, so plain SELECTs already hold the database's write lock.
+
+-- name: op_lock
+SELECT * FROM operations WHERE tenant_id = $1 AND id = $2
+
+-- name: exec_lock
+SELECT * FROM executions WHERE tenant_id = $1 AND id = $2
+
+-- name: exec_lock_by_op
+SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2 ORDER BY id
+
+-- name: exec_claim
+SELECT e.*, o.timeout_lease AS lease FROM executions e
+JOIN operations o ON o.id = e.operation_id
+WHERE e.tenant_id = $1 AND e.target_id = $2 AND e.state = 'queued'
+ORDER BY e.queued_at, e.id LIMIT $3
+
+-- name: exclusive_lock
+SELECT $1, $2
+
+-- name: exclusive_busy
+SELECT DISTINCT e.target_id FROM executions e JOIN operations o ON o.id = e.operation_id
+WHERE e.tenant_id = $1 AND o.kind = $2 AND o.exclusive
+  AND e.target_id IN (SELECT value FROM json_each($3))
+  AND e.state IN ('scheduled', 'queued', 'dispatched', 'acknowledged', 'in_progress')
+
+-- name: op_targets
+SELECT operation_id, target_id FROM executions
+WHERE tenant_id = $1 AND operation_id IN (SELECT value FROM json_each($2))
+ORDER BY operation_id, target_id
+
+-- name: migrations_lock
+SELECT 1
+
+-- name: filter_ids
+AND o.id IN (SELECT value FROM json_each({p}))
+
+-- name: filter_states
+AND o.state IN (SELECT value FROM json_each({p}))
+
+-- name: filter_targets
+AND EXISTS (SELECT 1 FROM executions e WHERE e.operation_id = o.id
+            AND e.tenant_id = o.tenant_id
+            AND e.target_id IN (SELECT value FROM json_each({p})))
+
+-- name: filter_group
+AND EXISTS (SELECT 1 FROM json_each(o.groups) WHERE value = {p})
+
+-- name: filter_internal
+AND o.internal = {p}

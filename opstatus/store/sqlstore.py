@@ -1,0 +1,468 @@
+"""One implementation of the Store port over any :class:`Driver` (SQLite, PostgreSQL).
+
+The flow of every use case lives here once; the drivers supply connections,
+transactions, value encoding and the dialect's SQL blocks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from opstatus.domain import changes, derive, errors
+from opstatus.domain.records import (
+    Event,
+    Execution,
+    ExecutionUpdate,
+    Group,
+    Operation,
+    OperationQuery,
+    Target,
+    Tenant,
+    evolve,
+)
+from opstatus.store import port, rows
+from opstatus.store.driver import Driver, Duplicate, Row, Tx
+
+_SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version "
+    "(version integer PRIMARY KEY, applied_at text NOT NULL)"
+)
+
+
+class SqlStore(port.Store):
+    """The Store port on a SQL database reached through ``driver``."""
+
+    def __init__(self, driver: Driver) -> None:
+        self._d = driver
+        self._q = driver.queries
+        self._c = driver.codec
+        self.name = driver.name
+
+    async def open(self) -> None:
+        """Connect the driver."""
+        await self._d.open()
+
+    async def close(self) -> None:
+        """Close the driver."""
+        await self._d.close()
+
+    async def migrate(self) -> int:
+        """Apply pending migrations under a lock; return the schema version."""
+        async with self._d.write() as tx:
+            await tx.execute(self._q["migrations_lock"])
+            await tx.script(_SCHEMA_VERSION_TABLE)
+            done = {r["version"] for r in await tx.fetch("SELECT version FROM schema_version")}
+            for version, sql in self._q.migrations:
+                if version not in done:
+                    await tx.script(sql)
+                    await tx.execute(
+                        "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)",
+                        version,
+                        datetime.now(UTC).isoformat(),
+                    )
+        return max((v for v, _ in self._q.migrations), default=0)
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+        async with self._d.read() as tx:
+            await tx.fetch("SELECT 1 AS one")
+
+    # tenants, targets, groups -------------------------------------------------
+    async def create_tenant(self, tenant: Tenant) -> Tenant:
+        """Insert a tenant."""
+        try:
+            async with self._d.write() as tx:
+                await tx.execute(
+                    self._q["tenant_insert"], tenant.id, tenant.name, self._c.ts(tenant.created_at)
+                )
+        except Duplicate:
+            raise errors.Conflict(f"tenant {tenant.id!r} exists") from None
+        return tenant
+
+    async def get_tenant(self, tenant_id: str) -> Tenant:
+        """Read a tenant."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["tenant_get"], tenant_id)
+        if row is None:
+            raise errors.NotFound(f"no tenant {tenant_id!r}")
+        return rows.tenant(row, self._c)
+
+    async def put_target(self, target: Target) -> Target:
+        """Upsert a target."""
+        c = self._c
+        async with self._d.write() as tx:
+            await self._require_tenant(tx, target.tenant)
+            row = await tx.fetchrow(
+                self._q["target_upsert"],
+                target.tenant,
+                target.id,
+                target.name,
+                c.js(dict(target.labels)),
+                c.ts(target.created_at),
+            )
+        assert row is not None
+        return rows.target(row, c)
+
+    async def get_target(self, tenant: str, target_id: str) -> Target:
+        """Read a target."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["target_get"], tenant, target_id)
+        if row is None:
+            raise errors.NotFound(f"no target {target_id!r}")
+        return rows.target(row, self._c)
+
+    async def list_targets(self, tenant: str, *, after: str, limit: int) -> list[Target]:
+        """Targets by id."""
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["target_list"], tenant, after, limit)
+        return [rows.target(r, self._c) for r in found]
+
+    async def put_group(self, group: Group) -> Group:
+        """Upsert a group and replace its members."""
+        async with self._d.write() as tx:
+            await self._require_tenant(tx, group.tenant)
+            row = await tx.fetchrow(
+                self._q["group_upsert"], group.tenant, group.id, group.name,
+                self._c.ts(group.created_at),
+            )  # fmt: skip
+            await tx.execute(self._q["group_members_clear"], group.tenant, group.id)
+            members = list(dict.fromkeys(group.targets))
+            await tx.executemany(
+                self._q["group_member_insert"],
+                [(group.tenant, group.id, t, i) for i, t in enumerate(members)],
+            )
+        assert row is not None
+        return evolve(group, targets=members, created_at=self._c.dt(row["created_at"]))
+
+    async def get_group(self, tenant: str, group_id: str) -> Group:
+        """Read a group and its members."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["group_get"], tenant, group_id)
+            if row is None:
+                raise errors.NotFound(f"no group {group_id!r}")
+            members = await tx.fetch(self._q["group_members"], tenant, group_id)
+        created = self._c.dt(row["created_at"])
+        assert created is not None
+        return Group(
+            tenant=tenant,
+            id=row["id"],
+            name=row["name"],
+            targets=[m["target_id"] for m in members],
+            created_at=created,
+        )
+
+    # operations -----------------------------------------------------------------
+    async def create_operation(
+        self,
+        operation: Operation,
+        executions: Sequence[Execution],
+        *,
+        request_hash: str | None = None,
+    ) -> tuple[Operation, bool]:
+        """Insert the operation, its executions (one bulk write) and its event."""
+        try:
+            return await self._create(operation, executions, request_hash)
+        except Duplicate:
+            # A concurrent request with the same idempotency key won the insert.
+            return await self._create(operation, executions, request_hash)
+
+    async def _create(
+        self, operation: Operation, executions: Sequence[Execution], request_hash: str | None
+    ) -> tuple[Operation, bool]:
+        q, c, tenant = self._q, self._c, operation.tenant
+        async with self._d.write() as tx:
+            await self._require_tenant(tx, tenant)
+            if operation.idempotency_key is not None:
+                found = await tx.fetchrow(q["op_by_idempotency"], tenant, operation.idempotency_key)
+                if found is not None:
+                    if found["request_hash"] != request_hash:
+                        raise errors.IdempotencyMismatch(
+                            f"Idempotency-Key {operation.idempotency_key!r} was used "
+                            "with a different request",
+                            operation_id=found["id"],
+                        )
+                    row = await tx.fetchrow(q["op_get"], tenant, found["id"])
+                    assert row is not None
+                    return rows.operation(row, c), False
+            if operation.exclusive:
+                targets = sorted({e.target for e in executions})
+                await tx.execute(q["exclusive_lock"], tenant, operation.kind)
+                busy = await tx.fetch(q["exclusive_busy"], tenant, operation.kind, c.arr(targets))
+                if busy:
+                    names = sorted(r["target_id"] for r in busy)
+                    raise errors.Locked(
+                        f"{', '.join(names)} already run(s) {operation.kind!r}", targets=names
+                    )
+            created = derive.summarize(operation, executions)
+            await tx.execute(q["op_insert"], *rows.operation_insert_args(created, request_hash, c))
+            await self._d.bulk_insert(
+                tx,
+                "executions",
+                rows.EXECUTION_COLUMNS,
+                [rows.execution_insert_args(e, c) for e in executions],
+            )
+            event = changes.operation_event(created, created.created_at, "operation.created")
+            number = await self._append(tx, tenant, [event], new_operations=1)
+            await tx.execute(q["op_set_number"], tenant, created.id, number)
+        return evolve(created, number=number), True
+
+    async def get_operation(self, tenant: str, operation_id: str) -> Operation:
+        """Read one operation (410 if tombstoned)."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["op_get"], tenant, operation_id)
+            if row is None:
+                await self._missing(tx, "tombstone_get", tenant, operation_id)
+        assert row is not None
+        return rows.operation(row, self._c)
+
+    async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
+        """Read one operation by number."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["op_by_number"], tenant, number)
+            if row is None:
+                await self._missing(tx, "tombstone_by_number", tenant, number)
+        assert row is not None
+        return rows.operation(row, self._c)
+
+    async def latest_operation(self, tenant: str) -> Operation:
+        """The most recent operation."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["op_latest"], tenant)
+        if row is None:
+            raise errors.NotFound("no operation yet")
+        return rows.operation(row, self._c)
+
+    async def list_operations(self, tenant: str, query: OperationQuery) -> list[Operation]:
+        """Filtered, newest first."""
+        q, c = self._q, self._c
+        args: list[Any] = [tenant]
+        parts: list[str] = []
+
+        def where(block: str, value: Any) -> None:
+            args.append(value)
+            parts.append(q[block].format(p=f"${len(args)}"))
+
+        if query.ids:
+            where("filter_ids", c.arr(query.ids))
+        if query.targets:
+            where("filter_targets", c.arr(query.targets))
+        if query.group is not None:
+            where("filter_group", query.group)
+        if query.states:
+            where("filter_states", c.arr([str(s) for s in query.states]))
+        if query.kind is not None:
+            where("filter_kind", query.kind)
+        if query.internal is not None:
+            where("filter_internal", c.flag(query.internal))
+        if query.created_after is not None:
+            where("filter_created_after", c.ts(query.created_after))
+        if query.created_before is not None:
+            where("filter_created_before", c.ts(query.created_before))
+        if query.before_number is not None:
+            where("filter_before_number", query.before_number)
+        sql = q["op_list"].format(
+            filters=" ".join(parts), limit=int(query.limit), offset=int(query.offset)
+        )
+        async with self._d.read() as tx:
+            found = await tx.fetch(sql, *args)
+        return [rows.operation(r, c) for r in found]
+
+    async def operation_targets(
+        self, tenant: str, operation_ids: Sequence[str]
+    ) -> Mapping[str, list[str]]:
+        """Target ids per operation."""
+        result: dict[str, list[str]] = {op_id: [] for op_id in operation_ids}
+        if not operation_ids:
+            return result
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["op_targets"], tenant, self._c.arr(operation_ids))
+        for r in found:
+            result[r["operation_id"]].append(r["target_id"])
+        return result
+
+    async def list_executions(self, tenant: str, operation_id: str) -> list[Execution]:
+        """Executions of one operation."""
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["exec_by_op"], tenant, operation_id)
+            if not found:
+                await self._missing(tx, "tombstone_get", tenant, operation_id)
+        return [rows.execution(r, self._c) for r in found]
+
+    async def get_execution(self, tenant: str, execution_id: str) -> Execution:
+        """One execution."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["exec_get"], tenant, execution_id)
+        if row is None:
+            raise errors.NotFound(f"no execution {execution_id!r}")
+        return rows.execution(row, self._c)
+
+    async def update_execution(
+        self, tenant: str, execution_id: str, update: ExecutionUpdate, now: datetime
+    ) -> Execution:
+        """Apply a report under the execution's row lock."""
+        async with self._d.write() as tx:
+            before = await self._lock_execution(tx, tenant, execution_id)
+            after = changes.apply_update(before, update, now)
+            if after is not before:
+                await self._apply(tx, tenant, [(before, after)], now, reason=update.reason)
+        return after
+
+    async def retry_execution(self, tenant: str, execution_id: str, now: datetime) -> Execution:
+        """Queue a finished-unsuccessfully execution again."""
+        async with self._d.write() as tx:
+            before = await self._lock_execution(tx, tenant, execution_id)
+            after = changes.retry(before, now)
+            await self._apply(tx, tenant, [(before, after)], now, reason="retry")
+        return after
+
+    async def claim(self, tenant: str, target: str, now: datetime, limit: int) -> list[Execution]:
+        """Dispatch the oldest queued executions of ``target``."""
+        async with self._d.write() as tx:
+            found = await tx.fetch(self._q["exec_claim"], tenant, target, limit)
+            pairs = []
+            for r in found:
+                before = rows.execution(r, self._c)
+                pairs.append((before, changes.dispatch(before, now, r["lease"])))
+            if pairs:
+                await self._apply(tx, tenant, pairs, now)
+        return [after for _, after in pairs]
+
+    async def held(self, tenant: str, target: str) -> list[Execution]:
+        """Dispatched, unacknowledged executions of ``target``."""
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["exec_held"], tenant, target)
+        return [rows.execution(r, self._c) for r in found]
+
+    async def cancel_operation(
+        self, tenant: str, operation_id: str, now: datetime, *, force: bool, reason: str | None
+    ) -> Operation:
+        """Cancel what can be cancelled in one transaction."""
+        async with self._d.write() as tx:
+            found = await tx.fetch(self._q["exec_lock_by_op"], tenant, operation_id)
+            if not found:
+                await self._missing(tx, "tombstone_get", tenant, operation_id)
+            pairs = []
+            for r in found:
+                before = rows.execution(r, self._c)
+                after = changes.cancel(before, now, force=force)
+                if after is not None:
+                    pairs.append((before, after))
+            if not pairs:
+                row = await tx.fetchrow(self._q["op_get"], tenant, operation_id)
+                assert row is not None
+                state = row["state"]
+                hint = "" if state in ("succeeded", "failed", "cancelled") else "; use force"
+                raise errors.Conflict(f"nothing to cancel: operation is {state}{hint}", state=state)
+            folded = await self._apply(tx, tenant, pairs, now, reason=reason)
+        return folded[operation_id]
+
+    async def delete_operation(
+        self, tenant: str, operation_id: str, now: datetime, *, reason: str = "deleted"
+    ) -> None:
+        """Delete a terminal operation and leave a tombstone."""
+        q, c = self._q, self._c
+        async with self._d.write() as tx:
+            row = await tx.fetchrow(q["op_lock"], tenant, operation_id)
+            if row is None:
+                await self._missing(tx, "tombstone_get", tenant, operation_id)
+            assert row is not None
+            op = rows.operation(row, c)
+            if not op.state.terminal:
+                raise errors.Conflict(
+                    f"operation is {op.state}; only a finished one can be deleted",
+                    state=str(op.state),
+                )
+            await tx.execute(q["exec_delete_by_op"], tenant, operation_id)
+            await tx.execute(q["op_delete"], tenant, operation_id)
+            await tx.execute(q["tombstone_insert"], tenant, op.id, op.number, reason, c.ts(now))
+            gone = evolve(op, version=op.version + 1, updated_at=now)
+            await self._append(
+                tx, tenant, [changes.operation_event(gone, now, "operation.deleted", reason=reason)]
+            )
+
+    async def events_after(
+        self, tenant: str, after: int, *, limit: int, operation_id: str | None = None
+    ) -> list[Event]:
+        """Events after ``after`` in seq order."""
+        async with self._d.read() as tx:
+            if operation_id is None:
+                found = await tx.fetch(self._q["events_after"], tenant, after, limit)
+            else:
+                found = await tx.fetch(
+                    self._q["events_after_op"], tenant, operation_id, after, limit
+                )
+        return [rows.event(r, self._c) for r in found]
+
+    # helpers ----------------------------------------------------------------------
+    async def _require_tenant(self, tx: Tx, tenant: str) -> None:
+        if await tx.fetchrow(self._q["tenant_get"], tenant) is None:
+            raise errors.NotFound(f"no tenant {tenant!r}")
+
+    async def _missing(self, tx: Tx, block: str, tenant: str, key: Any) -> None:
+        """Raise Gone when a tombstone names ``key``, NotFound otherwise."""
+        tomb = await tx.fetchrow(self._q[block], tenant, key)
+        if tomb is not None:
+            raise errors.Gone(
+                f"operation {tomb['operation_id']} was {tomb['reason']}",
+                operation_id=tomb["operation_id"],
+            )
+        raise errors.NotFound(f"no operation {key!r}")
+
+    async def _lock_execution(self, tx: Tx, tenant: str, execution_id: str) -> Execution:
+        row = await tx.fetchrow(self._q["exec_lock"], tenant, execution_id)
+        if row is None:
+            raise errors.NotFound(f"no execution {execution_id!r}")
+        return rows.execution(row, self._c)
+
+    async def _apply(
+        self,
+        tx: Tx,
+        tenant: str,
+        pairs: Sequence[tuple[Execution, Execution]],
+        now: datetime,
+        **event_data: Any,
+    ) -> dict[str, Operation]:
+        """Write execution changes, fold them into their operations, append events.
+
+        Operation rows are locked in id order, after every execution lock, so two
+        transactions never wait on each other in a cycle.
+        """
+        by_op: dict[str, list[tuple[Execution | None, Execution]]] = defaultdict(list)
+        for before, after in pairs:
+            by_op[after.operation_id].append((before, after))
+        c, q = self._c, self._q
+        folded: dict[str, Operation] = {}
+        events: list[Event] = []
+        for op_id in sorted(by_op):
+            row: Row | None = await tx.fetchrow(q["op_lock"], tenant, op_id)
+            assert row is not None
+            op, op_events = changes.settle(rows.operation(row, c), by_op[op_id], now, **event_data)
+            await tx.execute(q["op_update"], *rows.operation_update_args(op, c))
+            folded[op_id] = op
+            events.extend(op_events)
+        await tx.executemany(
+            q["exec_update"], [rows.execution_update_args(after, c) for _, after in pairs]
+        )
+        await self._append(tx, tenant, events)
+        return folded
+
+    async def _append(
+        self, tx: Tx, tenant: str, events: Sequence[Event], *, new_operations: int = 0
+    ) -> int:
+        """Number and insert ``events``; return the last operation number handed out.
+
+        The tenant row's counters are bumped by the transaction's last statements,
+        so the row lock that orders seqs by commit is held only for the commit.
+        """
+        bumped = await tx.fetchrow(self._q["tenant_bump"], tenant, new_operations, len(events))
+        if bumped is None:
+            raise errors.NotFound(f"no tenant {tenant!r}")
+        first = bumped["event_seq"] - len(events) + 1
+        numbered = [evolve(e, seq=first + i) for i, e in enumerate(events)]
+        await tx.executemany(
+            self._q["event_insert"], [rows.event_insert_args(e, self._c) for e in numbered]
+        )
+        return int(bumped["op_seq"])
