@@ -72,6 +72,10 @@ def apply_update(execution: Execution, update: ExecutionUpdate, now: datetime) -
                 state=str(execution.state),
             )
         return evolve(execution, updated_at=now, version=execution.version + 1, **fields)
+    if update.state is State.DISPATCHED:
+        # Only the inbox dispatches: it is what grants the lease.
+        states.check(execution.state, State.DISPATCHED)
+        raise errors.Invalid("state dispatched is set by reading the inbox", parameter="state")
     if update.state is State.QUEUED and execution.state is State.DISPATCHED:
         return release(execution, now)
     if update.state is State.QUEUED and execution.state is State.SCHEDULED:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from opstatus.domain import errors, ids
+from opstatus.domain import derive, errors, ids
 from opstatus.domain.records import (
     Event,
     Execution,
@@ -172,6 +172,8 @@ class Operations:
                 f"at most {limits.max_targets} targets per operation", parameter="targets"
             )
         now = self.clock()
+        if request.schedule_at is not None and request.schedule_at.tzinfo is None:
+            raise errors.Invalid("schedule_at needs a time zone", parameter="schedule_at")
         scheduled = request.schedule_at is not None and request.schedule_at > now
         initial = State.SCHEDULED if scheduled else State.QUEUED
         op_id = ids.operation_id()
@@ -180,7 +182,8 @@ class Operations:
             parameters=dict(request.parameters), internal=request.internal,
             groups=list(dict.fromkeys(request.groups)), schedule_at=request.schedule_at,
             timeouts=request.timeouts, retries=request.retries, exclusive=request.exclusive,
-            idempotency_key=request.idempotency_key, state=OperationState.QUEUED, counts={},
+            idempotency_key=request.idempotency_key, state=OperationState.QUEUED,
+            counts=derive.empty_counts(),
             progress_sum=0.0, total=0, eta=None, error=None, result=None, created_at=now,
             started_at=None, updated_at=now, completed_at=None, version=1,
         )  # fmt: skip
@@ -236,7 +239,8 @@ class Operations:
         if query.offset < 0:
             raise errors.Invalid("offset must not be negative", parameter="offset")
         if cursor is not None:
-            query = dataclasses.replace(query, before_number=decode_cursor(cursor))
+            # A cursor already marks the position; an offset would skip rows again.
+            query = dataclasses.replace(query, before_number=decode_cursor(cursor), offset=0)
         found = await self.store.list_operations(
             tenant, dataclasses.replace(query, limit=query.limit + 1)
         )
@@ -318,11 +322,18 @@ class Operations:
         )
 
     async def events(
-        self, tenant: str, after: int = 0, *, limit: int = 100, operation_id: str | None = None
+        self,
+        tenant: str,
+        after: int = 0,
+        *,
+        limit: int | None = None,
+        operation_id: str | None = None,
     ) -> list[Event]:
         """Events after ``after`` in commit order (all, or one operation's)."""
         if after < 0:
             raise errors.Invalid("after must not be negative", parameter="after")
+        if limit is None:
+            limit = min(100, self.limits.max_page)
         if not 1 <= limit <= self.limits.max_page:
             raise errors.Invalid(
                 f"limit must be between 1 and {self.limits.max_page}", parameter="limit"

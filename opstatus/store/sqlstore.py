@@ -23,6 +23,7 @@ from opstatus.domain.records import (
     Tenant,
     evolve,
 )
+from opstatus.domain.states import OperationState
 from opstatus.store import port, rows
 from opstatus.store.driver import Driver, Duplicate, Row, Tx
 
@@ -354,7 +355,7 @@ class SqlStore(port.Store):
                 row = await tx.fetchrow(self._q["op_get"], tenant, operation_id)
                 assert row is not None
                 state = row["state"]
-                hint = "" if state in ("succeeded", "failed", "cancelled") else "; use force"
+                hint = "" if OperationState(state).terminal else "; use force"
                 raise errors.Conflict(f"nothing to cancel: operation is {state}{hint}", state=state)
             folded = await self._apply(tx, tenant, pairs, now, reason=reason)
         return folded[operation_id]

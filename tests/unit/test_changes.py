@@ -45,9 +45,7 @@ def test_version_is_checked_before_anything_else(make_execution: MakeExecution) 
 
 def test_matching_expected_version_is_accepted(make_execution: MakeExecution) -> None:
     current = make_execution(state=State.IN_PROGRESS, version=3)
-    after = changes.apply_update(
-        current, ExecutionUpdate(progress=40, expected_version=3), LATER
-    )
+    after = changes.apply_update(current, ExecutionUpdate(progress=40, expected_version=3), LATER)
     assert after.progress == 40.0
     assert after.version == 4
 
@@ -324,9 +322,7 @@ def test_cancel_running_needs_force(make_execution: MakeExecution) -> None:
 
 def test_execution_event(make_execution: MakeExecution) -> None:
     before = make_execution(state=State.IN_PROGRESS, progress=20.0, version=3)
-    after = changes.apply_update(
-        before, ExecutionUpdate(state=State.FAILED, error="boom"), LATER
-    )
+    after = changes.apply_update(before, ExecutionUpdate(state=State.FAILED, error="boom"), LATER)
     event = changes.execution_event(before, after, LATER, reason="agent", actor=None)
     assert event.type == "execution.failed"
     assert event.state == "failed"

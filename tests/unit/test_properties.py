@@ -123,10 +123,10 @@ def updates(draw: st.DrawFn, current: Execution) -> ExecutionUpdate:
     """Mostly plausible reports (a listed next state, in-range progress), some hostile."""
     successors = sorted(states.successors(current.state)) or list(State)
     # Progress reports are what agents send most; the rest of the table is still reachable.
-    report = State.IN_PROGRESS if State.IN_PROGRESS in successors else successors[0]
+    reports = [s for s in (State.ACKNOWLEDGED, State.IN_PROGRESS) if s in successors]
     state = draw(
         st.one_of(
-            st.just(report),
+            st.sampled_from(reports or successors),
             st.sampled_from(successors),
             st.sampled_from(list(State)),
             st.none(),
@@ -209,11 +209,20 @@ def test_random_action_sequences_keep_invariants(data: st.DataObject) -> None:
         snapshot = dataclasses.replace(before)
         after, args = act(data, action, before, now)
 
-        # Refusals change nothing; records are never mutated either way.
+        # Records are never mutated; a refusal leaves the execution (and its version) as it
+        # was and says why.
         assert before == snapshot
         if after is None:
-            if "refused" in args:
-                assert isinstance(args["refused"], errors.OpstatusError)
+            refused = args.get("refused")
+            if isinstance(refused, errors.VersionMismatch):
+                assert refused.current is before
+            if isinstance(refused, errors.Conflict):
+                assert refused.state == before.state.value
+            if action == "cancel" and refused is None:
+                assert before.state.terminal or (
+                    before.state is State.IN_PROGRESS and not args["force"]
+                )
+            assert executions[index].version == before.version
             continue
 
         # (c) every accepted change raises the execution's version.

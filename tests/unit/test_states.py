@@ -140,9 +140,7 @@ def test_allowed_and_check_agree_with_design(
     current: State, new: State, retry: bool, force: bool
 ) -> None:
     via = EXPECTED.get((current.value, new.value))
-    expected = (
-        via is Via.ANYONE or (via is Via.RETRY and retry) or (via is Via.FORCE and force)
-    )
+    expected = via is Via.ANYONE or (via is Via.RETRY and retry) or (via is Via.FORCE and force)
     assert states.allowed(current, new, retry=retry, force=force) is expected
     if expected:
         states.check(current, new, retry=retry, force=force)

@@ -1,0 +1,383 @@
+"""An in-memory Store for fast unit tests of the service layer.
+
+It follows :class:`opstatus.store.sqlstore.SqlStore` method for method: the same
+domain functions decide every change, the same orders and errors come back. One
+``asyncio.Lock`` makes each write atomic, as a transaction does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
+
+from opstatus.domain import changes, derive, errors
+from opstatus.domain.records import (
+    Event,
+    Execution,
+    ExecutionUpdate,
+    Group,
+    Operation,
+    OperationQuery,
+    Target,
+    Tenant,
+    evolve,
+)
+from opstatus.domain.states import State
+from opstatus.store import port
+
+#: The schema version of the SQL stores this one mirrors.
+SCHEMA_VERSION = 1
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+Key = tuple[str, str]  #: (tenant, id)
+_T = TypeVar("_T")
+
+
+def _found(value: _T | None, what: str) -> _T:
+    if value is None:
+        raise errors.NotFound(f"no {what}")
+    return value
+
+
+def _inbox_order(execution: Execution) -> tuple[datetime, str]:
+    return (execution.queued_at or _EPOCH, execution.id)
+
+
+class MemoryStore(port.Store):
+    """The Store port on dictionaries; nothing survives the process."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._tenants: dict[str, Tenant] = {}
+        self._op_seq: dict[str, int] = {}
+        self._event_seq: dict[str, int] = {}
+        self._targets: dict[Key, Target] = {}
+        self._groups: dict[Key, Group] = {}
+        self._ops: dict[Key, Operation] = {}
+        self._hashes: dict[Key, str | None] = {}
+        self._execs: dict[Key, Execution] = {}
+        self._tombstones: dict[Key, tuple[int, str]] = {}  #: (number, reason)
+        self._events: defaultdict[str, list[Event]] = defaultdict(list)
+
+    async def open(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def migrate(self) -> int:
+        """Nothing to migrate; the version of the schema mirrored."""
+        return SCHEMA_VERSION
+
+    async def ping(self) -> None:
+        """Always answers."""
+
+    # tenants, targets, groups -------------------------------------------------
+    async def create_tenant(self, tenant: Tenant) -> Tenant:
+        """Insert a tenant."""
+        async with self._lock:
+            if tenant.id in self._tenants:
+                raise errors.Conflict(f"tenant {tenant.id!r} exists")
+            self._tenants[tenant.id] = tenant
+            self._op_seq[tenant.id] = self._event_seq[tenant.id] = 0
+        return tenant
+
+    async def get_tenant(self, tenant_id: str) -> Tenant:
+        """Read a tenant."""
+        return _found(self._tenants.get(tenant_id), f"tenant {tenant_id!r}")
+
+    async def put_target(self, target: Target) -> Target:
+        """Upsert a target (an update keeps the first ``created_at``)."""
+        async with self._lock:
+            self._require_tenant(target.tenant)
+            key = (target.tenant, target.id)
+            old = self._targets.get(key)
+            if old is not None:
+                target = evolve(target, created_at=old.created_at)
+            self._targets[key] = evolve(target, labels=dict(target.labels))
+        return self._targets[key]
+
+    async def get_target(self, tenant: str, target_id: str) -> Target:
+        """Read a target."""
+        return _found(self._targets.get((tenant, target_id)), f"target {target_id!r}")
+
+    async def list_targets(self, tenant: str, *, after: str, limit: int) -> list[Target]:
+        """Targets by id."""
+        found = [t for (ten, tid), t in self._targets.items() if ten == tenant and tid > after]
+        return sorted(found, key=lambda t: t.id)[:limit]
+
+    async def put_group(self, group: Group) -> Group:
+        """Upsert a group and replace its members (duplicates dropped, order kept)."""
+        async with self._lock:
+            self._require_tenant(group.tenant)
+            key = (group.tenant, group.id)
+            old = self._groups.get(key)
+            created = group.created_at if old is None else old.created_at
+            members = list(dict.fromkeys(group.targets))
+            self._groups[key] = evolve(group, targets=members, created_at=created)
+        return self._groups[key]
+
+    async def get_group(self, tenant: str, group_id: str) -> Group:
+        """Read a group and its members."""
+        return _found(self._groups.get((tenant, group_id)), f"group {group_id!r}")
+
+    # operations -----------------------------------------------------------------
+    async def create_operation(
+        self,
+        operation: Operation,
+        executions: Sequence[Execution],
+        *,
+        request_hash: str | None = None,
+    ) -> tuple[Operation, bool]:
+        """Insert the operation, its executions and its event."""
+        tenant = operation.tenant
+        async with self._lock:
+            self._require_tenant(tenant)
+            if operation.idempotency_key is not None:
+                for key, op in self._ops.items():
+                    if key[0] == tenant and op.idempotency_key == operation.idempotency_key:
+                        if self._hashes[key] != request_hash:
+                            raise errors.IdempotencyMismatch(
+                                f"Idempotency-Key {operation.idempotency_key!r} was used "
+                                "with a different request",
+                                operation_id=op.id,
+                            )
+                        return op, False
+            if operation.exclusive:
+                busy = self._busy(tenant, operation.kind, {e.target for e in executions})
+                if busy:
+                    raise errors.Locked(
+                        f"{', '.join(busy)} already run(s) {operation.kind!r}", targets=busy
+                    )
+            created = derive.summarize(operation, executions)
+            event = changes.operation_event(created, created.created_at, "operation.created")
+            number = self._append(tenant, [event], new_operations=1)
+            created = evolve(created, number=number)
+            key = (tenant, created.id)
+            self._ops[key] = created
+            self._hashes[key] = request_hash
+            for e in executions:
+                self._execs[(tenant, e.id)] = e
+        return created, True
+
+    async def get_operation(self, tenant: str, operation_id: str) -> Operation:
+        """Read one operation (Gone if tombstoned)."""
+        found = self._ops.get((tenant, operation_id))
+        return found if found is not None else self._missing(tenant, operation_id)
+
+    async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
+        """Read one operation by number."""
+        for (ten, _), op in self._ops.items():
+            if ten == tenant and op.number == number:
+                return op
+        for (ten, op_id), (num, reason) in self._tombstones.items():
+            if ten == tenant and num == number:
+                raise errors.Gone(f"operation {op_id} was {reason}", operation_id=op_id)
+        raise errors.NotFound(f"no operation {number!r}")
+
+    async def latest_operation(self, tenant: str) -> Operation:
+        """The most recent operation."""
+        found = [op for (ten, _), op in self._ops.items() if ten == tenant]
+        if not found:
+            raise errors.NotFound("no operation yet")
+        return max(found, key=lambda op: op.number)
+
+    async def list_operations(self, tenant: str, query: OperationQuery) -> list[Operation]:
+        """Filtered, newest first."""
+        q = query
+        states = {str(s) for s in q.states}
+        on_targets: set[str] | None = None
+        if q.targets:
+            wanted = set(q.targets)
+            on_targets = {e.operation_id for e in self._where(tenant, lambda e: e.target in wanted)}
+        found = [
+            op
+            for (ten, _), op in self._ops.items()
+            if ten == tenant
+            and (not q.ids or op.id in q.ids)
+            and (on_targets is None or op.id in on_targets)
+            and (q.group is None or q.group in op.groups)
+            and (not states or op.state in states)
+            and (q.kind is None or op.kind == q.kind)
+            and (q.internal is None or op.internal == q.internal)
+            and (q.created_after is None or op.created_at >= q.created_after)
+            and (q.created_before is None or op.created_at < q.created_before)
+            and (q.before_number is None or op.number < q.before_number)
+        ]
+        found.sort(key=lambda op: op.number, reverse=True)
+        return found[q.offset : q.offset + q.limit]
+
+    async def operation_targets(
+        self, tenant: str, operation_ids: Sequence[str]
+    ) -> Mapping[str, list[str]]:
+        """Target ids per operation, sorted."""
+        result: dict[str, list[str]] = {op_id: [] for op_id in operation_ids}
+        for e in self._where(tenant, lambda e: e.operation_id in result):
+            result[e.operation_id].append(e.target)
+        for targets in result.values():
+            targets.sort()
+        return result
+
+    async def list_executions(self, tenant: str, operation_id: str) -> list[Execution]:
+        """Executions of one operation, by target."""
+        found = self._by_op(tenant, operation_id)
+        if not found:
+            self._missing(tenant, operation_id)
+        return sorted(found, key=lambda e: (e.target, e.id))
+
+    async def get_execution(self, tenant: str, execution_id: str) -> Execution:
+        """One execution."""
+        return _found(self._execs.get((tenant, execution_id)), f"execution {execution_id!r}")
+
+    async def update_execution(
+        self, tenant: str, execution_id: str, update: ExecutionUpdate, now: datetime
+    ) -> Execution:
+        """Apply a report atomically."""
+        async with self._lock:
+            before = await self.get_execution(tenant, execution_id)
+            after = changes.apply_update(before, update, now)
+            if after is not before:
+                self._apply(tenant, [(before, after)], now, reason=update.reason)
+        return after
+
+    async def retry_execution(self, tenant: str, execution_id: str, now: datetime) -> Execution:
+        """Queue a failed or timed-out execution again."""
+        async with self._lock:
+            before = await self.get_execution(tenant, execution_id)
+            after = changes.retry(before, now)
+            self._apply(tenant, [(before, after)], now, reason="retry")
+        return after
+
+    async def claim(self, tenant: str, target: str, now: datetime, limit: int) -> list[Execution]:
+        """Dispatch the oldest queued executions of ``target``."""
+        async with self._lock:
+            queued = sorted(self._of_target(tenant, target, State.QUEUED), key=_inbox_order)
+            pairs = [
+                (e, changes.dispatch(e, now, self._ops[(tenant, e.operation_id)].timeouts.lease))
+                for e in queued[:limit]
+            ]
+            if pairs:
+                self._apply(tenant, pairs, now)
+        return [after for _, after in pairs]
+
+    async def held(self, tenant: str, target: str) -> list[Execution]:
+        """Dispatched, unacknowledged executions of ``target``."""
+        return sorted(self._of_target(tenant, target, State.DISPATCHED), key=_inbox_order)
+
+    async def cancel_operation(
+        self, tenant: str, operation_id: str, now: datetime, *, force: bool, reason: str | None
+    ) -> Operation:
+        """Cancel what can be cancelled, all at once."""
+        async with self._lock:
+            found = sorted(self._by_op(tenant, operation_id), key=lambda e: e.id)
+            if not found:
+                self._missing(tenant, operation_id)
+            pairs = []
+            for before in found:
+                after = changes.cancel(before, now, force=force)
+                if after is not None:
+                    pairs.append((before, after))
+            if not pairs:
+                state = self._ops[(tenant, operation_id)].state
+                hint = "" if state.terminal else "; use force"
+                raise errors.Conflict(
+                    f"nothing to cancel: operation is {state}{hint}", state=str(state)
+                )
+            return self._apply(tenant, pairs, now, reason=reason)[operation_id]
+
+    async def delete_operation(
+        self, tenant: str, operation_id: str, now: datetime, *, reason: str = "deleted"
+    ) -> None:
+        """Delete a terminal operation and leave a tombstone."""
+        async with self._lock:
+            op = await self.get_operation(tenant, operation_id)
+            if not op.state.terminal:
+                raise errors.Conflict(
+                    f"operation is {op.state}; only a finished one can be deleted",
+                    state=str(op.state),
+                )
+            for e in self._by_op(tenant, operation_id):
+                del self._execs[(tenant, e.id)]
+            del self._ops[(tenant, operation_id)]
+            del self._hashes[(tenant, operation_id)]
+            self._tombstones[(tenant, operation_id)] = (op.number, reason)
+            gone = evolve(op, version=op.version + 1, updated_at=now)
+            self._append(
+                tenant, [changes.operation_event(gone, now, "operation.deleted", reason=reason)]
+            )
+
+    async def events_after(
+        self, tenant: str, after: int, *, limit: int, operation_id: str | None = None
+    ) -> list[Event]:
+        """Events after ``after`` in seq order."""
+        found = (e for e in self._events.get(tenant, ()) if e.seq > after)
+        return [e for e in found if operation_id in (None, e.operation_id)][:limit]
+
+    # helpers ----------------------------------------------------------------------
+    def _require_tenant(self, tenant: str) -> None:
+        _found(self._tenants.get(tenant), f"tenant {tenant!r}")
+
+    def _missing(self, tenant: str, operation_id: str) -> NoReturn:
+        """Raise Gone when a tombstone names the operation, NotFound otherwise."""
+        tomb = self._tombstones.get((tenant, operation_id))
+        if tomb is not None:
+            raise errors.Gone(f"operation {operation_id} was {tomb[1]}", operation_id=operation_id)
+        raise errors.NotFound(f"no operation {operation_id!r}")
+
+    def _where(self, tenant: str, test: Callable[[Execution], bool]) -> list[Execution]:
+        return [e for (ten, _), e in self._execs.items() if ten == tenant and test(e)]
+
+    def _by_op(self, tenant: str, operation_id: str) -> list[Execution]:
+        return self._where(tenant, lambda e: e.operation_id == operation_id)
+
+    def _of_target(self, tenant: str, target: str, state: State) -> list[Execution]:
+        return self._where(tenant, lambda e: e.target == target and e.state is state)
+
+    def _busy(self, tenant: str, kind: str, targets: set[str]) -> list[str]:
+        """Targets that run unfinished exclusive work of ``kind``."""
+
+        def busy(e: Execution) -> bool:
+            op = self._ops[(tenant, e.operation_id)]
+            return e.target in targets and not e.state.terminal and op.exclusive and op.kind == kind
+
+        return sorted({e.target for e in self._where(tenant, busy)})
+
+    def _apply(
+        self,
+        tenant: str,
+        pairs: Sequence[tuple[Execution, Execution]],
+        now: datetime,
+        **event_data: Any,
+    ) -> dict[str, Operation]:
+        """Store execution changes, fold them into their operations, append events."""
+        by_op: dict[str, list[tuple[Execution | None, Execution]]] = defaultdict(list)
+        for before, after in pairs:
+            by_op[after.operation_id].append((before, after))
+        folded: dict[str, Operation] = {}
+        events: list[Event] = []
+        for op_id in sorted(by_op):
+            op, op_events = changes.settle(
+                self._ops[(tenant, op_id)], by_op[op_id], now, **event_data
+            )
+            folded[op_id] = op
+            events.extend(op_events)
+        for op_id, op in folded.items():
+            self._ops[(tenant, op_id)] = op
+        for _, after in pairs:
+            self._execs[(tenant, after.id)] = after
+        self._append(tenant, events)
+        return folded
+
+    def _append(self, tenant: str, events: Sequence[Event], *, new_operations: int = 0) -> int:
+        """Number and store ``events``; return the last operation number handed out."""
+        self._require_tenant(tenant)
+        first = self._event_seq[tenant] + 1
+        self._event_seq[tenant] += len(events)
+        self._op_seq[tenant] += new_operations
+        self._events[tenant].extend(evolve(e, seq=first + i) for i, e in enumerate(events))
+        return self._op_seq[tenant]

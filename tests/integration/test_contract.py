@@ -1,0 +1,367 @@
+"""The contract suite: every test runs on a real SQLite file and on real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from opstatus.domain import errors
+from opstatus.domain.records import ExecutionUpdate, Group, OperationQuery, Target, Tenant
+from opstatus.domain.states import OperationState, State
+from opstatus.service.operations import Operations
+from opstatus.service.requests import CreateOperation
+from opstatus.store.port import Store
+from tests.conftest import TENANT, make_store
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def create(ops: Operations, *targets: str, tenant: str = TENANT, **kw: object) -> str:
+    view, created = await ops.create(
+        tenant,
+        CreateOperation(kind=str(kw.pop("kind", "test")), targets=targets, **kw),  # type: ignore[arg-type]
+    )
+    assert created
+    return view.operation.id
+
+
+async def report(ops: Operations, execution_id: str, **kw: object) -> None:
+    await ops.update_execution(TENANT, execution_id, ExecutionUpdate(**kw))  # type: ignore[arg-type]
+
+
+# schema ---------------------------------------------------------------------------
+async def test_migrate_is_idempotent(store: Store, store_url: str) -> None:
+    version = await store.migrate()
+    assert version >= 1
+    again = make_store(store_url)
+    await again.open()
+    try:
+        assert await again.migrate() == version
+    finally:
+        await again.close()
+
+
+async def test_ping(store: Store) -> None:
+    await store.ping()
+
+
+# tenants, targets, groups ----------------------------------------------------------
+async def test_tenants(store: Store) -> None:
+    assert (await store.get_tenant(TENANT)).name == "Acme"
+    with pytest.raises(errors.Conflict):
+        await store.create_tenant(Tenant(id=TENANT, name="again", created_at=NOW))
+    with pytest.raises(errors.NotFound):
+        await store.get_tenant("nobody")
+
+
+async def test_targets_upsert_and_list(store: Store) -> None:
+    await store.put_target(Target(tenant=TENANT, id="b", name="B", labels={}, created_at=NOW))
+    await store.put_target(
+        Target(tenant=TENANT, id="a", name="A", labels={"rack": "1"}, created_at=NOW)
+    )
+    await store.put_target(
+        Target(tenant=TENANT, id="a", name="A2", labels={"rack": "2"}, created_at=NOW)
+    )
+    got = await store.get_target(TENANT, "a")
+    assert (got.name, dict(got.labels)) == ("A2", {"rack": "2"})
+    assert [t.id for t in await store.list_targets(TENANT, after="", limit=10)] == ["a", "b"]
+    assert [t.id for t in await store.list_targets(TENANT, after="a", limit=10)] == ["b"]
+    with pytest.raises(errors.NotFound):
+        await store.get_target("other", "a")
+    with pytest.raises(errors.NotFound):
+        await store.put_target(Target(tenant="nobody", id="a", name="", labels={}, created_at=NOW))
+
+
+async def test_groups_replace_members_in_order(store: Store) -> None:
+    await store.put_group(
+        Group(tenant=TENANT, id="g", name="G", targets=["z", "a"], created_at=NOW)
+    )
+    await store.put_group(
+        Group(tenant=TENANT, id="g", name="G2", targets=["m", "z", "m"], created_at=NOW)
+    )
+    group = await store.get_group(TENANT, "g")
+    assert (group.name, list(group.targets)) == ("G2", ["m", "z"])
+    with pytest.raises(errors.NotFound):
+        await store.get_group("other", "g")
+
+
+# create ---------------------------------------------------------------------------
+async def test_numbers_are_per_tenant(ops: Operations) -> None:
+    a1 = await create(ops, "t1")
+    a2 = await create(ops, "t1")
+    b1 = await create(ops, "t1", tenant="other")
+    assert [(await ops.get(TENANT, i)).operation.number for i in (a1, a2)] == [1, 2]
+    assert (await ops.get("other", b1)).operation.number == 1
+    assert (await ops.get_by_number(TENANT, 2)).operation.id == a2
+
+
+async def test_create_fans_out_with_groups(ops: Operations) -> None:
+    await ops.put_group(TENANT, "cluster", ["n1", "n2", "n3"])
+    op_id = await create(ops, "n3", "n4", groups=["cluster"])
+    view = await ops.get(TENANT, op_id)
+    assert view.targets == ["n1", "n2", "n3", "n4"]
+    assert list(view.operation.groups) == ["cluster"]
+    assert view.operation.counts["queued"] == 4
+    assert view.operation.state is OperationState.QUEUED
+    assert {e.state for e in view.executions or []} == {State.QUEUED}
+
+
+async def test_scheduled_operation(ops: Operations) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    op_id = await create(ops, "t1", schedule_at=later)
+    view = await ops.get(TENANT, op_id)
+    assert view.operation.state is OperationState.SCHEDULED
+    assert view.operation.schedule_at == later
+    assert await ops.claim_inbox(TENANT, "t1") == []
+
+
+async def test_idempotency_key(ops: Operations) -> None:
+    request = CreateOperation(kind="k", targets=["t1"], idempotency_key="key-1")
+    first, created = await ops.create(TENANT, request)
+    again, created_again = await ops.create(TENANT, request)
+    assert created and not created_again
+    assert again.operation.id == first.operation.id
+    with pytest.raises(errors.IdempotencyMismatch):
+        await ops.create(TENANT, CreateOperation(kind="k", targets=["t2"], idempotency_key="key-1"))
+    # The same key in another tenant is another operation.
+    other, created_other = await ops.create("other", request)
+    assert created_other and other.operation.id != first.operation.id
+
+
+async def test_idempotency_key_under_concurrency(store_url: str, store: Store) -> None:
+    stores = [make_store(store_url) for _ in range(4)]
+    for s in stores:
+        await s.open()
+    try:
+        services = [Operations(s) for s in stores]
+        request = CreateOperation(kind="k", targets=["t1"], idempotency_key="same")
+        results = await asyncio.gather(*(svc.create(TENANT, request) for svc in services * 3))
+    finally:
+        for s in stores:
+            await s.close()
+    assert len({view.operation.id for view, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+
+
+async def test_exclusive_kind_is_locked(ops: Operations) -> None:
+    await create(ops, "t1", "t2", kind="firmware", exclusive=True)
+    with pytest.raises(errors.Locked) as caught:
+        await create(ops, "t2", "t3", kind="firmware", exclusive=True)
+    assert caught.value.context["targets"] == ["t2"]
+    await create(ops, "t3", kind="firmware", exclusive=True)
+    await create(ops, "t1", kind="other-kind", exclusive=True)
+
+
+# reads and tenancy ----------------------------------------------------------------
+async def test_other_tenant_sees_nothing(ops: Operations) -> None:
+    op_id = await create(ops, "t1")
+    execution = (await ops.executions(TENANT, op_id))[0]
+    with pytest.raises(errors.NotFound):
+        await ops.get("other", op_id)
+    with pytest.raises(errors.NotFound):
+        await ops.get_execution("other", execution.id)
+    with pytest.raises(errors.NotFound):
+        await ops.update_execution("other", execution.id, ExecutionUpdate(progress=5))
+    with pytest.raises(errors.NotFound):
+        await ops.cancel("other", op_id)
+    assert await ops.claim_inbox("other", "t1") == []
+    assert (await ops.find("other", OperationQuery())).items == []
+    assert await ops.events("other") == []
+
+
+async def test_latest(ops: Operations) -> None:
+    with pytest.raises(errors.NotFound):
+        await ops.latest(TENANT)
+    await create(ops, "t1")
+    second = await create(ops, "t2")
+    assert (await ops.latest(TENANT)).operation.id == second
+
+
+# lifecycle ------------------------------------------------------------------------
+async def test_lifecycle_derives_operation_state(ops: Operations) -> None:
+    op_id = await create(ops, "a", "b")
+    [item_a] = await ops.claim_inbox(TENANT, "a")
+    assert item_a.kind == "test"
+    assert (await ops.get(TENANT, op_id)).operation.state is OperationState.RUNNING
+    await report(ops, item_a.execution.id, state=State.ACKNOWLEDGED)
+    await report(ops, item_a.execution.id, state=State.IN_PROGRESS, progress=50)
+    view = await ops.get(TENANT, op_id)
+    assert view.operation.progress == 25.0
+    await report(ops, item_a.execution.id, state=State.SUCCEEDED, result={"ok": True})
+    [item_b] = await ops.claim_inbox(TENANT, "b")
+    await report(ops, item_b.execution.id, state=State.FAILED, error="disk full")
+    view = await ops.get(TENANT, op_id)
+    op = view.operation
+    assert op.state is OperationState.FAILED
+    assert op.progress == 100.0
+    assert op.completed_at is not None
+    assert op.error == "b: disk full"
+    assert op.counts["succeeded"] == 1 and op.counts["failed"] == 1
+    states = {e.target: e.state for e in view.executions or []}
+    assert states == {"a": State.SUCCEEDED, "b": State.FAILED}
+
+
+async def test_versions_grow_and_mismatch_carries_current(ops: Operations) -> None:
+    op_id = await create(ops, "a")
+    [item] = await ops.claim_inbox(TENANT, "a")
+    assert item.execution.version == 2
+    updated = await ops.update_execution(
+        TENANT, item.execution.id, ExecutionUpdate(progress=10, expected_version=2)
+    )
+    assert updated.version == 3
+    with pytest.raises(errors.VersionMismatch) as caught:
+        await ops.update_execution(
+            TENANT, item.execution.id, ExecutionUpdate(progress=20, expected_version=2)
+        )
+    assert caught.value.current.version == 3
+    assert caught.value.current.progress == 10
+    assert (await ops.get(TENANT, op_id)).operation.version > 1
+
+
+async def test_illegal_transition_is_conflict_with_state(ops: Operations) -> None:
+    await create(ops, "a")
+    [item] = await ops.claim_inbox(TENANT, "a")
+    await report(ops, item.execution.id, state=State.SUCCEEDED)
+    with pytest.raises(errors.Conflict) as caught:
+        await report(ops, item.execution.id, state=State.IN_PROGRESS)
+    assert caught.value.state == "succeeded"
+    with pytest.raises(errors.Invalid):
+        await report(ops, item.execution.id, progress=120)
+
+
+async def test_retry_requeues_failed_execution(ops: Operations) -> None:
+    op_id = await create(ops, "a")
+    [item] = await ops.claim_inbox(TENANT, "a")
+    await report(ops, item.execution.id, state=State.FAILED, error="boom")
+    retried = await ops.retry_execution(TENANT, item.execution.id)
+    assert (retried.state, retried.attempt, retried.error) == (State.QUEUED, 2, None)
+    assert (await ops.get(TENANT, op_id)).operation.state is OperationState.QUEUED
+    [again] = await ops.claim_inbox(TENANT, "a")
+    assert again.execution.id == item.execution.id
+
+
+async def test_inbox_redelivers_until_acknowledged(ops: Operations) -> None:
+    await create(ops, "a")
+    await create(ops, "a")
+    first = await ops.claim_inbox(TENANT, "a", limit=1)
+    assert len(first) == 1
+    assert [i.execution.id for i in await ops.claim_inbox(TENANT, "a", limit=1)] == [
+        first[0].execution.id
+    ]
+    await report(ops, first[0].execution.id, state=State.ACKNOWLEDGED)
+    second = await ops.claim_inbox(TENANT, "a", limit=5)
+    assert len(second) == 1 and second[0].execution.id != first[0].execution.id
+    assert first[0].execution.lease_expires_at is not None
+
+
+async def test_claim_takes_oldest_first(store: Store, ops: Operations) -> None:
+    ids = [await create(ops, "a") for _ in range(3)]
+    claimed = await store.claim(TENANT, "a", datetime.now(UTC), 2)
+    assert [e.operation_id for e in claimed] == ids[:2]
+    assert all(e.state is State.DISPATCHED for e in claimed)
+
+
+# cancel and delete ----------------------------------------------------------------
+async def test_cancel_queued_and_force_running(ops: Operations) -> None:
+    op_id = await create(ops, "a", "b")
+    [item] = await ops.claim_inbox(TENANT, "a")
+    await report(ops, item.execution.id, state=State.IN_PROGRESS)
+    view = await ops.cancel(TENANT, op_id, reason="changed my mind")
+    states = {e.target: e.state for e in view.executions or []}
+    assert states == {"a": State.IN_PROGRESS, "b": State.CANCELLED}
+    with pytest.raises(errors.Conflict) as caught:
+        await ops.cancel(TENANT, op_id)
+    assert caught.value.state == "running"
+    view = await ops.cancel(TENANT, op_id, force=True)
+    assert view.operation.state is OperationState.CANCELLED
+    with pytest.raises(errors.Conflict) as caught:
+        await report(ops, item.execution.id, state=State.SUCCEEDED)
+    assert caught.value.state == "cancelled"
+
+
+async def test_delete_leaves_tombstone(ops: Operations) -> None:
+    op_id = await create(ops, "a")
+    with pytest.raises(errors.Conflict):
+        await ops.delete(TENANT, op_id)
+    await ops.cancel(TENANT, op_id)
+    await ops.delete(TENANT, op_id)
+    with pytest.raises(errors.Gone):
+        await ops.get(TENANT, op_id)
+    with pytest.raises(errors.Gone):
+        await ops.get_by_number(TENANT, 1)
+    with pytest.raises(errors.Gone):
+        await ops.executions(TENANT, op_id)
+    with pytest.raises(errors.NotFound):
+        await ops.get(TENANT, "op_never")
+    with pytest.raises(errors.NotFound):
+        await ops.get("other", op_id)
+    assert (await ops.events(TENANT))[-1].type == "operation.deleted"
+
+
+# lists ----------------------------------------------------------------------------
+async def test_list_filters(ops: Operations, store: Store) -> None:
+    await ops.put_group(TENANT, "g", ["a"])
+    first = await create(ops, "a", groups=["g"], kind="scan")
+    second = await create(ops, "b", kind="scan", internal=True)
+    third = await create(ops, "c", kind="update")
+    await ops.cancel(TENANT, third)
+
+    async def ids(**kw: object) -> list[str]:
+        page = await ops.find(TENANT, OperationQuery(**kw))  # type: ignore[arg-type]
+        return [v.operation.id for v in page.items]
+
+    assert await ids() == [third, second, first]
+    assert await ids(ids=[first, third]) == [third, first]
+    assert await ids(targets=["b", "c"]) == [third, second]
+    assert await ids(group="g") == [first]
+    assert await ids(states=[OperationState.CANCELLED]) == [third]
+    assert await ids(states=[OperationState.QUEUED, OperationState.CANCELLED]) == [
+        third, second, first,
+    ]  # fmt: skip
+    assert await ids(kind="scan") == [second, first]
+    assert await ids(internal=True) == [second]
+    assert await ids(internal=False) == [third, first]
+    created = (await ops.get(TENANT, second)).operation.created_at
+    assert await ids(created_after=created) == [third, second]
+    assert await ids(created_before=created) == [first]
+    assert await ids(limit=1, offset=1) == [second]
+    page = await ops.find(TENANT, OperationQuery())
+    assert [list(v.targets) for v in page.items] == [["c"], ["b"], ["a"]]
+
+
+async def test_cursor_pagination(ops: Operations) -> None:
+    made = [await create(ops, f"t{i}") for i in range(7)]
+    seen, cursor = [], None
+    while True:
+        page = await ops.find(TENANT, OperationQuery(limit=3), cursor)
+        seen.extend(v.operation.id for v in page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == list(reversed(made))
+
+
+# events ---------------------------------------------------------------------------
+async def test_events_follow_every_change_in_order(ops: Operations) -> None:
+    op_id = await create(ops, "a")
+    [item] = await ops.claim_inbox(TENANT, "a")
+    await report(ops, item.execution.id, state=State.IN_PROGRESS, progress=40, reason="half")
+    await report(ops, item.execution.id, state=State.SUCCEEDED)
+    await create(ops, "z", tenant="other")
+    events = await ops.events(TENANT)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert [e.type for e in events] == [
+        "operation.created",
+        "execution.dispatched",
+        "operation.running",
+        "execution.in_progress",
+        "execution.succeeded",
+        "operation.succeeded",
+    ]
+    assert events[3].data["reason"] == "half" and events[3].progress == 40
+    assert [e.seq for e in await ops.events(TENANT, after=4)] == [5, 6]
+    assert len(await ops.events(TENANT, limit=2)) == 2
+    assert [e.seq for e in await ops.events(TENANT, operation_id=op_id, after=5)] == [6]
+    assert [e.seq for e in await ops.events("other")] == [1]
