@@ -27,7 +27,7 @@ run: $(STAMP)  ## install and start the service on ./opstatus.db (SQLite)
 	$(BIN)/opstatus serve
 
 test: $(DEVSTAMP)  ## the whole suite; PostgreSQL tests skip unless reachable (required in CI)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov=opstatus --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check opstatus tests

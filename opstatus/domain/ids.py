@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 
+#: tenant ids: lowercase letters, digits, '-' and '_', 1 to 63 characters
+TENANT_SLUG = re.compile(r"[a-z0-9_-]{1,63}")
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
 

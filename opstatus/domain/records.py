@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from opstatus.domain.roles import Role
 from opstatus.domain.states import OperationState, State
 
 JSON = Any
@@ -169,3 +170,16 @@ class Page:
 
     items: Sequence[Any]
     next_cursor: str | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ApiKey:
+    """A credential of one tenant; only a hash of its secret is ever stored."""
+
+    id: str
+    tenant: str
+    name: str
+    role: Role
+    targets: Sequence[str]  #: for agent keys: the only targets it reaches
+    created_at: datetime
+    revoked_at: datetime | None = None

@@ -107,7 +107,10 @@ class Operations:
     # tenants, targets, groups -------------------------------------------------
     async def create_tenant(self, tenant_id: str, name: str | None = None) -> Tenant:
         """Create a tenant (the id is a slug)."""
-        _check_id(tenant_id, "tenant", self.limits.max_id_length)
+        if not ids.TENANT_SLUG.fullmatch(tenant_id):
+            raise errors.Invalid(
+                "tenant ids are 1-63 lowercase letters, digits, '-' or '_'", parameter="tenant"
+            )
         return await self.store.create_tenant(
             Tenant(id=tenant_id, name=name or tenant_id, created_at=self.clock())
         )

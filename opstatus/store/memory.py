@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 from opstatus.domain import changes, derive, errors
 from opstatus.domain.records import (
+    ApiKey,
     Event,
     Execution,
     ExecutionUpdate,
@@ -29,7 +30,7 @@ from opstatus.domain.states import State
 from opstatus.store import port
 
 #: The schema version of the SQL stores this one mirrors.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 Key = tuple[str, str]  #: (tenant, id)
@@ -63,6 +64,8 @@ class MemoryStore(port.Store):
         self._execs: dict[Key, Execution] = {}
         self._tombstones: dict[Key, tuple[int, str]] = {}  #: (number, reason)
         self._events: defaultdict[str, list[Event]] = defaultdict(list)
+        self._keys: dict[str, tuple[ApiKey, str]] = {}  #: id -> (key, secret hash)
+        self._tokens: dict[str, tuple[str, datetime]] = {}  #: hash -> (key id, expiry)
 
     async def open(self) -> None:
         """Nothing to connect."""
@@ -381,3 +384,64 @@ class MemoryStore(port.Store):
         self._op_seq[tenant] += new_operations
         self._events[tenant].extend(evolve(e, seq=first + i) for i, e in enumerate(events))
         return self._op_seq[tenant]
+
+    # credentials --------------------------------------------------------------------
+    async def any_tenant(self) -> bool:
+        """Whether a tenant exists."""
+        return bool(self._tenants)
+
+    async def create_key(self, key: ApiKey, secret_hash: str) -> ApiKey:
+        """Store a key."""
+        async with self._lock:
+            self._require_tenant(key.tenant)
+            if any(h == secret_hash for _, h in self._keys.values()):
+                raise errors.Conflict("a key with this secret exists")
+            self._keys[key.id] = (key, secret_hash)
+        return key
+
+    async def key_by_secret_hash(self, secret_hash: str) -> tuple[ApiKey, str] | None:
+        """Active key by hash."""
+        for key, stored in self._keys.values():
+            if stored == secret_hash and key.revoked_at is None:
+                return key, stored
+        return None
+
+    async def key_by_id(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """Active key by id."""
+        found = self._keys.get(key_id)
+        return found if found is not None and found[0].revoked_at is None else None
+
+    async def list_keys(self, tenant: str) -> list[ApiKey]:
+        """Keys of a tenant by id."""
+        return sorted((k for k, _ in self._keys.values() if k.tenant == tenant), key=_by_id)
+
+    async def revoke_key(self, tenant: str, key_id: str, now: datetime) -> ApiKey:
+        """Revoke."""
+        async with self._lock:
+            found = self._keys.get(key_id)
+            if found is None or found[0].tenant != tenant or found[0].revoked_at is not None:
+                raise errors.NotFound(f"no active key {key_id!r}")
+            revoked = evolve(found[0], revoked_at=now)
+            self._keys[key_id] = (revoked, found[1])
+        return revoked
+
+    async def create_token(
+        self, token_hash: str, key_id: str, expires_at: datetime, now: datetime
+    ) -> None:
+        """Store a token hash."""
+        async with self._lock:
+            for stale in [h for h, (k, exp) in self._tokens.items() if k == key_id and exp <= now]:
+                del self._tokens[stale]
+            self._tokens[token_hash] = (key_id, expires_at)
+
+    async def key_by_token(self, token_hash: str, now: datetime) -> ApiKey | None:
+        """Key behind a live token."""
+        found = self._tokens.get(token_hash)
+        if found is None or found[1] <= now:
+            return None
+        entry = await self.key_by_id(found[0])
+        return None if entry is None else entry[0]
+
+
+def _by_id(key: ApiKey) -> str:
+    return key.id

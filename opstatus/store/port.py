@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from opstatus.domain.records import (
+    ApiKey,
     Event,
     Execution,
     ExecutionUpdate,
@@ -161,3 +162,38 @@ class Store(abc.ABC):
         self, tenant: str, after: int, *, limit: int, operation_id: str | None = None
     ) -> list[Event]:
         """Events with ``seq > after`` in commit order."""
+
+    # credentials --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def any_tenant(self) -> bool:
+        """True once the database holds a tenant (bootstrap runs only before)."""
+
+    @abc.abstractmethod
+    async def create_key(self, key: ApiKey, secret_hash: str) -> ApiKey:
+        """Store a key with the hash of its secret; NotFound without the tenant."""
+
+    @abc.abstractmethod
+    async def key_by_secret_hash(self, secret_hash: str) -> tuple[ApiKey, str] | None:
+        """The active key whose secret hashes to ``secret_hash``, with that hash."""
+
+    @abc.abstractmethod
+    async def key_by_id(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """An active key and its stored hash, by id (for Basic credentials)."""
+
+    @abc.abstractmethod
+    async def list_keys(self, tenant: str) -> list[ApiKey]:
+        """Every key of the tenant, revoked ones included, by id."""
+
+    @abc.abstractmethod
+    async def revoke_key(self, tenant: str, key_id: str, now: datetime) -> ApiKey:
+        """Revoke a key (and so its tokens) at once; NotFound if absent or revoked."""
+
+    @abc.abstractmethod
+    async def create_token(
+        self, token_hash: str, key_id: str, expires_at: datetime, now: datetime
+    ) -> None:
+        """Store a bearer token's hash (dropping the key's expired ones)."""
+
+    @abc.abstractmethod
+    async def key_by_token(self, token_hash: str, now: datetime) -> ApiKey | None:
+        """The active key behind an unexpired token."""

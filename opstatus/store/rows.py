@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from opstatus.domain.records import Event, Execution, Operation, Target, Tenant, Timeouts
+from opstatus.domain.records import ApiKey, Event, Execution, Operation, Target, Tenant, Timeouts
+from opstatus.domain.roles import Role
 from opstatus.domain.states import OperationState, State
 from opstatus.store.driver import Codec, Row
 
@@ -154,3 +155,16 @@ def event_insert_args(ev: Event, c: Codec) -> list[Any]:
         ev.tenant, ev.seq, ev.type, ev.operation_id, ev.execution_id, ev.target, ev.state,
         ev.progress, c.js(dict(ev.data)), c.ts(ev.created_at),
     ]  # fmt: skip
+
+
+def api_key(row: Row, c: Codec) -> ApiKey:
+    """An api_keys row."""
+    return ApiKey(
+        id=row["id"],
+        tenant=row["tenant_id"],
+        name=row["name"],
+        role=Role(row["role"]),
+        targets=c.unjs(row["targets"]),
+        created_at=_req(c.dt(row["created_at"])),
+        revoked_at=c.dt(row["revoked_at"]),
+    )

@@ -13,6 +13,7 @@ from typing import Any
 
 from opstatus.domain import changes, derive, errors
 from opstatus.domain.records import (
+    ApiKey,
     Event,
     Execution,
     ExecutionUpdate,
@@ -396,6 +397,68 @@ class SqlStore(port.Store):
                     self._q["events_after_op"], tenant, operation_id, after, limit
                 )
         return [rows.event(r, self._c) for r in found]
+
+    # credentials --------------------------------------------------------------------
+    async def any_tenant(self) -> bool:
+        """Whether a tenant exists."""
+        async with self._d.read() as tx:
+            return await tx.fetchrow(self._q["tenant_any"]) is not None
+
+    async def create_key(self, key: ApiKey, secret_hash: str) -> ApiKey:
+        """Insert a key."""
+        c = self._c
+        try:
+            async with self._d.write() as tx:
+                await self._require_tenant(tx, key.tenant)
+                await tx.execute(
+                    self._q["key_insert"], key.id, key.tenant, key.name, str(key.role),
+                    c.js(list(key.targets)), secret_hash, c.ts(key.created_at),
+                )  # fmt: skip
+        except Duplicate:
+            raise errors.Conflict("a key with this secret exists") from None
+        return key
+
+    async def key_by_secret_hash(self, secret_hash: str) -> tuple[ApiKey, str] | None:
+        """Active key by secret hash."""
+        return await self._key_row("key_by_hash", secret_hash)
+
+    async def key_by_id(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """Active key by id."""
+        return await self._key_row("key_by_id", key_id)
+
+    async def _key_row(self, block: str, value: str) -> tuple[ApiKey, str] | None:
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q[block], value)
+        return None if row is None else (rows.api_key(row, self._c), row["secret_hash"])
+
+    async def list_keys(self, tenant: str) -> list[ApiKey]:
+        """All keys of a tenant."""
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["key_list"], tenant)
+        return [rows.api_key(r, self._c) for r in found]
+
+    async def revoke_key(self, tenant: str, key_id: str, now: datetime) -> ApiKey:
+        """Mark a key revoked."""
+        async with self._d.write() as tx:
+            row = await tx.fetchrow(self._q["key_get"], tenant, key_id)
+            if row is None or row["revoked_at"] is not None:
+                raise errors.NotFound(f"no active key {key_id!r}")
+            await tx.execute(self._q["key_revoke"], tenant, key_id, self._c.ts(now))
+        return evolve(rows.api_key(row, self._c), revoked_at=now)
+
+    async def create_token(
+        self, token_hash: str, key_id: str, expires_at: datetime, now: datetime
+    ) -> None:
+        """Insert a token hash."""
+        async with self._d.write() as tx:
+            await tx.execute(self._q["token_purge"], key_id, self._c.ts(now))
+            await tx.execute(self._q["token_insert"], token_hash, key_id, self._c.ts(expires_at))
+
+    async def key_by_token(self, token_hash: str, now: datetime) -> ApiKey | None:
+        """Key behind a live token."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["key_by_token"], token_hash, self._c.ts(now))
+        return None if row is None else rows.api_key(row, self._c)
 
     # helpers ----------------------------------------------------------------------
     async def _require_tenant(self, tx: Tx, tenant: str) -> None:

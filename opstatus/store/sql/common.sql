@@ -138,3 +138,35 @@ AND o.created_at < {p}
 
 -- name: filter_before_number
 AND o.number < {p}
+
+-- name: tenant_any
+SELECT id FROM tenants LIMIT 1
+
+-- name: key_insert
+INSERT INTO api_keys (id, tenant_id, name, role, targets, secret_hash, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+
+-- name: key_by_hash
+SELECT * FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL
+
+-- name: key_by_id
+SELECT * FROM api_keys WHERE id = $1 AND revoked_at IS NULL
+
+-- name: key_get
+SELECT * FROM api_keys WHERE tenant_id = $1 AND id = $2
+
+-- name: key_list
+SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY id
+
+-- name: key_revoke
+UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
+
+-- name: token_insert
+INSERT INTO tokens (token_hash, key_id, expires_at) VALUES ($1, $2, $3)
+
+-- name: token_purge
+DELETE FROM tokens WHERE key_id = $1 AND expires_at <= $2
+
+-- name: key_by_token
+SELECT k.* FROM tokens t JOIN api_keys k ON k.id = t.key_id
+WHERE t.token_hash = $1 AND t.expires_at > $2 AND k.revoked_at IS NULL

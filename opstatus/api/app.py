@@ -1,0 +1,86 @@
+"""The app factory: the one place that builds the store and the service.
+
+Nothing here is module-level state: every call to :func:`create_app` makes its
+own store and service and keeps them on ``app.state``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from opstatus.service.operations import Operations
+from opstatus.settings import Settings
+from opstatus.store.urls import open_store
+
+#: longest /readyz waits for the database before it answers 503
+READY_TIMEOUT = 5.0
+
+
+class JSONResponse(Response):
+    """JSON encoded by msgspec."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        """Encode ``content`` (any msgspec-encodable value)."""
+        return msgspec.json.encode(content)
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers HTTP."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: the database answers a trivial query."""
+    try:
+        await asyncio.wait_for(request.app.state.store.ping(), READY_TIMEOUT)
+    except Exception as exc:  # any failure means "not ready"; say which
+        detail = str(exc) or type(exc).__name__
+        return JSONResponse({"status": "unavailable", "detail": detail}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the ASGI app: store and service from ``settings`` (default: the environment).
+
+    The store is opened and migrated when the app starts and closed when it
+    stops (ASGI lifespan).
+    """
+    settings = settings or Settings.from_env()
+    store = open_store(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        pool_size=settings.pool_size,
+    )
+    operations = Operations(store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        try:
+            await store.migrate()
+            yield
+        finally:
+            await store.close()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.operations = operations
+    return app

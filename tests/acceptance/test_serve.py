@@ -1,0 +1,170 @@
+"""The real ``opstatus`` command in a subprocess: serve over real HTTP, db upgrade, admin."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+START_DEADLINE = 20.0
+STOP_DEADLINE = 10.0
+
+
+def opstatus_command() -> list[str]:
+    """The installed console script, else the module (same code either way)."""
+    script = Path(sys.executable).with_name("opstatus")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "opstatus.cli"]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``opstatus ARGS`` to completion and capture its output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSTATUS_")}
+    env["COLUMNS"] = "200"  # help text unwrapped
+    return subprocess.run(
+        [*opstatus_command(), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_healthy(client: httpx.Client, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll /healthz until it answers 200; fail with the server's log otherwise."""
+    deadline = time.monotonic() + START_DEADLINE
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"opstatus serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if client.get("/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"opstatus serve not healthy within {START_DEADLINE}s:\n{log.read_text()}")
+
+
+def serve(args: Sequence[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Start ``opstatus serve ARGS`` with its output going to ``log``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSTATUS_")}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*opstatus_command(), "serve", *args],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_serve_answers_health_and_readiness_then_stops_cleanly(
+    store_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    args = ["--host", "127.0.0.1", "--port", str(port), "--database", store_url]
+    proc = serve(args, tmp_path, log)
+    with proc:
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+                wait_healthy(client, proc, log)
+                health = client.get("/healthz")
+                assert health.json() == {"status": "ok"}
+                assert health.headers["content-type"] == "application/json"
+                ready = client.get("/readyz")
+                assert ready.status_code == 200, ready.text
+                assert ready.json() == {"status": "ready"}
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=STOP_DEADLINE) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert "Application shutdown complete" in log.read_text()
+
+
+def test_db_upgrade_migrates_and_is_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/opstatus.db"
+    first = run_cli("db", "upgrade", "--database", url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("schema version ")
+    assert int(first.stdout.split()[-1]) >= 1
+    again = run_cli("db", "upgrade", "--database", url, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+    assert (tmp_path / "opstatus.db").exists()
+
+
+def test_db_upgrade_defaults_to_opstatus_db_in_the_working_directory(tmp_path: Path) -> None:
+    result = run_cli("db", "upgrade", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "opstatus.db").exists()
+
+
+def test_admin_tenant_create_prints_one_json_object(store_url: str, tmp_path: Path) -> None:
+    result = run_cli(
+        "admin", "tenant", "create", "acme", "--name", "Acme Corp",
+        "--database", store_url, "--output", "json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    made = json.loads(result.stdout)
+    assert made["id"] == "acme"
+    assert made["name"] == "Acme Corp"
+    assert made["created_at"].endswith("Z")
+    assert set(made) == {"id", "name", "created_at"}
+
+    again = run_cli("admin", "tenant", "create", "acme", "--database", store_url, cwd=tmp_path)
+    assert again.returncode == 1
+    assert "acme" in again.stderr
+
+
+def test_admin_tenant_create_text_output(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/opstatus.db"
+    result = run_cli("admin", "tenant", "create", "beta-2", "--database", url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("created tenant beta-2 (beta-2) at ")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param("Acme", id="uppercase"),
+        pytest.param("a b", id="space"),
+        pytest.param("acme!", id="punctuation"),
+        pytest.param("", id="empty"),
+        pytest.param("x" * 64, id="64-chars"),
+    ],
+)
+def test_admin_tenant_create_rejects_a_non_slug_with_exit_2(bad: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/opstatus.db"
+    result = run_cli("admin", "tenant", "create", bad, "--database", url, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "slug" in result.stderr
+    assert not (tmp_path / "opstatus.db").exists()
+
+
+def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
+    for command in (["serve"], ["db", "upgrade"], ["admin", "tenant", "create"]):
+        result = run_cli(*command, "--help", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert f"Example: opstatus {' '.join(command)}" in result.stdout

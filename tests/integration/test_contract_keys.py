@@ -1,0 +1,63 @@
+"""Credentials in the contract suite: hashes only, revocation at once, tenant walls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from opstatus.domain import errors
+from opstatus.domain.records import ApiKey
+from opstatus.domain.roles import Role
+from opstatus.store.port import Store
+from tests.conftest import TENANT
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def key(key_id: str, tenant: str = TENANT, role: Role = Role.AGENT) -> ApiKey:
+    return ApiKey(id=key_id, tenant=tenant, name=key_id, role=role, targets=["t1"], created_at=NOW)
+
+
+async def test_keys_by_hash_and_id(store: Store) -> None:
+    assert await store.any_tenant()
+    await store.create_key(key("k1"), "hash-1")
+    found = await store.key_by_secret_hash("hash-1")
+    assert found is not None
+    assert (found[0].id, found[0].role, list(found[0].targets), found[1]) == (
+        "k1", Role.AGENT, ["t1"], "hash-1",
+    )  # fmt: skip
+    assert (await store.key_by_id("k1")) == found
+    assert await store.key_by_secret_hash("nope") is None
+    with pytest.raises(errors.Conflict):
+        await store.create_key(key("k2"), "hash-1")
+    with pytest.raises(errors.NotFound):
+        await store.create_key(key("k3", tenant="nobody"), "hash-3")
+
+
+async def test_revoke_is_immediate_and_tenant_scoped(store: Store) -> None:
+    await store.create_key(key("k1"), "hash-1")
+    await store.create_token("tok-1", "k1", NOW + timedelta(minutes=5), NOW)
+    assert (await store.key_by_token("tok-1", NOW)) is not None
+    with pytest.raises(errors.NotFound):
+        await store.revoke_key("other", "k1", NOW)
+    revoked = await store.revoke_key(TENANT, "k1", NOW)
+    assert revoked.revoked_at == NOW
+    assert await store.key_by_secret_hash("hash-1") is None
+    assert await store.key_by_id("k1") is None
+    assert await store.key_by_token("tok-1", NOW) is None
+    with pytest.raises(errors.NotFound):
+        await store.revoke_key(TENANT, "k1", NOW)
+    [listed] = await store.list_keys(TENANT)
+    assert listed.revoked_at == NOW
+    assert await store.list_keys("other") == []
+
+
+async def test_tokens_expire(store: Store) -> None:
+    await store.create_key(key("k1"), "hash-1")
+    await store.create_token("tok-1", "k1", NOW + timedelta(seconds=60), NOW)
+    assert await store.key_by_token("tok-1", NOW + timedelta(seconds=59)) is not None
+    assert await store.key_by_token("tok-1", NOW + timedelta(seconds=60)) is None
+    # Issuing a new token drops the key's expired ones.
+    await store.create_token("tok-2", "k1", NOW + timedelta(hours=1), NOW + timedelta(hours=1))
+    assert await store.key_by_token("tok-1", NOW) is None
