@@ -24,6 +24,14 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     #: most PostgreSQL connections one process holds
     pool_size: int = 10
+    #: requests per credential, ``limits`` notation (``"100/second"``); ``None``: unlimited
+    rate_limit: str | None = "100/second"
+    #: largest request body in bytes (413 beyond)
+    max_body: int = 1 << 20
+    #: lifetime of bearer tokens from ``POST /v1/auth/token``, seconds
+    token_ttl: float = 900.0
+    #: on an empty database: tenant ``default`` with an admin key of this secret
+    bootstrap_admin_key: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -46,8 +54,33 @@ class Settings:
         # The PostgreSQL pool keeps two connections warm, so fewer cannot work.
         if pool_size < 2:
             raise SettingsError(f"OPSTATUS_POOL_SIZE must be an integer >= 2, not {raw_pool!r}")
+        rate_limit: str | None = env.get("OPSTATUS_RATE_LIMIT", "100/second").strip()
+        if rate_limit in ("", "off", "none", "0"):
+            rate_limit = None
+        else:
+            from limits import parse
+
+            try:
+                parse(rate_limit or "")
+            except ValueError:
+                raise SettingsError(
+                    f"OPSTATUS_RATE_LIMIT must look like 100/second or off, not {rate_limit!r}"
+                ) from None
         return cls(
             database_url=env.get("OPSTATUS_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
             sqlite_synchronous=synchronous,
             pool_size=pool_size,
+            rate_limit=rate_limit,
+            max_body=_positive_int(env, "OPSTATUS_MAX_BODY_BYTES", 1 << 20),
+            token_ttl=float(_positive_int(env, "OPSTATUS_TOKEN_TTL", 900)),
+            bootstrap_admin_key=env.get("OPSTATUS_BOOTSTRAP_ADMIN_KEY") or None,
         )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"{name} must be a positive integer, not {raw!r}")
+    return int(raw)

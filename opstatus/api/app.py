@@ -13,13 +13,29 @@ from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from opstatus.api import problems
+from opstatus.api.endpoint import Api, Endpoint, starlette_route
+from opstatus.api.ratelimit import RateLimiter
+from opstatus.api.routes import directory, events, executions, keys, operations
+from opstatus.service.credentials import Credentials
+from opstatus.service.notifier import Notifier
 from opstatus.service.operations import Operations
 from opstatus.settings import Settings
 from opstatus.store.urls import open_store
+
+#: every canonical endpoint, in matching order (``latest`` before ``{id}``)
+ENDPOINTS: tuple[Endpoint, ...] = (
+    *operations.router.endpoints,
+    *executions.router.endpoints,
+    *events.router.endpoints,
+    *directory.router.endpoints,
+    *keys.router.endpoints,
+)
 
 #: longest /readyz waits for the database before it answers 503
 READY_TIMEOUT = 5.0
@@ -62,25 +78,43 @@ def create_app(settings: Settings | None = None) -> Starlette:
         sqlite_synchronous=settings.sqlite_synchronous,
         pool_size=settings.pool_size,
     )
-    operations = Operations(store)
+    notifier = Notifier()
+    operations = Operations(store, notifier)
+    credentials = Credentials(store, token_ttl=settings.token_ttl)
+    api = Api(
+        operations=operations,
+        credentials=credentials,
+        limiter=RateLimiter(settings.rate_limit),
+        notifier=notifier,
+        max_body=settings.max_body,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
         try:
             await store.migrate()
+            if settings.bootstrap_admin_key:
+                await credentials.bootstrap(settings.bootstrap_admin_key)
             yield
         finally:
             await store.close()
 
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *(starlette_route(ep) for ep in ENDPOINTS),
+    ]
     app = Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ],
+        routes=routes,
         lifespan=lifespan,
+        exception_handlers={
+            HTTPException: problems.http_exception,
+            Exception: problems.unexpected,
+        },
     )
     app.state.settings = settings
     app.state.store = store
     app.state.operations = operations
+    app.state.api = api
     return app

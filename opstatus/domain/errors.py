@@ -79,3 +79,27 @@ class Unauthorized(OpstatusError):
     """Credentials are missing or invalid."""
 
     code = "unauthorized"
+
+
+class RateLimited(OpstatusError):
+    """Too many requests; slow down."""
+
+    code = "rate_limited"
+
+
+class TooLarge(OpstatusError):
+    """The request body is too large."""
+
+    code = "too_large"
+
+
+class UnsupportedMediaType(OpstatusError):
+    """The request body must be JSON."""
+
+    code = "unsupported_media_type"
+
+
+class PreconditionFailed(VersionMismatch):
+    """The execution changed since the version named in If-Match."""
+
+    code = "precondition_failed"

@@ -254,6 +254,19 @@ class Operations:
         next_cursor = encode_cursor(found[-1].number) if more and found else None
         return Page(items=items, next_cursor=next_cursor)
 
+    async def typical_duration(self, tenant: str, kind: str) -> float | None:
+        """Median seconds from creation to completion of the kind's last 20 finished runs."""
+        finished = [OperationState.SUCCEEDED, OperationState.FAILED, OperationState.CANCELLED]
+        recent = await self.store.list_operations(
+            tenant, OperationQuery(kind=kind, states=finished, limit=20)
+        )
+        durations = sorted(
+            (op.completed_at - op.created_at).total_seconds()
+            for op in recent
+            if op.completed_at is not None
+        )
+        return durations[len(durations) // 2] if durations else None
+
     async def executions(self, tenant: str, operation_id: str) -> list[Execution]:
         """Every execution of one operation."""
         return await self.store.list_executions(tenant, operation_id)

@@ -1,0 +1,184 @@
+"""Endpoints as data: a handler plus what OpenAPI and the wrapper need to know.
+
+The wrapper does the same four things for every route — authenticate, rate-limit,
+check the role, decode the body — so handlers only parse → call the service →
+render. The same records generate ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from opstatus.api import auth, problems
+from opstatus.api.ratelimit import RateLimiter
+from opstatus.domain import errors
+from opstatus.domain.roles import Action, may
+from opstatus.service.credentials import Credentials, Principal
+from opstatus.service.notifier import Notifier
+from opstatus.service.operations import Operations
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Api:
+    """What handlers use; built once by the app factory."""
+
+    operations: Operations
+    credentials: Credentials
+    limiter: RateLimiter
+    notifier: Notifier
+    max_body: int = 1 << 20  #: bytes; larger bodies answer 413
+    max_wait: float = 60.0  #: longest long-poll, seconds
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ctx:
+    """One request as a handler sees it."""
+
+    request: Request
+    api: Api
+    principal: Principal | None  #: None only on public routes called without credentials
+    body: Any
+
+    @property
+    def who(self) -> Principal:
+        """The authenticated caller (Unauthorized when there is none)."""
+        if self.principal is None:
+            raise errors.Unauthorized("this request needs a credential")
+        return self.principal
+
+    @property
+    def tenant(self) -> str:
+        """The caller's tenant: every read and write is scoped to it."""
+        return self.who.tenant
+
+    def path(self, name: str) -> str:
+        """A path parameter."""
+        return str(self.request.path_params[name])
+
+
+Handler = Callable[[Ctx], Awaitable[Response]]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Param:
+    """A documented query or header parameter."""
+
+    name: str
+    where: str = "query"
+    schema: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "string"})
+    description: str = ""
+    required: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Endpoint:
+    """One route: handler, permission, body and response types, documented errors."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    action: Action | tuple[Action, ...]  #: what the caller's role must allow (any of)
+    public: bool = False  #: callable without a credential (the handler authenticates)
+    body: type | None = None
+    body_required: bool = True
+    response: type | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    params: tuple[Param, ...] = ()
+    headers: tuple[str, ...] = ()  #: response headers on success
+    media: tuple[str, ...] = ("application/json", "application/xml", "text/plain")
+
+
+class Router:
+    """Collects a module's endpoints."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.endpoints: list[Endpoint] = []
+
+    def route(self, method: str, path: str, **spec: Any) -> Callable[[Handler], Handler]:
+        """Register ``handler`` for ``method path``."""
+
+        def register(handler: Handler) -> Handler:
+            summary = (handler.__doc__ or "").strip().splitlines()[0]
+            self.endpoints.append(
+                Endpoint(
+                    method=method, path=path, handler=handler, summary=summary, tag=self.tag,
+                    **spec,
+                )
+            )  # fmt: skip
+            return handler
+
+        return register
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing non-JSON (415) and more than ``limit`` bytes (413)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise errors.TooLarge(f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.TooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if body and media != "application/json" and not media.endswith("+json"):
+        raise errors.UnsupportedMediaType(
+            f"send the body as application/json, not {media or 'no content type'}"
+        )
+    return body
+
+
+def starlette_route(ep: Endpoint) -> Route:
+    """Wrap an endpoint: authenticate, limit, authorize, decode, handle, map errors."""
+    decoder: msgspec.json.Decoder[Any] | None = (
+        msgspec.json.Decoder(ep.body) if ep.body is not None else None
+    )
+
+    async def run(request: Request) -> Response:
+        api: Api = request.app.state.api
+        limit_headers: dict[str, str] = {}
+        try:
+            principal: Principal | None = None
+            if ep.public and not auth.presented(request):
+                client = request.client.host if request.client else "unknown"
+                limit_headers = api.limiter.hit(f"anonymous:{client}")
+            else:
+                principal = await auth.authenticate(request, api.credentials)
+                limit_headers = api.limiter.hit(principal.key_id)
+                _authorize(principal, ep.action)
+            body: Any = None
+            if decoder is not None:
+                raw = await read_body(request, api.max_body)
+                if raw:
+                    body = decoder.decode(raw)
+                elif ep.body_required:
+                    raise errors.Invalid("a JSON body is required", parameter="body")
+            response = await ep.handler(Ctx(request, api, principal, body))
+        except errors.OpstatusError as exc:
+            response = problems.from_error(exc)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            response = problems.from_validation(exc)
+        response.headers.update(limit_headers)
+        return response
+
+    run.__name__ = ep.handler.__name__
+    return Route(ep.path, run, methods=[ep.method])
+
+
+def _authorize(principal: Principal, action: Action | tuple[Action, ...]) -> None:
+    choices = action if isinstance(action, tuple) else (action,)
+    if not any(may(principal.role, a) for a in choices):
+        principal.require(choices[0])  # raises Forbidden naming the action

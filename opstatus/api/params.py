@@ -1,0 +1,120 @@
+"""Query parameters: parsed strictly, and an error names the parameter."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import TypeVar
+
+from starlette.requests import Request
+
+from opstatus.domain import errors
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _bad(name: str, what: str) -> errors.Invalid:
+    return errors.Invalid(f"query parameter {name!r} {what}", parameter=name)
+
+
+def integer(
+    request: Request, name: str, default: int | None, *, low: int = 0, high: int = 2**62
+) -> int | None:
+    """An integer within [low, high], or ``default`` when absent."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(name, f"must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise _bad(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def number(request: Request, name: str, *, high: float) -> float | None:
+    """A non-negative finite number up to ``high``."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _bad(name, f"must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or not 0 <= value <= high:
+        raise _bad(name, f"must be between 0 and {high:g}")
+    return value
+
+
+def boolean(request: Request, name: str) -> bool | None:
+    """``true``/``false`` (also 1/0)."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    lowered = raw.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise _bad(name, f"must be true or false, got {raw!r}")
+
+
+def csv(request: Request, name: str, *, most: int = 1000) -> list[str]:
+    """A comma-separated list (repeated parameters are joined)."""
+    values = [
+        part.strip()
+        for raw in request.query_params.getlist(name)
+        for part in raw.split(",")
+        if part.strip()
+    ]
+    if len(values) > most:
+        raise _bad(name, f"takes at most {most} values")
+    if any(len(v) > 200 for v in values):
+        raise _bad(name, "values must be at most 200 characters")
+    return values
+
+
+def enums(request: Request, name: str, enum: type[_E]) -> list[_E]:
+    """A comma-separated list of enum values."""
+    out = []
+    for value in csv(request, name):
+        try:
+            out.append(enum(value))
+        except ValueError:
+            allowed = ", ".join(e.value for e in enum)
+            raise _bad(name, f"has unknown value {value!r} (one of: {allowed})") from None
+    return out
+
+
+def timestamp(request: Request, name: str) -> datetime | None:
+    """An RFC 3339 time with a zone."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise _bad(name, f"must be an RFC 3339 time, got {raw!r}") from None
+    if value.tzinfo is None:
+        raise _bad(name, "needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    return value
+
+
+def text(request: Request, name: str) -> str | None:
+    """A short string."""
+    raw = request.query_params.get(name)
+    if raw is not None and len(raw) > 200:
+        raise _bad(name, "must be at most 200 characters")
+    return raw or None
+
+
+def only(request: Request, allowed: Sequence[str]) -> None:
+    """Refuse query parameters the route does not know (typos must not pass silently)."""
+    unknown = sorted(set(request.query_params) - set(allowed) - {"format"})
+    if unknown:
+        raise errors.Invalid(
+            f"unknown query parameter(s): {', '.join(unknown)}", parameter=unknown[0]
+        )

@@ -1,0 +1,131 @@
+"""One resource, three formats: JSON (default), XML and ``key=value`` properties.
+
+``Accept: application/xml`` or ``?format=xml`` gives XML; ``?format=properties``
+gives one ``key=value`` line per leaf, nested keys dotted; a list of objects
+renders one line per key with the items' values comma-separated (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from opstatus.domain import errors
+
+JSON = "application/json"
+XML = "application/xml"
+PROPERTIES = "text/plain"
+FORMATS = {"json": JSON, "xml": XML, "properties": PROPERTIES}
+_XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_encoder = msgspec.json.Encoder()
+
+
+def negotiate(request: Request) -> str:
+    """The media type to answer with; Invalid for an unknown ``format``."""
+    fmt = request.query_params.get("format")
+    if fmt is not None:
+        media = FORMATS.get(fmt)
+        if media is None:
+            raise errors.Invalid(f"format must be one of {', '.join(FORMATS)}", parameter="format")
+        return media
+    accept = request.headers.get("accept", "")
+    if "xml" in accept and "json" not in accept:
+        return XML
+    return JSON
+
+
+def encode(content: Any, media: str, root: str = "response") -> bytes:
+    """Encode a Struct (or plain data) in ``media``."""
+    if media == JSON:
+        body: bytes = _encoder.encode(content)
+        return body
+    data = msgspec.to_builtins(content)
+    if media == XML:
+        return to_xml(data, root)
+    return to_properties(data).encode()
+
+
+def respond(
+    request: Request,
+    content: Any,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    root: str = "response",
+) -> Response:
+    """A response in the negotiated format."""
+    media = negotiate(request)
+    body = encode(content, media, root)
+    return Response(body, status_code=status, headers=dict(headers or {}), media_type=media)
+
+
+def to_xml(data: Any, root: str) -> bytes:
+    """Elements named by keys; list items as ``<item>``; odd keys as ``<entry key=…>``."""
+    element = ET.Element(root)
+    _fill(element, data)
+    body: bytes = ET.tostring(element, encoding="utf-8", xml_declaration=True)
+    return body
+
+
+def _fill(element: ET.Element, data: Any) -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = str(key)
+            if _XML_NAME.fullmatch(name) and not name.lower().startswith("xml"):
+                child = ET.SubElement(element, name)
+            else:
+                child = ET.SubElement(element, "entry", key=name)
+            _fill(child, value)
+    elif isinstance(data, list):
+        for value in data:
+            _fill(ET.SubElement(element, "item"), value)
+    elif data is None:
+        element.set("nil", "true")
+    elif isinstance(data, bool):
+        element.text = "true" if data else "false"
+    else:
+        element.text = str(data)
+
+
+def to_properties(data: Any) -> str:
+    """``key=value`` lines; dotted nesting; lists comma-separated per key."""
+    lines: dict[str, list[str]] = {}
+    _flatten(data, "", lines)
+    return "".join(f"{_escape_key(k)}={','.join(v)}\n" for k, v in lines.items())
+
+
+def _flatten(data: Any, prefix: str, out: dict[str, list[str]]) -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(data, list):
+        key = prefix or "items"
+        if not data:
+            out.setdefault(key, [])
+        for value in data:
+            if isinstance(value, dict | list):
+                _flatten(value, key, out)
+            else:
+                out.setdefault(key, []).append(_scalar(value))
+    else:
+        out.setdefault(prefix, []).append(_scalar(data))
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _escape_key(key: str) -> str:
+    return re.sub(r"([\\=: ])", r"\\\1", key)

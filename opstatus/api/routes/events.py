@@ -1,0 +1,97 @@
+"""Events: JSON pages, or Server-Sent Events resumable with ``Last-Event-ID``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+from starlette.responses import Response, StreamingResponse
+
+from opstatus.api import convert, params, render, schemas
+from opstatus.api.endpoint import Ctx, Param, Router
+from opstatus.domain import errors
+from opstatus.domain.roles import Action
+from opstatus.service import notifier
+
+router = Router("events")
+SSE = "text/event-stream"
+HEARTBEAT = 15.0  #: seconds between keep-alive comments on an idle stream
+_PARAMS = (
+    Param(name="after", schema={"type": "integer", "minimum": 0},
+          description="only events with a larger seq"),
+    Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 1000}),
+    Param(name="Last-Event-ID", where="header", schema={"type": "string", "pattern": "^[0-9]*$"},
+          description="SSE resume point (wins over after)"),
+)  # fmt: skip
+_encoder = msgspec.json.Encoder()
+
+
+def _after(ctx: Ctx) -> int:
+    last = ctx.request.headers.get("last-event-id")
+    if last is not None and last.strip():
+        if not last.strip().isdigit():
+            raise errors.Invalid("Last-Event-ID must be an event seq", parameter="Last-Event-ID")
+        return int(last)
+    return params.integer(ctx.request, "after", 0) or 0
+
+
+async def _events(ctx: Ctx, operation_id: str | None) -> Response:
+    r = ctx.request
+    params.only(r, ["after", "limit"])
+    after = _after(ctx)
+    limit = params.integer(r, "limit", 100, low=1, high=1000) or 100
+    ops = ctx.api.operations
+    if operation_id is not None:
+        await ops.get(ctx.tenant, operation_id)  # 404 / 410 before a stream starts
+    if SSE in r.headers.get("accept", ""):
+        return StreamingResponse(
+            _stream(ctx, operation_id, after),
+            media_type=SSE,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    found = await ops.events(ctx.tenant, after, limit=limit, operation_id=operation_id)
+    return render.respond(
+        r,
+        schemas.EventList(
+            items=[convert.event(e) for e in found], last_seq=found[-1].seq if found else after
+        ),
+        root="events",
+    )
+
+
+async def _stream(ctx: Ctx, operation_id: str | None, after: int) -> AsyncIterator[bytes]:
+    """Backlog first, then each new event as it commits; a comment when idle."""
+    ops, notes = ctx.api.operations, ctx.api.notifier
+    key = notifier.events_key(ctx.tenant)
+    yield b"retry: 1000\n\n"
+    while True:
+        waiter = notes.subscribe(key)
+        try:
+            found = await ops.events(ctx.tenant, after, limit=500, operation_id=operation_id)
+            for event in found:
+                after = event.seq
+                data = _encoder.encode(convert.event(event)).decode()
+                yield f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
+            if not found and not await notes.wait(waiter, HEARTBEAT):
+                yield b": keep-alive\n\n"
+        finally:
+            waiter.cancel()
+
+
+@router.route(
+    "GET", "/v1/events", action=Action.READ, response=schemas.EventList, errors=(400,),
+    params=_PARAMS, media=("application/json", "application/xml", "text/plain", SSE),
+)  # fmt: skip
+async def tenant_events(ctx: Ctx) -> Response:
+    """Every event of the tenant after a seq (JSON, or SSE with Accept: text/event-stream)."""
+    return await _events(ctx, None)
+
+
+@router.route(
+    "GET", "/v1/operations/{id}/events", action=Action.READ, response=schemas.EventList,
+    errors=(400, 404, 410), params=_PARAMS,
+    media=("application/json", "application/xml", "text/plain", SSE),
+)  # fmt: skip
+async def operation_events(ctx: Ctx) -> Response:
+    """One operation's events after a seq (JSON, or SSE)."""
+    return await _events(ctx, ctx.path("id"))

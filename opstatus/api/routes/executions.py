@@ -1,0 +1,133 @@
+"""Executions and the agent side: read, report (PATCH), retry, and a target's inbox."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from opstatus.api import convert, params, render, schemas
+from opstatus.api.endpoint import Ctx, Param, Router
+from opstatus.domain import errors
+from opstatus.domain.records import Execution, ExecutionUpdate
+from opstatus.domain.roles import Action, Role
+from opstatus.service import notifier
+
+router = Router("executions")
+
+
+def _etag(execution: Execution) -> dict[str, str]:
+    return {"ETag": f'"{execution.version}"'}
+
+
+async def _own(ctx: Ctx, execution_id: str, action: Action) -> Execution:
+    """The execution, if the caller may touch it: agents only on their own targets."""
+    execution = await ctx.api.operations.get_execution(ctx.tenant, execution_id)
+    ctx.who.require(action, execution.target)
+    return execution
+
+
+@router.route(
+    "GET", "/v1/operations/{id}/executions", action=Action.READ,
+    response=schemas.ExecutionList, errors=(404, 410),
+)  # fmt: skip
+async def list_executions(ctx: Ctx) -> Response:
+    """Every execution of one operation."""
+    params.only(ctx.request, [])
+    found = await ctx.api.operations.executions(ctx.tenant, ctx.path("id"))
+    return render.respond(
+        ctx.request,
+        schemas.ExecutionList(items=[convert.execution(e) for e in found]),
+        root="executions",
+    )
+
+
+@router.route(
+    "GET", "/v1/executions/{id}", action=(Action.READ, Action.PULL), response=schemas.ExecutionOut,
+    errors=(403, 404), headers=("ETag",),
+)  # fmt: skip
+async def get_execution(ctx: Ctx) -> Response:
+    """One execution (agents: only their own targets')."""
+    params.only(ctx.request, [])
+    action = Action.PULL if ctx.who.role is Role.AGENT else Action.READ
+    execution = await _own(ctx, ctx.path("id"), action)
+    return render.respond(
+        ctx.request, convert.execution(execution), headers=_etag(execution), root="execution"
+    )
+
+
+@router.route(
+    "PATCH", "/v1/executions/{id}", action=Action.REPORT, body=schemas.ExecutionUpdateIn,
+    response=schemas.ExecutionOut, errors=(400, 403, 404, 409, 412, 413, 415, 422),
+    params=(Param(name="If-Match", where="header", description="the version you read"),),
+    headers=("ETag",),
+)  # fmt: skip
+async def update_execution(ctx: Ctx) -> Response:
+    """Report state, progress, ETA, details, error or result (with expected_version)."""
+    body: schemas.ExecutionUpdateIn = ctx.body
+    execution_id = ctx.path("id")
+    await _own(ctx, execution_id, Action.REPORT)
+    expected = body.expected_version
+    if_match = ctx.request.headers.get("if-match")
+    if if_match is not None:
+        raw = if_match.strip().removeprefix("W/").strip('"')
+        if not raw.isdigit():
+            raise errors.Invalid("If-Match must be a version ETag", parameter="If-Match")
+        if expected is not None and int(raw) != expected:
+            raise errors.Invalid(
+                "If-Match and expected_version disagree", parameter="expected_version"
+            )
+        expected = int(raw)
+    update = ExecutionUpdate(
+        state=body.state, progress=body.progress, eta=body.eta, details=body.details,
+        error=body.error, result=body.result, reason=body.reason, expected_version=expected,
+    )  # fmt: skip
+    try:
+        execution = await ctx.api.operations.update_execution(ctx.tenant, execution_id, update)
+    except errors.VersionMismatch as exc:
+        if if_match is not None:
+            raise errors.PreconditionFailed(exc.detail, **exc.context) from None
+        raise
+    return render.respond(
+        ctx.request, convert.execution(execution), headers=_etag(execution), root="execution"
+    )
+
+
+@router.route(
+    "POST", "/v1/executions/{id}/retry", action=Action.CANCEL, response=schemas.ExecutionOut,
+    errors=(403, 404, 409),
+)  # fmt: skip
+async def retry_execution(ctx: Ctx) -> Response:
+    """Queue a failed or timed-out execution again."""
+    execution = await ctx.api.operations.retry_execution(ctx.tenant, ctx.path("id"))
+    return render.respond(
+        ctx.request, convert.execution(execution), headers=_etag(execution), root="execution"
+    )
+
+
+@router.route(
+    "GET", "/v1/targets/{id}/inbox", action=Action.PULL, response=schemas.InboxOut,
+    errors=(400, 403),
+    params=(
+        Param(name="wait", schema={"type": "number", "minimum": 0, "maximum": 60},
+              description="long-poll: wait up to this many seconds for work"),
+        Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 100}),
+    ),
+)  # fmt: skip
+async def inbox(ctx: Ctx) -> Response:
+    """Work for a target: delivered (dispatched, leased) until acknowledged."""
+    r = ctx.request
+    params.only(r, ["wait", "limit"])
+    target = ctx.path("id")
+    ctx.who.require(Action.PULL, target)
+    ops = ctx.api.operations
+    wait = params.number(r, "wait", high=ctx.api.max_wait)
+    limit = params.integer(r, "limit", 10, low=1, high=ops.limits.max_claim) or 10
+    waiter = ctx.api.notifier.subscribe(notifier.inbox_key(ctx.tenant, target))
+    try:
+        items = await ops.claim_inbox(ctx.tenant, target, limit)
+        if not items and wait and await ctx.api.notifier.wait(waiter, wait):
+            items = await ops.claim_inbox(ctx.tenant, target, limit)
+    finally:
+        waiter.cancel()
+    return render.respond(
+        r, schemas.InboxOut(items=[convert.inbox_item(i) for i in items]), root="inbox"
+    )

@@ -1,0 +1,204 @@
+"""``/v1/operations``: trigger, list, read (long-poll, ETag), cancel, delete."""
+
+from __future__ import annotations
+
+import math
+
+from starlette.responses import Response
+
+from opstatus.api import convert, params, render, schemas
+from opstatus.api.endpoint import Ctx, Param, Router
+from opstatus.domain import errors
+from opstatus.domain.records import OperationQuery, Timeouts
+from opstatus.domain.roles import Action
+from opstatus.domain.states import OperationState
+from opstatus.service import notifier
+from opstatus.service.operations import OperationView
+from opstatus.service.requests import CreateOperation
+
+router = Router("operations")
+_IDEMPOTENCY = Param(
+    name="Idempotency-Key",
+    where="header",
+    schema={"type": "string", "minLength": 1, "maxLength": 200},
+    description="same key and body: the same operation; same key, other body: 422",
+)
+_WAIT = (
+    Param(name="wait", schema={"type": "number", "minimum": 0, "maximum": 60},
+          description="long-poll: wait up to this many seconds for a change"),
+    Param(name="version", schema={"type": "integer", "minimum": 0},
+          description="with wait: return as soon as the version differs from this"),
+)  # fmt: skip
+_LIST_PARAMS = (
+    Param(name="id", description="operation ids, comma-separated"),
+    Param(name="target", description="target ids, comma-separated"),
+    Param(name="group", description="a group id the operation was aimed at"),
+    Param(name="state", description="operation states, comma-separated",
+          schema={"type": "string", "pattern": "^[a-z_,]*$"}),
+    Param(name="kind"),
+    Param(name="internal", schema={"type": "boolean"}),
+    Param(name="created_after", schema={"type": "string", "format": "date-time"}),
+    Param(name="created_before", schema={"type": "string", "format": "date-time"}),
+    Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 1000}),
+    Param(name="offset", schema={"type": "integer", "minimum": 0, "maximum": 1000000}),
+    Param(name="cursor", description="next_cursor of the previous page"),
+)  # fmt: skip
+
+
+def etag(version: int) -> str:
+    """The ETag of a resource version."""
+    return f'"{version}"'
+
+
+def _if_none_match(ctx: Ctx) -> int | None:
+    raw = ctx.request.headers.get("if-none-match", "").strip()
+    if raw.startswith("W/"):
+        raw = raw[2:]
+    raw = raw.strip('"')
+    return int(raw) if raw.isdigit() else None
+
+
+def _render_one(ctx: Ctx, view: OperationView, status: int = 200) -> Response:
+    now = ctx.api.operations.clock()
+    return render.respond(
+        ctx.request,
+        convert.operation(view, now),
+        status=status,
+        headers={"ETag": etag(view.operation.version)},
+        root="operation",
+    )
+
+
+@router.route(
+    "POST", "/v1/operations", action=Action.TRIGGER, body=schemas.CreateOperationIn,
+    response=schemas.OperationOut, status=202, errors=(400, 409, 413, 415, 422, 423),
+    params=(_IDEMPOTENCY,), headers=("Location", "Retry-After"),
+)  # fmt: skip
+async def create_operation(ctx: Ctx) -> Response:
+    """Trigger an operation on targets and/or groups."""
+    body: schemas.CreateOperationIn = ctx.body
+    key = ctx.request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise errors.Invalid(
+            "Idempotency-Key must be 1 to 200 characters", parameter="Idempotency-Key"
+        )
+    request = CreateOperation(
+        kind=body.kind, targets=body.targets, groups=body.groups, parameters=body.parameters,
+        internal=body.internal, schedule_at=body.schedule_at,
+        timeouts=Timeouts(
+            queue=body.timeouts.queue, lease=body.timeouts.lease, run=body.timeouts.run
+        ),
+        retries=body.retries, exclusive=body.exclusive, idempotency_key=key,
+    )  # fmt: skip
+    try:
+        view, _ = await ctx.api.operations.create(ctx.tenant, request)
+    except errors.Locked as exc:
+        exc.context.setdefault("retry_after", await _retry_after(ctx, body.kind))
+        raise
+    response = _render_one(ctx, view, status=202)
+    response.headers["Location"] = f"/v1/operations/{view.operation.id}"
+    response.headers["Retry-After"] = str(await _retry_after(ctx, body.kind))
+    return response
+
+
+async def _retry_after(ctx: Ctx, kind: str) -> int:
+    """A poll interval from the kind's recent pace: a quarter of its median run, 1-60 s."""
+    typical = await ctx.api.operations.typical_duration(ctx.tenant, kind)
+    if typical is None:
+        return 1
+    return max(1, min(60, math.ceil(typical / 4)))
+
+
+@router.route(
+    "GET", "/v1/operations", action=Action.READ, response=schemas.OperationList,
+    errors=(400,), params=_LIST_PARAMS,
+)  # fmt: skip
+async def list_operations(ctx: Ctx) -> Response:
+    """List operations, newest first, with filters and paging."""
+    r = ctx.request
+    params.only(r, [p.name for p in _LIST_PARAMS])
+    query = OperationQuery(
+        ids=params.csv(r, "id"),
+        targets=params.csv(r, "target"),
+        group=params.text(r, "group"),
+        states=params.enums(r, "state", OperationState),
+        kind=params.text(r, "kind"),
+        internal=params.boolean(r, "internal"),
+        created_after=params.timestamp(r, "created_after"),
+        created_before=params.timestamp(r, "created_before"),
+        limit=params.integer(r, "limit", 50, low=1, high=ctx.api.operations.limits.max_page) or 50,
+        offset=params.integer(r, "offset", 0, high=1_000_000) or 0,
+    )
+    page = await ctx.api.operations.find(ctx.tenant, query, params.text(r, "cursor"))
+    now = ctx.api.operations.clock()
+    return render.respond(
+        r,
+        schemas.OperationList(
+            items=[convert.operation(v, now) for v in page.items], next_cursor=page.next_cursor
+        ),
+        root="operations",
+    )
+
+
+@router.route(
+    "GET", "/v1/operations/latest", action=Action.READ, response=schemas.OperationOut,
+    errors=(404, 410),
+)  # fmt: skip
+async def latest_operation(ctx: Ctx) -> Response:
+    """The tenant's most recent operation."""
+    params.only(ctx.request, [])
+    return _render_one(ctx, await ctx.api.operations.latest(ctx.tenant))
+
+
+@router.route(
+    "GET", "/v1/operations/{id}", action=Action.READ, response=schemas.OperationOut,
+    errors=(400, 404, 410), params=(*_WAIT, Param(name="If-None-Match", where="header")),
+    headers=("ETag",),
+)  # fmt: skip
+async def get_operation(ctx: Ctx) -> Response:
+    """One operation with its executions; long-poll with ``wait``; 304 on a matching ETag."""
+    r = ctx.request
+    params.only(r, ["wait", "version"])
+    ops, op_id = ctx.api.operations, ctx.path("id")
+    wait = params.number(r, "wait", high=ctx.api.max_wait)
+    known = params.integer(r, "version", None)
+    if known is None:
+        known = _if_none_match(ctx)
+    if wait:
+        waiter = ctx.api.notifier.subscribe(notifier.operation_key(ctx.tenant, op_id))
+        try:
+            view = await ops.get(ctx.tenant, op_id)
+            if known is None:
+                known = view.operation.version
+            if view.operation.version == known and not view.operation.state.terminal:
+                if await ctx.api.notifier.wait(waiter, wait):
+                    view = await ops.get(ctx.tenant, op_id)
+        finally:
+            waiter.cancel()
+    else:
+        view = await ops.get(ctx.tenant, op_id)
+    if _if_none_match(ctx) == view.operation.version:
+        return Response(status_code=304, headers={"ETag": etag(view.operation.version)})
+    return _render_one(ctx, view)
+
+
+@router.route(
+    "POST", "/v1/operations/{id}/cancel", action=Action.CANCEL, body=schemas.CancelIn,
+    body_required=False, response=schemas.OperationOut, errors=(404, 409, 410, 413, 415, 422),
+)  # fmt: skip
+async def cancel_operation(ctx: Ctx) -> Response:
+    """Cancel queued work at once; running work only with ``force``."""
+    body: schemas.CancelIn = ctx.body or schemas.CancelIn()
+    view = await ctx.api.operations.cancel(
+        ctx.tenant, ctx.path("id"), force=body.force, reason=body.reason
+    )
+    return _render_one(ctx, view)
+
+
+@router.route(
+    "DELETE", "/v1/operations/{id}", action=Action.CANCEL, status=204, errors=(404, 409, 410),
+)  # fmt: skip
+async def delete_operation(ctx: Ctx) -> Response:
+    """Delete a finished operation; later reads answer 410 Gone."""
+    await ctx.api.operations.delete(ctx.tenant, ctx.path("id"))
+    return Response(status_code=204)

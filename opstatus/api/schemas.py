@@ -1,0 +1,276 @@
+"""Request and response bodies of the canonical API (DESIGN.md §4a) as msgspec Structs.
+
+The same types decode requests, encode responses and give the OpenAPI document
+its JSON Schemas, so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from opstatus.domain.roles import Role
+from opstatus.domain.states import OperationState, State
+
+Id = Annotated[str, Meta(min_length=1, max_length=200, description="an id")]
+Seconds = Annotated[float, Meta(gt=0, le=31_536_000, description="seconds")]
+Progress = Annotated[float, Meta(ge=0, le=100, description="percent, 0-100")]
+AwareTime = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
+Kind = Annotated[str, Meta(min_length=1, max_length=200, description="what to do")]
+Name = Annotated[str, Meta(max_length=200)]
+
+
+class _In(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A request body: unknown fields are refused, not ignored."""
+
+
+class TimeoutsIn(_In):
+    """Deadlines in seconds."""
+
+    queue: Seconds | None = None
+    lease: Seconds = 60.0
+    run: Seconds | None = None
+
+
+class CreateOperationIn(_In):
+    """``POST /v1/operations``."""
+
+    kind: Kind
+    targets: Annotated[list[Id], Meta(max_length=1_000_000)] = []
+    groups: Annotated[list[Id], Meta(max_length=1000)] = []
+    parameters: dict[str, Any] = {}
+    internal: bool = False
+    schedule_at: AwareTime | None = None
+    timeouts: TimeoutsIn = msgspec.field(default_factory=TimeoutsIn)
+    retries: Annotated[int, Meta(ge=0, le=100)] = 0
+    exclusive: bool = False
+
+
+class ExecutionUpdateIn(_In):
+    """``PATCH /v1/executions/{id}``: every field optional."""
+
+    state: State | None = None
+    progress: Progress | None = None
+    eta: AwareTime | None = None
+    details: dict[str, Any] | None = None
+    error: Annotated[str, Meta(max_length=65_536)] | None = None
+    result: Any = None
+    reason: Annotated[str, Meta(max_length=4096)] | None = None
+    expected_version: Annotated[int, Meta(ge=1)] | None = None
+
+
+class CancelIn(_In):
+    """``POST /v1/operations/{id}/cancel``."""
+
+    force: bool = False
+    reason: Annotated[str, Meta(max_length=4096)] | None = None
+
+
+class TargetIn(_In):
+    """``POST /v1/targets``."""
+
+    id: Id
+    name: Name | None = None
+    labels: dict[str, Annotated[str, Meta(max_length=1000)]] = {}
+
+
+class GroupIn(_In):
+    """``POST /v1/groups``."""
+
+    id: Id
+    name: Name | None = None
+    targets: Annotated[list[Id], Meta(max_length=100_000)] = []
+
+
+class KeyIn(_In):
+    """``POST /v1/keys``."""
+
+    role: Role
+    name: Name = ""
+    targets: Annotated[list[Id], Meta(max_length=10_000)] = []
+
+
+class TokenIn(_In):
+    """``POST /v1/auth/token`` with a JSON body (Basic credentials need none)."""
+
+    key: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
+# responses -------------------------------------------------------------------------
+class TimeoutsOut(Struct, kw_only=True):
+    """Deadlines in seconds (null: none)."""
+
+    queue: float | None
+    lease: float
+    run: float | None
+
+
+class ExecutionOut(Struct, kw_only=True):
+    """One target's part of an operation."""
+
+    id: str
+    operation_id: str
+    target: str
+    state: State
+    progress: float
+    eta: datetime | None
+    details: dict[str, Any]
+    error: str | None
+    result: Any
+    attempt: int
+    version: int
+    queued_at: datetime | None
+    started_at: datetime | None
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class InboxItemOut(ExecutionOut, kw_only=True):
+    """An execution as its target receives it: what to run, and until when."""
+
+    kind: str
+    parameters: dict[str, Any]
+    lease_expires_at: datetime | None
+
+
+class OperationOut(Struct, kw_only=True, omit_defaults=True):
+    """One operation; ``executions`` only on single reads."""
+
+    id: str
+    number: int
+    tenant: str
+    kind: str
+    parameters: dict[str, Any]
+    internal: bool
+    state: OperationState
+    progress: float
+    eta: datetime | None
+    error: str | None
+    result: Any
+    counts: dict[str, int]
+    targets: list[str]
+    groups: list[str]
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    completed_at: datetime | None
+    schedule_at: datetime | None
+    timeouts: TimeoutsOut
+    retries: int
+    exclusive: bool
+    version: int
+    executions: list[ExecutionOut] | UnsetType = UNSET
+
+
+class EventOut(Struct, kw_only=True):
+    """One recorded change; ``seq`` grows per tenant in commit order."""
+
+    seq: int
+    type: str
+    operation_id: str
+    execution_id: str | None
+    target: str | None
+    state: str
+    progress: float
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class OperationList(Struct, kw_only=True):
+    """A page of operations."""
+
+    items: list[OperationOut]
+    next_cursor: str | None
+
+
+class ExecutionList(Struct, kw_only=True):
+    """Executions of one operation."""
+
+    items: list[ExecutionOut]
+
+
+class InboxOut(Struct, kw_only=True):
+    """A target's work."""
+
+    items: list[InboxItemOut]
+
+
+class EventList(Struct, kw_only=True):
+    """Events in seq order; ``last_seq`` is where to continue (``after=``)."""
+
+    items: list[EventOut]
+    last_seq: int
+
+
+class TargetOut(Struct, kw_only=True):
+    """A target."""
+
+    id: str
+    name: str
+    labels: dict[str, str]
+    created_at: datetime
+
+
+class TargetList(Struct, kw_only=True):
+    """A page of targets by id."""
+
+    items: list[TargetOut]
+    next_cursor: str | None
+
+
+class GroupOut(Struct, kw_only=True):
+    """A group and its members."""
+
+    id: str
+    name: str
+    targets: list[str]
+    created_at: datetime
+
+
+class KeyOut(Struct, kw_only=True):
+    """A key (never its secret)."""
+
+    id: str
+    tenant: str
+    name: str
+    role: Role
+    targets: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreatedOut(KeyOut, kw_only=True):
+    """A new key: the only time its secret is shown."""
+
+    secret: str
+
+
+class KeyList(Struct, kw_only=True):
+    """Keys of the tenant."""
+
+    items: list[KeyOut]
+
+
+class TokenOut(Struct, kw_only=True):
+    """A short-lived bearer token."""
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+
+
+class Problem(Struct, kw_only=True, omit_defaults=True):
+    """An error (RFC 9457 ``application/problem+json``) with a stable ``code``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    state: str | None = None
+    parameter: str | None = None
+    current: ExecutionOut | None = None
+    errors: list[dict[str, Any]] | None = None
