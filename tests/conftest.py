@@ -7,6 +7,7 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
@@ -115,3 +116,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run every test that uses a real store once per adapter, ids naming it."""
     if "store_url" in metafunc.fixturenames:
         metafunc.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how the suites that run once per store fared on each store."""
+    tally: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if getattr(report, "when", "call") not in ("call", "setup"):
+                continue
+            if outcome == "passed" and getattr(report, "when", "call") != "call":
+                continue
+            for store in ("sqlite", "postgres"):
+                if f"[{store}" in nodeid or f"-{store}]" in nodeid or f"-{store}-" in nodeid:
+                    counts = tally.setdefault(store, {})
+                    counts[outcome] = counts.get(outcome, 0) + 1
+    if tally:
+        terminalreporter.section("tests per store")
+        for store, counts in sorted(tally.items()):
+            line = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+            terminalreporter.write_line(f"{store}: {line}")

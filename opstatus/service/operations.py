@@ -215,13 +215,14 @@ class Operations:
         self, tenant: str, operation_id: str, *, executions: bool = True
     ) -> OperationView:
         """One operation, with its executions unless told otherwise."""
+        if executions:
+            operation, found = await self.store.get_operation_with_executions(tenant, operation_id)
+            return OperationView(
+                operation=operation, targets=sorted(e.target for e in found), executions=found
+            )
         operation = await self.store.get_operation(tenant, operation_id)
-        found = await self.store.list_executions(tenant, operation_id)
-        return OperationView(
-            operation=operation,
-            targets=sorted(e.target for e in found),
-            executions=found if executions else None,
-        )
+        targets = await self.store.operation_targets(tenant, [operation_id])
+        return OperationView(operation=operation, targets=targets[operation_id])
 
     async def get_by_number(self, tenant: str, number: int) -> OperationView:
         """One operation by its per-tenant number."""

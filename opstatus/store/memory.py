@@ -173,6 +173,15 @@ class MemoryStore(port.Store):
         found = self._ops.get((tenant, operation_id))
         return found if found is not None else self._missing(tenant, operation_id)
 
+    async def get_operation_with_executions(
+        self, tenant: str, operation_id: str
+    ) -> tuple[Operation, list[Execution]]:
+        """Operation and executions."""
+        return (
+            await self.get_operation(tenant, operation_id),
+            await self.list_executions(tenant, operation_id),
+        )
+
     async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
         """Read one operation by number."""
         for (ten, _), op in self._ops.items():

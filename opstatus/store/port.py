@@ -96,6 +96,12 @@ class Store(abc.ABC):
         """Read one operation; NotFound, or Gone when a tombstone remains."""
 
     @abc.abstractmethod
+    async def get_operation_with_executions(
+        self, tenant: str, operation_id: str
+    ) -> tuple[Operation, list[Execution]]:
+        """One operation and its executions from one snapshot; NotFound or Gone."""
+
+    @abc.abstractmethod
     async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
         """Read one operation by its per-tenant number; NotFound or Gone."""
 

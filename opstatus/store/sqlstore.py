@@ -220,6 +220,18 @@ class SqlStore(port.Store):
         assert row is not None
         return rows.operation(row, self._c)
 
+    async def get_operation_with_executions(
+        self, tenant: str, operation_id: str
+    ) -> tuple[Operation, list[Execution]]:
+        """The status read: operation and executions on one connection and snapshot."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["op_get"], tenant, operation_id)
+            if row is None:
+                await self._missing(tx, "tombstone_get", tenant, operation_id)
+            found = await tx.fetch(self._q["exec_by_op"], tenant, operation_id)
+        assert row is not None
+        return rows.operation(row, self._c), [rows.execution(r, self._c) for r in found]
+
     async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
         """Read one operation by number."""
         async with self._d.read() as tx:
