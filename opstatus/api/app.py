@@ -14,12 +14,15 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from opstatus.api import problems
+from opstatus.api import openapi, problems
 from opstatus.api.endpoint import Api, Endpoint, starlette_route
+from opstatus.api.metrics import Metrics, metrics_endpoint
+from opstatus.api.middleware import Observe
 from opstatus.api.ratelimit import RateLimiter
 from opstatus.api.routes import directory, events, executions, keys, operations
 from opstatus.service.credentials import Credentials
@@ -88,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         notifier=notifier,
         max_body=settings.max_body,
     )
+    metrics = Metrics(notifier=notifier)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -103,11 +107,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),  # no auth: firewall it
         *(starlette_route(ep) for ep in ENDPOINTS),
+        *openapi.routes(ENDPOINTS),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(Observe, metrics=metrics)],
         exception_handlers={
             HTTPException: problems.http_exception,
             Exception: problems.unexpected,
@@ -117,4 +124,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.store = store
     app.state.operations = operations
     app.state.api = api
+    app.state.metrics = metrics
     return app

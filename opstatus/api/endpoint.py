@@ -157,6 +157,7 @@ def starlette_route(ep: Endpoint) -> Route:
                 limit_headers = api.limiter.hit(f"anonymous:{client}")
             else:
                 principal = await auth.authenticate(request, api.credentials)
+                request.state.key_id = principal.key_id  # for the access log (middleware.py)
                 limit_headers = api.limiter.hit(principal.key_id)
                 _authorize(principal, ep.action)
             body: Any = None

@@ -165,6 +165,18 @@ class OperationQuery:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ExecutionQuery:
+    """Filters and paging for execution lists across operations (newest first)."""
+
+    operation_ids: Sequence[str] = ()
+    targets: Sequence[str] = ()
+    states: Sequence[State] = ()
+    internal: bool | None = None  #: False: only executions of non-internal operations
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Page:
     """One page of a list; ``next_cursor`` is ``None`` on the last page."""
 

@@ -15,6 +15,7 @@ from opstatus.domain import derive, errors, ids
 from opstatus.domain.records import (
     Event,
     Execution,
+    ExecutionQuery,
     ExecutionUpdate,
     Group,
     Operation,
@@ -271,6 +272,16 @@ class Operations:
     async def executions(self, tenant: str, operation_id: str) -> list[Execution]:
         """Every execution of one operation."""
         return await self.store.list_executions(tenant, operation_id)
+
+    async def find_executions(self, tenant: str, query: ExecutionQuery) -> list[Execution]:
+        """Executions across operations, newest first (filters of ExecutionQuery)."""
+        if not 1 <= query.limit <= self.limits.max_page:
+            raise errors.Invalid(
+                f"limit must be between 1 and {self.limits.max_page}", parameter="limit"
+            )
+        if query.offset < 0:
+            raise errors.Invalid("offset must not be negative", parameter="offset")
+        return await self.store.find_executions(tenant, query)
 
     async def get_execution(self, tenant: str, execution_id: str) -> Execution:
         """One execution."""

@@ -18,6 +18,7 @@ from opstatus.domain.records import (
     ApiKey,
     Event,
     Execution,
+    ExecutionQuery,
     ExecutionUpdate,
     Group,
     Operation,
@@ -241,6 +242,23 @@ class MemoryStore(port.Store):
         if not found:
             self._missing(tenant, operation_id)
         return sorted(found, key=lambda e: (e.target, e.id))
+
+    async def find_executions(self, tenant: str, query: ExecutionQuery) -> list[Execution]:
+        """Filtered executions, newest first."""
+        found = [
+            e
+            for (t, _), e in self._execs.items()
+            if t == tenant
+            and (not query.operation_ids or e.operation_id in query.operation_ids)
+            and (not query.targets or e.target in query.targets)
+            and (not query.states or e.state in query.states)
+            and (
+                query.internal is None
+                or self._ops[(tenant, e.operation_id)].internal is query.internal
+            )
+        ]
+        found.sort(key=lambda e: e.id, reverse=True)
+        return found[query.offset : query.offset + query.limit]
 
     async def get_execution(self, tenant: str, execution_id: str) -> Execution:
         """One execution."""

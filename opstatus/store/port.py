@@ -14,6 +14,7 @@ from opstatus.domain.records import (
     ApiKey,
     Event,
     Execution,
+    ExecutionQuery,
     ExecutionUpdate,
     Group,
     Operation,
@@ -122,6 +123,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_executions(self, tenant: str, operation_id: str) -> list[Execution]:
         """All executions of one operation, by target."""
+
+    @abc.abstractmethod
+    async def find_executions(self, tenant: str, query: ExecutionQuery) -> list[Execution]:
+        """Executions across operations matching ``query``, newest first."""
 
     @abc.abstractmethod
     async def get_execution(self, tenant: str, execution_id: str) -> Execution:

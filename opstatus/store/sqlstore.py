@@ -16,6 +16,7 @@ from opstatus.domain.records import (
     ApiKey,
     Event,
     Execution,
+    ExecutionQuery,
     ExecutionUpdate,
     Group,
     Operation,
@@ -304,6 +305,31 @@ class SqlStore(port.Store):
             if not found:
                 await self._missing(tx, "tombstone_get", tenant, operation_id)
         return [rows.execution(r, self._c) for r in found]
+
+    async def find_executions(self, tenant: str, query: ExecutionQuery) -> list[Execution]:
+        """Filtered executions, newest first."""
+        q, c = self._q, self._c
+        args: list[Any] = [tenant]
+        parts: list[str] = []
+
+        def where(block: str, value: Any) -> None:
+            args.append(value)
+            parts.append(q[block].format(p=f"${len(args)}"))
+
+        if query.operation_ids:
+            where("exec_filter_operations", c.arr(query.operation_ids))
+        if query.targets:
+            where("exec_filter_targets", c.arr(query.targets))
+        if query.states:
+            where("exec_filter_states", c.arr([str(s) for s in query.states]))
+        if query.internal is not None:
+            where("exec_filter_internal", c.flag(query.internal))
+        sql = q["exec_list"].format(
+            filters=" ".join(parts), limit=int(query.limit), offset=int(query.offset)
+        )
+        async with self._d.read() as tx:
+            found = await tx.fetch(sql, *args)
+        return [rows.execution(r, c) for r in found]
 
     async def get_execution(self, tenant: str, execution_id: str) -> Execution:
         """One execution."""

@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from opstatus.domain import errors
-from opstatus.domain.records import ExecutionUpdate, Group, OperationQuery, Target, Tenant
+from opstatus.domain.records import (
+    ExecutionQuery,
+    ExecutionUpdate,
+    Group,
+    OperationQuery,
+    Target,
+    Tenant,
+)
 from opstatus.domain.states import OperationState, State
 from opstatus.service.operations import Operations
 from opstatus.service.requests import CreateOperation
@@ -365,3 +372,26 @@ async def test_events_follow_every_change_in_order(ops: Operations) -> None:
     assert len(await ops.events(TENANT, limit=2)) == 2
     assert [e.seq for e in await ops.events(TENANT, operation_id=op_id, after=5)] == [6]
     assert [e.seq for e in await ops.events("other")] == [1]
+
+
+async def test_find_executions_across_operations(ops: Operations) -> None:
+    first = await create(ops, "a", "b")
+    second = await create(ops, "b", "c", internal=True)
+    [item] = await ops.claim_inbox(TENANT, "a")
+    await report(ops, item.execution.id, state=State.SUCCEEDED)
+
+    async def found(**kw: object) -> list[tuple[str, str]]:
+        query = ExecutionQuery(**kw)  # type: ignore[arg-type]
+        return [(e.operation_id, e.target) for e in await ops.find_executions(TENANT, query)]
+
+    everything = await found()
+    assert sorted(everything) == sorted([(first, "a"), (first, "b"), (second, "b"), (second, "c")])
+    assert [t for _, t in everything][:2] in (["b", "c"], ["c", "b"])  # newest first
+    assert sorted(await found(operation_ids=[second])) == [(second, "b"), (second, "c")]
+    assert sorted(await found(targets=["b"])) == [(first, "b"), (second, "b")]
+    assert await found(states=[State.SUCCEEDED]) == [(first, "a")]
+    assert sorted(await found(internal=False)) == [(first, "a"), (first, "b")]
+    assert len(await found(limit=1, offset=1)) == 1
+    assert await ops.find_executions("other", ExecutionQuery()) == []
+    with pytest.raises(errors.Invalid):
+        await ops.find_executions(TENANT, ExecutionQuery(limit=0))

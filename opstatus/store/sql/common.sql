@@ -170,3 +170,11 @@ DELETE FROM tokens WHERE key_id = $1 AND expires_at <= $2
 -- name: key_by_token
 SELECT k.* FROM tokens t JOIN api_keys k ON k.id = t.key_id
 WHERE t.token_hash = $1 AND t.expires_at > $2 AND k.revoked_at IS NULL
+
+-- name: exec_list
+SELECT e.* FROM executions e JOIN operations o ON o.id = e.operation_id
+WHERE e.tenant_id = $1 AND o.number IS NOT NULL {filters}
+ORDER BY e.id DESC LIMIT {limit} OFFSET {offset}
+
+-- name: exec_filter_internal
+AND o.internal = {p}

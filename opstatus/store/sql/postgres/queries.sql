@@ -50,3 +50,12 @@ AND o.groups ? {p}
 
 -- name: filter_internal
 AND o.internal = {p}
+
+-- name: exec_filter_operations
+AND e.operation_id = ANY({p}::text[])
+
+-- name: exec_filter_targets
+AND e.target_id = ANY({p}::text[])
+
+-- name: exec_filter_states
+AND e.state = ANY({p}::text[])

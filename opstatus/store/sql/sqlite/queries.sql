@@ -49,3 +49,12 @@ AND EXISTS (SELECT 1 FROM json_each(o.groups) WHERE value = {p})
 
 -- name: filter_internal
 AND o.internal = {p}
+
+-- name: exec_filter_operations
+AND e.operation_id IN (SELECT value FROM json_each({p}))
+
+-- name: exec_filter_targets
+AND e.target_id IN (SELECT value FROM json_each({p}))
+
+-- name: exec_filter_states
+AND e.state IN (SELECT value FROM json_each({p}))
