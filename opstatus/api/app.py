@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from opstatus import dialects
 from opstatus.api import openapi, problems
 from opstatus.api.endpoint import Api, Endpoint, starlette_route
 from opstatus.api.metrics import Metrics, metrics_endpoint
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),  # no auth: firewall it
         *(starlette_route(ep) for ep in ENDPOINTS),
+        *dialects.routes(),
         *openapi.routes(ENDPOINTS),
     ]
     app = Starlette(

@@ -1,0 +1,27 @@
+"""What every dialect shares: the composed services and the caller's identity."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from opstatus.api import auth
+from opstatus.api.endpoint import Api
+from opstatus.service.credentials import Principal
+
+
+def api(request: Request) -> Api:
+    """The services the app factory composed."""
+    result: Api = request.app.state.api
+    return result
+
+
+async def principal(request: Request) -> tuple[Principal, dict[str, str]]:
+    """Authenticate (X-API-Key, Bearer key or token, Basic key id:secret) and count the
+    request against the caller's rate limit; returns the principal and RateLimit headers.
+
+    Raises the domain errors Unauthorized / RateLimited; each dialect renders them
+    in its own error shape.
+    """
+    services = api(request)
+    who = await auth.authenticate(request, services.credentials)
+    return who, services.limiter.hit(who.key_id)
