@@ -11,15 +11,18 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import FrameType
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import asyncpg
 import msgspec
 import typer
 
+from opstatus import logs
 from opstatus import settings as settings_mod
 from opstatus.domain import errors, ids
-from opstatus.domain.records import Tenant
+from opstatus.domain.records import ApiKey, Tenant
+from opstatus.domain.roles import Role
+from opstatus.service.credentials import Credentials
 from opstatus.service.operations import Operations
 from opstatus.store.port import Store
 from opstatus.store.urls import open_store, parse_url
@@ -35,9 +38,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 admin_app = typer.Typer(help="Administration, directly on the database.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
+key_app = typer.Typer(help="API keys (secrets are shown once, when made).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(tenant_app, name="tenant")
+admin_app.add_typer(key_app, name="key")
 
 
 class Output(enum.StrEnum):
@@ -98,14 +103,37 @@ def _run(settings: settings_mod.Settings, work: Callable[[Store, int], Awaitable
     raise typer.Exit(1)
 
 
+class LogLevel(enum.StrEnum):
+    """How much ``opstatus serve`` logs."""
+
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+
+
 @app.command(epilog="Example: opstatus serve --port 8080 --database sqlite:///opstatus.db")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.", min=0, max=65535)] = 8080,
     database: Database = None,
     workers: Annotated[int, typer.Option(help="Server processes.", min=1)] = 1,
+    log_level: Annotated[
+        LogLevel,
+        typer.Option(
+            help="Least severe level logged; the access log (one JSON line per request "
+            "on stderr) is at info.",
+            case_sensitive=False,
+        ),
+    ] = LogLevel.info,
 ) -> None:
-    """Run the HTTP service (uvicorn, uvloop, httptools) until SIGINT or SIGTERM."""
+    """Run the HTTP service (uvicorn, uvloop, httptools) until SIGINT or SIGTERM.
+
+    Logs of opstatus.* go to stderr as JSON lines, one access-log line per
+    request (logger opstatus.access); GET /metrics serves Prometheus metrics
+    without authentication, so keep it off the public network.
+    """
     import uvicorn
 
     settings = _settings(database)
@@ -125,7 +153,10 @@ def serve(
         loop="uvloop",
         http="httptools",
         lifespan="on",
+        # The access log is ours (opstatus.access, JSON, with request ids); uvicorn's is off.
         access_log=False,
+        log_config=logs.uvicorn_log_config(log_level.value),
+        log_level=log_level.value,
     )
 
 
@@ -173,6 +204,146 @@ def tenant_create(
         typer.echo(msgspec.json.encode(made).decode())
     else:
         typer.echo(f"created tenant {tenant.id} ({tenant.name}) at {_rfc3339(tenant.created_at)}")
+
+
+ROLES = ", ".join(r.value for r in Role)
+
+TenantOption = Annotated[
+    str,
+    typer.Option("--tenant", metavar="ID", help="Tenant the key belongs to.", show_default=False),
+]
+
+
+def _usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit 2, as for any other misuse of the command."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _check_tenant(tenant: str) -> str:
+    if not SLUG.fullmatch(tenant):
+        _usage_error(f"--tenant {tenant!r} is not a tenant id (a slug)")
+    return tenant
+
+
+def _key_json(key: ApiKey, secret: str | None = None) -> str:
+    made: dict[str, object] = {"id": key.id}
+    if secret is not None:
+        made["secret"] = secret
+    made.update(
+        tenant=key.tenant,
+        role=key.role.value,
+        targets=list(key.targets),
+        name=key.name,
+        created_at=key.created_at,
+    )
+    if secret is None:
+        made["revoked_at"] = key.revoked_at
+    return msgspec.json.encode(made).decode()
+
+
+def _key_text(key: ApiKey) -> str:
+    targets = f" targets {','.join(key.targets)}" if key.targets else ""
+    name = f" name {key.name!r}" if key.name else ""
+    revoked = f" revoked {_rfc3339(key.revoked_at)}" if key.revoked_at else ""
+    return (
+        f"{key.id} tenant {key.tenant} role {key.role.value}{targets}{name} "
+        f"created {_rfc3339(key.created_at)}{revoked}"
+    )
+
+
+@key_app.command(
+    "create",
+    epilog="Example: opstatus admin key create --tenant acme --role agent --target web-1 "
+    "--target web-2 --name deployer --output json",
+)
+def key_create(
+    tenant: TenantOption,
+    role: Annotated[
+        str,
+        typer.Option(
+            metavar="[admin|operator|viewer|agent]",
+            help="What the key may do (DESIGN.md §5).",
+            show_default=False,
+        ),
+    ],
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="ID", help="Target an agent key reaches (repeat for several); agents only."
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option(help="A note saying what the key is for.")] = "",
+    database: Database = None,
+    output: Annotated[Output, typer.Option(help="Output format.")] = Output.text,
+) -> None:
+    """Make an API key directly in the database (migrating it first) and print it with its secret.
+
+    The secret is printed this once and never again: only its hash is stored.
+    """
+    _check_tenant(tenant)
+    try:
+        chosen = Role(role.strip().lower())
+    except ValueError:
+        _usage_error(f"--role must be one of {ROLES}, not {role!r}")
+    targets = target or []
+    if chosen is Role.AGENT and not targets:
+        _usage_error("an agent key needs at least one --target")
+    if chosen is not Role.AGENT and targets:
+        _usage_error(f"only agent keys are bound to targets; drop --target for role {chosen}")
+
+    async def work(store: Store, version: int) -> tuple[ApiKey, str]:
+        return await Credentials(store).create_key(tenant, chosen, name=name, targets=targets)
+
+    key, secret = _run(_settings(database), work)
+    if output is Output.json:
+        typer.echo(_key_json(key, secret))
+    else:
+        typer.echo(f"created key {_key_text(key)}")
+        typer.echo(f"secret {secret}")
+        typer.echo("(the secret is shown once: store it now)", err=True)
+
+
+@key_app.command("list", epilog="Example: opstatus admin key list --tenant acme --output json")
+def key_list(
+    tenant: TenantOption,
+    database: Database = None,
+    output: Annotated[Output, typer.Option(help="Output format.")] = Output.text,
+) -> None:
+    """Print every key of a tenant, revoked ones too (never a secret)."""
+    _check_tenant(tenant)
+
+    async def work(store: Store, version: int) -> list[ApiKey]:
+        await store.get_tenant(tenant)  # NotFound names an unknown tenant
+        return await Credentials(store).list_keys(tenant)
+
+    keys = _run(_settings(database), work)
+    if output is Output.json:
+        items = [msgspec.json.decode(_key_json(key)) for key in keys]
+        typer.echo(msgspec.json.encode({"items": items}).decode())
+    else:
+        for key in keys:
+            typer.echo(_key_text(key))
+
+
+@key_app.command("revoke", epilog="Example: opstatus admin key revoke key_0123abcd --tenant acme")
+def key_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="Id of the key to revoke.")],
+    tenant: TenantOption,
+    database: Database = None,
+    output: Annotated[Output, typer.Option(help="Output format.")] = Output.text,
+) -> None:
+    """Revoke a key and every token it issued; a running server refuses them at once."""
+    _check_tenant(tenant)
+
+    async def work(store: Store, version: int) -> ApiKey:
+        return await Credentials(store).revoke_key(tenant, key_id)
+
+    key = _run(_settings(database), work)
+    if output is Output.json:
+        typer.echo(_key_json(key))
+    else:
+        typer.echo(f"revoked key {_key_text(key)}")
 
 
 def _rfc3339(value: datetime) -> str:

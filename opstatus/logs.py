@@ -15,8 +15,6 @@ from typing import Any
 
 import msgspec
 
-LEVELS = ("critical", "error", "warning", "info", "debug")
-
 _encoder = msgspec.json.Encoder()
 
 

@@ -32,6 +32,8 @@ class Settings:
     token_ttl: float = 900.0
     #: on an empty database: tenant ``default`` with an admin key of this secret
     bootstrap_admin_key: str | None = None
+    #: finished operations older than this are purged, leaving tombstones (410)
+    retention_seconds: float = 30 * 86400.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +76,7 @@ class Settings:
             max_body=_positive_int(env, "OPSTATUS_MAX_BODY_BYTES", 1 << 20),
             token_ttl=float(_positive_int(env, "OPSTATUS_TOKEN_TTL", 900)),
             bootstrap_admin_key=env.get("OPSTATUS_BOOTSTRAP_ADMIN_KEY") or None,
+            retention_seconds=float(_positive_int(env, "OPSTATUS_RETENTION_SECONDS", 30 * 86400)),
         )
 
 

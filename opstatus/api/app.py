@@ -21,12 +21,13 @@ from starlette.routing import BaseRoute, Route
 
 from opstatus import dialects
 from opstatus.api import openapi, problems
-from opstatus.api.endpoint import Api, Endpoint, starlette_route
+from opstatus.api.endpoint import Api, Endpoint, starlette_routes
 from opstatus.api.metrics import Metrics, metrics_endpoint
 from opstatus.api.middleware import Observe
 from opstatus.api.ratelimit import RateLimiter
 from opstatus.api.routes import directory, events, executions, keys, operations
 from opstatus.service.credentials import Credentials
+from opstatus.service.engine import Engine
 from opstatus.service.notifier import Notifier
 from opstatus.service.operations import Operations
 from opstatus.settings import Settings
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     notifier = Notifier()
     operations = Operations(store, notifier)
     credentials = Credentials(store, token_ttl=settings.token_ttl)
+    engine = Engine(operations, retention=settings.retention_seconds)
     api = Api(
         operations=operations,
         credentials=credentials,
@@ -101,7 +103,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await store.migrate()
             if settings.bootstrap_admin_key:
                 await credentials.bootstrap(settings.bootstrap_admin_key)
-            yield
+            async with engine.running():
+                yield
         finally:
             await store.close()
 
@@ -109,7 +112,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),  # no auth: firewall it
-        *(starlette_route(ep) for ep in ENDPOINTS),
+        *starlette_routes(ENDPOINTS),
         *dialects.routes(),
         *openapi.routes(ENDPOINTS),
     ]

@@ -8,7 +8,7 @@ render. The same records generate ``/openapi.json``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from opstatus.api import auth, problems
+from opstatus.api import auth, problems, render
 from opstatus.api.ratelimit import RateLimiter
 from opstatus.domain import errors
 from opstatus.domain.roles import Action, may
@@ -160,6 +160,7 @@ def starlette_route(ep: Endpoint) -> Route:
                 request.state.key_id = principal.key_id  # for the access log (middleware.py)
                 limit_headers = api.limiter.hit(principal.key_id)
                 _authorize(principal, ep.action)
+            render.negotiate(request)  # a bad ``format`` is refused before anything is done
             body: Any = None
             if decoder is not None:
                 raw = await read_body(request, api.max_body)
@@ -177,6 +178,46 @@ def starlette_route(ep: Endpoint) -> Route:
 
     run.__name__ = ep.handler.__name__
     return Route(ep.path, run, methods=[ep.method])
+
+
+#: methods a path without them answers 405 to
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+
+
+def starlette_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
+    """Every endpoint's route; after each path's last one, a 405 for the methods it lacks.
+
+    The 405 names all the path's methods in ``Allow`` (Starlette's own names only the
+    first route's), and a literal path such as ``/v1/operations/latest`` answers 405
+    instead of handing other methods on to the ``/v1/operations/{id}`` routes.
+    """
+    allowed: dict[str, set[str]] = {}
+    last: dict[str, int] = {}
+    for i, ep in enumerate(endpoints):
+        allowed.setdefault(ep.path, set()).update(
+            {ep.method, "HEAD"} if ep.method == "GET" else {ep.method}
+        )
+        last[ep.path] = i
+    routes = []
+    for i, ep in enumerate(endpoints):
+        routes.append(starlette_route(ep))
+        if last[ep.path] == i:
+            methods = sorted(allowed[ep.path])
+            routes.append(
+                Route(
+                    ep.path, _not_allowed(methods), methods=[m for m in METHODS if m not in methods]
+                )
+            )
+    return routes
+
+
+def _not_allowed(methods: list[str]) -> Callable[[Request], Awaitable[Response]]:
+    headers = {"Allow": ", ".join(methods)}
+
+    async def method_not_allowed(request: Request) -> Response:
+        return problems.problem(405, "method_not_allowed", "Method Not Allowed", headers)
+
+    return method_not_allowed
 
 
 def _authorize(principal: Principal, action: Action | tuple[Action, ...]) -> None:

@@ -4,9 +4,10 @@ Pure ASGI (no ``BaseHTTPMiddleware``) so the hot status-read path pays only a
 few dictionary operations: no extra task, no body buffering.
 
 The route label is the matched route's *template* (``/v1/operations/{id}``),
-which Starlette's router leaves in ``scope["route"]``; requests no route
-matches share ``unmatched``. Raw paths never become labels: one per operation
-id would grow the registry without bound.
+which Starlette's router leaves in ``scope["route"]`` (prefixed by the path of
+a ``Mount`` it sits under); requests no route matches share ``unmatched``. Raw
+paths never become labels: one per operation id would grow the registry
+without bound.
 
 The endpoint wrapper records the authenticated key in ``request.state.key_id``;
 the middleware creates ``scope["state"]`` up front so both see the same dict.
@@ -15,9 +16,9 @@ the middleware creates ``scope["state"]`` up front so both see the same dict.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,7 +51,8 @@ class Observe:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = _incoming_id(scope) or uuid.uuid4().hex
+        root_path = scope.get("root_path", "")
+        request_id = _incoming_id(scope) or os.urandom(16).hex()
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
@@ -72,7 +74,7 @@ class Observe:
         finally:
             metrics.in_flight -= 1
             seconds = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            route = _template(scope, root_path)
             method = scope["method"] if scope["method"] in METHODS else "OTHER"
             metrics.observe(method, route, status, seconds)
             if self.logger.isEnabledFor(logging.INFO):
@@ -98,9 +100,18 @@ class Observe:
             "client": client[0] if client else None,
             "key_id": state.get("key_id"),
         }
-        self.logger.info(
-            "%s %s %s", method, scope["path"], status, extra={"fields": fields}
-        )
+        self.logger.info("%s %s %s", method, scope["path"], status, extra={"fields": fields})
+
+
+def _template(scope: Scope, root_path: str) -> str:
+    """The matched route's template, with the prefix of any ``Mount`` it sits under."""
+    path: str | None = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return UNMATCHED
+    # Under a Mount, the router leaves the inner route (relative path) in scope["route"]
+    # and the mount's matched prefix in root_path.
+    mounted = scope.get("root_path", "")
+    return mounted[len(root_path) :] + path if len(mounted) > len(root_path) else path
 
 
 def _incoming_id(scope: Scope) -> str | None:

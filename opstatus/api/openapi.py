@@ -8,8 +8,10 @@ process: it works on a machine with no internet.
 
 from __future__ import annotations
 
+import html
 import http
 import importlib.metadata
+import importlib.resources
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -59,7 +61,7 @@ HEADERS: dict[str, dict[str, Any]] = {
     "RateLimit-Policy": {"description": "requests;w=window seconds", "schema": {"type": "string"}},
     "RateLimit-Limit": {"description": "requests per window", "schema": {"type": "string"}},
     "RateLimit-Remaining": {"description": "left in this window", "schema": {"type": "string"}},
-    "RateLimit-Reset": {"description": "seconds until the window resets", "schema": {"type": "string"}},
+    "RateLimit-Reset": {"description": "seconds to its reset", "schema": {"type": "string"}},
 }  # fmt: skip
 #: headers every problem of a status carries, besides the rate-limit ones
 PROBLEM_HEADERS: dict[int, tuple[str, ...]] = {
@@ -76,6 +78,9 @@ def document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     types = {t for ep in endpoints for t in (ep.body, ep.response) if t is not None}
     ordered = sorted(types, key=lambda t: t.__name__)
     _, components = msgspec.json.schema_components([*ordered, schemas.Problem], ref_template=REF)
+    for name, rule in schemas.RULES.items():
+        if name in components:
+            components[name] = {**components[name], **rule}
     paths: dict[str, dict[str, Any]] = {}
     for ep in endpoints:
         paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep)
@@ -277,10 +282,12 @@ _DOCS_INIT = """window.addEventListener("load", function () {
 
 def swagger_ui_dir() -> Path:
     """The Swagger UI static files that ``swagger-ui-bundle-v2`` ships."""
-    import swagger_ui_bundle
-
-    path: Path = Path(swagger_ui_bundle.swagger_ui_path)
-    return path
+    # The package is untyped, and its files are all this needs: find them as resources.
+    vendor = Path(str(importlib.resources.files("swagger_ui_bundle"))) / "vendor"
+    found = sorted(vendor.glob("swagger-ui-*"))
+    if not found:
+        raise RuntimeError(f"no Swagger UI under {vendor}; reinstall swagger-ui-bundle-v2")
+    return found[-1]
 
 
 def routes(endpoints: Sequence[Endpoint]) -> list[BaseRoute]:
@@ -293,11 +300,11 @@ def routes(endpoints: Sequence[Endpoint]) -> list[BaseRoute]:
 
     async def docs(request: Request) -> Response:
         """Swagger UI over /openapi.json."""
-        root = request.scope.get("root_path", "").rstrip("/")
-        html = _DOCS_HTML.format(
+        root = html.escape(request.scope.get("root_path", "").rstrip("/"))
+        page = _DOCS_HTML.format(
             assets=f"{root}/docs/assets", spec=f"{root}/openapi.json", root=root
         )
-        return HTMLResponse(html)
+        return HTMLResponse(page)
 
     async def docs_init(request: Request) -> Response:
         """The script that starts Swagger UI."""

@@ -21,6 +21,11 @@ Progress = Annotated[float, Meta(ge=0, le=100, description="percent, 0-100")]
 AwareTime = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
 Kind = Annotated[str, Meta(min_length=1, max_length=200, description="what to do")]
 Name = Annotated[str, Meta(max_length=200)]
+# JSON Schema counts 4.0 as an integer and msgspec does not: a whole number in a body is a
+# float that is a multiple of 1 (handlers take ``int()`` of it), so 4 and 4.0 both pass.
+# Bounds stay below 2**53, where floats still tell every integer from its neighbours.
+Retries = Annotated[float, Meta(ge=0, le=100, multiple_of=1, description="a whole number")]
+Version = Annotated[float, Meta(ge=1, le=2**52, multiple_of=1, description="a whole number")]
 
 
 class _In(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -45,7 +50,7 @@ class CreateOperationIn(_In):
     internal: bool = False
     schedule_at: AwareTime | None = None
     timeouts: TimeoutsIn = msgspec.field(default_factory=TimeoutsIn)
-    retries: Annotated[int, Meta(ge=0, le=100)] = 0
+    retries: Retries = 0
     exclusive: bool = False
 
 
@@ -59,7 +64,7 @@ class ExecutionUpdateIn(_In):
     error: Annotated[str, Meta(max_length=65_536)] | None = None
     result: Any = None
     reason: Annotated[str, Meta(max_length=4096)] | None = None
-    expected_version: Annotated[int, Meta(ge=1)] | None = None
+    expected_version: Version | None = None
 
 
 class CancelIn(_In):
@@ -97,6 +102,32 @@ class TokenIn(_In):
     """``POST /v1/auth/token`` with a JSON body (Basic credentials need none)."""
 
     key: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
+#: Rules across fields that msgspec cannot check: the service enforces them, and the
+#: OpenAPI document adds them to the schema (by Struct name) so clients know them too.
+RULES: dict[str, dict[str, Any]] = {
+    "CreateOperationIn": {
+        "anyOf": [
+            {"required": ["targets"], "properties": {"targets": {"minItems": 1}}},
+            {"required": ["groups"], "properties": {"groups": {"minItems": 1}}},
+        ]
+    },
+    "KeyIn": {
+        "anyOf": [
+            {
+                "required": ["targets"],
+                "properties": {"role": {"const": Role.AGENT.value}, "targets": {"minItems": 1}},
+            },
+            {
+                "properties": {
+                    "role": {"enum": [r.value for r in Role if r is not Role.AGENT]},
+                    "targets": {"maxItems": 0},
+                }
+            },
+        ]
+    },
+}
 
 
 # responses -------------------------------------------------------------------------

@@ -115,6 +115,7 @@ class Execution:
     updated_at: datetime
     finished_at: datetime | None
     lease_expires_at: datetime | None
+    due_at: datetime | None = None  #: next deadline (see ``deadlines.due``)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

@@ -165,9 +165,13 @@ class Operations:
             try:
                 group = await self.store.get_group(tenant, group_id)
             except errors.NotFound:
-                raise errors.Invalid(f"no group {group_id!r}", parameter="groups") from None
-            targets.update(dict.fromkeys(group.targets))
+                raise errors.NotFound(f"no group {group_id!r}", parameter="groups") from None
+            if request.expand_groups:
+                targets.update(dict.fromkeys(group.targets))
         if not targets:
+            if request.groups and request.expand_groups:
+                # A well-formed request; its groups are empty now, not necessarily later.
+                raise errors.Conflict("the groups named have no targets", parameter="groups")
             raise errors.Invalid(
                 "name at least one target or a non-empty group", parameter="targets"
             )
@@ -369,6 +373,11 @@ class Operations:
         if operation_id is not None:
             await self.store.get_operation(tenant, operation_id)
         return await self.store.events_after(tenant, after, limit=limit, operation_id=operation_id)
+
+    def announce(self, executions: Sequence[Execution]) -> None:
+        """Wake whoever waits on these executions' operations, inboxes and events."""
+        for execution in executions:
+            self._changed(execution)
 
     def _changed(self, execution: Execution) -> None:
         keys = [

@@ -24,3 +24,5 @@ class CreateOperation:
     retries: int = 0
     exclusive: bool = False
     idempotency_key: str | None = None
+    #: False: ``groups`` only label the operation (its targets are ``targets`` alone)
+    expand_groups: bool = True

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
-from opstatus.domain import changes, derive, errors
+from opstatus.domain import changes, deadlines, derive, errors
 from opstatus.domain.records import (
     ApiKey,
     Event,
@@ -31,7 +31,7 @@ from opstatus.domain.states import State
 from opstatus.store import port
 
 #: The schema version of the SQL stores this one mirrors.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 Key = tuple[str, str]  #: (tenant, id)
@@ -166,7 +166,7 @@ class MemoryStore(port.Store):
             self._ops[key] = created
             self._hashes[key] = request_hash
             for e in executions:
-                self._execs[(tenant, e.id)] = e
+                self._execs[(tenant, e.id)] = evolve(e, due_at=deadlines.due(e, created))
         return created, True
 
     async def get_operation(self, tenant: str, operation_id: str) -> Operation:
@@ -272,15 +272,15 @@ class MemoryStore(port.Store):
             before = await self.get_execution(tenant, execution_id)
             after = changes.apply_update(before, update, now)
             if after is not before:
-                self._apply(tenant, [(before, after)], now, reason=update.reason)
+                _, [after] = self._apply(tenant, [(before, after)], now, reason=update.reason)
         return after
 
     async def retry_execution(self, tenant: str, execution_id: str, now: datetime) -> Execution:
         """Queue a failed or timed-out execution again."""
         async with self._lock:
             before = await self.get_execution(tenant, execution_id)
-            after = changes.retry(before, now)
-            self._apply(tenant, [(before, after)], now, reason="retry")
+            pair = (before, changes.retry(before, now))
+            _, [after] = self._apply(tenant, [pair], now, reason="retry")
         return after
 
     async def claim(self, tenant: str, target: str, now: datetime, limit: int) -> list[Execution]:
@@ -291,9 +291,10 @@ class MemoryStore(port.Store):
                 (e, changes.dispatch(e, now, self._ops[(tenant, e.operation_id)].timeouts.lease))
                 for e in queued[:limit]
             ]
-            if pairs:
-                self._apply(tenant, pairs, now)
-        return [after for _, after in pairs]
+            if not pairs:
+                return []
+            _, dispatched = self._apply(tenant, pairs, now)
+        return dispatched
 
     async def held(self, tenant: str, target: str) -> list[Execution]:
         """Dispatched, unacknowledged executions of ``target``."""
@@ -318,7 +319,7 @@ class MemoryStore(port.Store):
                 raise errors.Conflict(
                     f"nothing to cancel: operation is {state}{hint}", state=str(state)
                 )
-            return self._apply(tenant, pairs, now, reason=reason)[operation_id]
+            return self._apply(tenant, pairs, now, reason=reason)[0][operation_id]
 
     async def delete_operation(
         self, tenant: str, operation_id: str, now: datetime, *, reason: str = "deleted"
@@ -331,15 +332,51 @@ class MemoryStore(port.Store):
                     f"operation is {op.state}; only a finished one can be deleted",
                     state=str(op.state),
                 )
-            for e in self._by_op(tenant, operation_id):
-                del self._execs[(tenant, e.id)]
-            del self._ops[(tenant, operation_id)]
-            del self._hashes[(tenant, operation_id)]
-            self._tombstones[(tenant, operation_id)] = (op.number, reason)
-            gone = evolve(op, version=op.version + 1, updated_at=now)
-            self._append(
-                tenant, [changes.operation_event(gone, now, "operation.deleted", reason=reason)]
-            )
+            self._bury(op, now, reason)
+
+    def _bury(self, op: Operation, now: datetime, reason: str) -> None:
+        tenant = op.tenant
+        for e in self._by_op(tenant, op.id):
+            del self._execs[(tenant, e.id)]
+        del self._ops[(tenant, op.id)]
+        del self._hashes[(tenant, op.id)]
+        self._tombstones[(tenant, op.id)] = (op.number, reason)
+        gone = evolve(op, version=op.version + 1, updated_at=now)
+        self._append(
+            tenant, [changes.operation_event(gone, now, f"operation.{reason}", reason=reason)]
+        )
+
+    async def sweep(self, now: datetime, limit: int) -> list[Execution]:
+        """Apply passed deadlines."""
+        async with self._lock:
+            due = sorted(
+                (e for e in self._execs.values() if e.due_at is not None and e.due_at <= now),
+                key=lambda e: e.due_at or now,
+            )[:limit]
+            by_tenant: dict[str, list[tuple[Execution, Execution]]] = defaultdict(list)
+            for e in due:
+                op = self._ops[(e.tenant, e.operation_id)]
+                by_tenant[e.tenant].append((e, deadlines.on_deadline(e, op, now)))
+            for tenant, pairs in sorted(by_tenant.items()):
+                self._apply(tenant, pairs, now, reason="deadline")
+            return [self._execs[(e.tenant, e.id)] for e in due]
+
+    async def purge(self, cutoff: datetime, now: datetime, limit: int) -> list[Operation]:
+        """Purge finished operations older than ``cutoff`` and older events."""
+        async with self._lock:
+            expired = sorted(
+                (
+                    op
+                    for op in self._ops.values()
+                    if op.state.terminal and op.completed_at and op.completed_at < cutoff
+                ),
+                key=lambda op: op.completed_at or now,
+            )[:limit]
+            for op in expired:
+                self._bury(op, now, "purged")
+            for tenant, events in self._events.items():
+                self._events[tenant] = [e for e in events if e.created_at >= cutoff]
+            return expired
 
     async def events_after(
         self, tenant: str, after: int, *, limit: int, operation_id: str | None = None
@@ -383,25 +420,27 @@ class MemoryStore(port.Store):
         pairs: Sequence[tuple[Execution, Execution]],
         now: datetime,
         **event_data: Any,
-    ) -> dict[str, Operation]:
+    ) -> tuple[dict[str, Operation], list[Execution]]:
         """Store execution changes, fold them into their operations, append events."""
         by_op: dict[str, list[tuple[Execution | None, Execution]]] = defaultdict(list)
         for before, after in pairs:
             by_op[after.operation_id].append((before, after))
         folded: dict[str, Operation] = {}
         events: list[Event] = []
+        stored: list[Execution] = []
         for op_id in sorted(by_op):
-            op, op_events = changes.settle(
-                self._ops[(tenant, op_id)], by_op[op_id], now, **event_data
-            )
+            current = self._ops[(tenant, op_id)]
+            timed = [(b, evolve(a, due_at=deadlines.due(a, current))) for b, a in by_op[op_id]]
+            op, op_events = changes.settle(current, timed, now, **event_data)
             folded[op_id] = op
             events.extend(op_events)
+            stored.extend(a for _, a in timed)
         for op_id, op in folded.items():
             self._ops[(tenant, op_id)] = op
-        for _, after in pairs:
+        for after in stored:
             self._execs[(tenant, after.id)] = after
         self._append(tenant, events)
-        return folded
+        return folded, stored
 
     def _append(self, tenant: str, events: Sequence[Event], *, new_operations: int = 0) -> int:
         """Number and store ``events``; return the last operation number handed out."""

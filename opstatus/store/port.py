@@ -208,3 +208,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def key_by_token(self, token_hash: str, now: datetime) -> ApiKey | None:
         """The active key behind an unexpired token."""
+
+    # engine ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def sweep(self, now: datetime, limit: int) -> list[Execution]:
+        """Apply every passed execution deadline (at most ``limit``), across tenants;
+        return the executions as changed. Safe in every replica at once."""
+
+    @abc.abstractmethod
+    async def purge(self, cutoff: datetime, now: datetime, limit: int) -> list[Operation]:
+        """Purge up to ``limit`` operations finished before ``cutoff``, leaving
+        tombstones, and events older than ``cutoff``; return the purged operations."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from opstatus.domain.records import ApiKey, Event, Execution, Operation, Target, Tenant, Timeouts
@@ -12,7 +13,7 @@ from opstatus.store.driver import Codec, Row
 EXECUTION_COLUMNS = (
     "id", "tenant_id", "operation_id", "target_id", "state", "progress", "eta", "details",
     "error", "result", "attempt", "version", "queued_at", "started_at", "updated_at",
-    "finished_at", "lease_expires_at",
+    "finished_at", "lease_expires_at", "due_at",
 )  # fmt: skip
 
 
@@ -110,16 +111,17 @@ def execution(row: Row, c: Codec) -> Execution:
         updated_at=_req(c.dt(row["updated_at"])),
         finished_at=c.dt(row["finished_at"]),
         lease_expires_at=c.dt(row["lease_expires_at"]),
+        due_at=c.dt(row["due_at"]),
     )
 
 
-def execution_insert_args(e: Execution, c: Codec) -> list[Any]:
-    """Parameters of ``exec_insert`` (in ``EXECUTION_COLUMNS`` order)."""
+def execution_insert_args(e: Execution, c: Codec, due_at: datetime | None) -> list[Any]:
+    """Parameters of ``exec_insert`` (in ``EXECUTION_COLUMNS`` order), with its deadline."""
     return [
         e.id, e.tenant, e.operation_id, e.target, str(e.state), e.progress, c.ts(e.eta),
         c.js(dict(e.details)), e.error, c.js(e.result), e.attempt, e.version,
         c.ts(e.queued_at), c.ts(e.started_at), c.ts(e.updated_at), c.ts(e.finished_at),
-        c.ts(e.lease_expires_at),
+        c.ts(e.lease_expires_at), c.ts(due_at),
     ]  # fmt: skip
 
 
@@ -129,7 +131,7 @@ def execution_update_args(e: Execution, c: Codec) -> list[Any]:
         e.tenant, e.id, str(e.state), e.progress, c.ts(e.eta), c.js(dict(e.details)),
         e.error, c.js(e.result), e.attempt, e.version, c.ts(e.queued_at),
         c.ts(e.started_at), c.ts(e.updated_at), c.ts(e.finished_at),
-        c.ts(e.lease_expires_at),
+        c.ts(e.lease_expires_at), c.ts(e.due_at),
     ]  # fmt: skip
 
 

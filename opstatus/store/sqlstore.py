@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from opstatus.domain import changes, derive, errors
+from opstatus.domain import changes, deadlines, derive, errors
 from opstatus.domain.records import (
     ApiKey,
     Event,
@@ -205,7 +205,7 @@ class SqlStore(port.Store):
                 tx,
                 "executions",
                 rows.EXECUTION_COLUMNS,
-                [rows.execution_insert_args(e, c) for e in executions],
+                [rows.execution_insert_args(e, c, deadlines.due(e, created)) for e in executions],
             )
             event = changes.operation_event(created, created.created_at, "operation.created")
             number = await self._append(tx, tenant, [event], new_operations=1)
@@ -347,15 +347,18 @@ class SqlStore(port.Store):
             before = await self._lock_execution(tx, tenant, execution_id)
             after = changes.apply_update(before, update, now)
             if after is not before:
-                await self._apply(tx, tenant, [(before, after)], now, reason=update.reason)
+                _, [after] = await self._apply(
+                    tx, tenant, [(before, after)], now, reason=update.reason
+                )
         return after
 
     async def retry_execution(self, tenant: str, execution_id: str, now: datetime) -> Execution:
         """Queue a finished-unsuccessfully execution again."""
         async with self._d.write() as tx:
             before = await self._lock_execution(tx, tenant, execution_id)
-            after = changes.retry(before, now)
-            await self._apply(tx, tenant, [(before, after)], now, reason="retry")
+            _, [after] = await self._apply(
+                tx, tenant, [(before, changes.retry(before, now))], now, reason="retry"
+            )
         return after
 
     async def claim(self, tenant: str, target: str, now: datetime, limit: int) -> list[Execution]:
@@ -366,9 +369,10 @@ class SqlStore(port.Store):
             for r in found:
                 before = rows.execution(r, self._c)
                 pairs.append((before, changes.dispatch(before, now, r["lease"])))
-            if pairs:
-                await self._apply(tx, tenant, pairs, now)
-        return [after for _, after in pairs]
+            if not pairs:
+                return []
+            _, dispatched = await self._apply(tx, tenant, pairs, now)
+        return dispatched
 
     async def held(self, tenant: str, target: str) -> list[Execution]:
         """Dispatched, unacknowledged executions of ``target``."""
@@ -396,7 +400,7 @@ class SqlStore(port.Store):
                 state = row["state"]
                 hint = "" if OperationState(state).terminal else "; use force"
                 raise errors.Conflict(f"nothing to cancel: operation is {state}{hint}", state=state)
-            folded = await self._apply(tx, tenant, pairs, now, reason=reason)
+            folded, _ = await self._apply(tx, tenant, pairs, now, reason=reason)
         return folded[operation_id]
 
     async def delete_operation(
@@ -415,13 +419,58 @@ class SqlStore(port.Store):
                     f"operation is {op.state}; only a finished one can be deleted",
                     state=str(op.state),
                 )
-            await tx.execute(q["exec_delete_by_op"], tenant, operation_id)
-            await tx.execute(q["op_delete"], tenant, operation_id)
-            await tx.execute(q["tombstone_insert"], tenant, op.id, op.number, reason, c.ts(now))
-            gone = evolve(op, version=op.version + 1, updated_at=now)
-            await self._append(
-                tx, tenant, [changes.operation_event(gone, now, "operation.deleted", reason=reason)]
-            )
+            await self._bury(tx, op, now, reason)
+
+    async def sweep(self, now: datetime, limit: int) -> list[Execution]:
+        """Apply every passed deadline (at most ``limit``); return what changed.
+
+        On PostgreSQL the due rows are taken with SKIP LOCKED, so every replica
+        can sweep at once and no deadline is applied twice.
+        """
+        q, c = self._q, self._c
+        changed: list[Execution] = []
+        async with self._d.read() as tx:  # most sweeps find nothing: no write lock for that
+            if await tx.fetchrow(q["exec_due_any"], c.ts(now)) is None:
+                return changed
+        async with self._d.write() as tx:
+            found = await tx.fetch(q["exec_due"], c.ts(now), limit)
+            operations: dict[str, Operation] = {}
+            by_tenant: dict[str, list[tuple[Execution, Execution]]] = defaultdict(list)
+            for r in found:
+                before = rows.execution(r, c)
+                op = operations.get(before.operation_id)
+                if op is None:
+                    op_row = await tx.fetchrow(q["op_get"], before.tenant, before.operation_id)
+                    assert op_row is not None
+                    op = operations[before.operation_id] = rows.operation(op_row, c)
+                after = deadlines.on_deadline(before, op, now)
+                by_tenant[before.tenant].append((before, after))
+            for tenant in sorted(by_tenant):
+                _, stored = await self._apply(tx, tenant, by_tenant[tenant], now, reason="deadline")
+                changed.extend(stored)
+        return changed
+
+    async def purge(self, cutoff: datetime, now: datetime, limit: int) -> list[Operation]:
+        """Purge up to ``limit`` operations finished before ``cutoff`` (tombstones stay),
+        and events older than ``cutoff``; return the purged operations."""
+        q, c = self._q, self._c
+        async with self._d.write() as tx:
+            expired = await tx.fetch(q["op_expired"], c.ts(cutoff), limit)
+            found = [rows.operation(r, c) for r in expired]
+            for op in found:
+                await self._bury(tx, op, now, "purged")
+            await tx.execute(q["events_purge"], c.ts(cutoff))
+        return found
+
+    async def _bury(self, tx: Tx, op: Operation, now: datetime, reason: str) -> None:
+        """Delete an operation and its executions, leave a tombstone, record the event."""
+        q, c = self._q, self._c
+        await tx.execute(q["exec_delete_by_op"], op.tenant, op.id)
+        await tx.execute(q["op_delete"], op.tenant, op.id)
+        await tx.execute(q["tombstone_insert"], op.tenant, op.id, op.number, reason, c.ts(now))
+        gone = evolve(op, version=op.version + 1, updated_at=now)
+        event = changes.operation_event(gone, now, f"operation.{reason}", reason=reason)
+        await self._append(tx, op.tenant, [event])
 
     async def events_after(
         self, tenant: str, after: int, *, limit: int, operation_id: str | None = None
@@ -526,30 +575,33 @@ class SqlStore(port.Store):
         pairs: Sequence[tuple[Execution, Execution]],
         now: datetime,
         **event_data: Any,
-    ) -> dict[str, Operation]:
+    ) -> tuple[dict[str, Operation], list[Execution]]:
         """Write execution changes, fold them into their operations, append events.
 
-        Operation rows are locked in id order, after every execution lock, so two
-        transactions never wait on each other in a cycle.
+        Returns the operations as folded and the executions as stored (with their
+        next deadline). Operation rows are locked in id order, after every
+        execution lock, so two transactions never wait on each other in a cycle.
         """
         by_op: dict[str, list[tuple[Execution | None, Execution]]] = defaultdict(list)
-        for before, after in pairs:
-            by_op[after.operation_id].append((before, after))
         c, q = self._c, self._q
         folded: dict[str, Operation] = {}
         events: list[Event] = []
+        stored: list[Execution] = []
+        for before, after in pairs:
+            by_op[after.operation_id].append((before, after))
         for op_id in sorted(by_op):
             row: Row | None = await tx.fetchrow(q["op_lock"], tenant, op_id)
             assert row is not None
-            op, op_events = changes.settle(rows.operation(row, c), by_op[op_id], now, **event_data)
+            current = rows.operation(row, c)
+            timed = [(b, evolve(a, due_at=deadlines.due(a, current))) for b, a in by_op[op_id]]
+            op, op_events = changes.settle(current, timed, now, **event_data)
             await tx.execute(q["op_update"], *rows.operation_update_args(op, c))
             folded[op_id] = op
             events.extend(op_events)
-        await tx.executemany(
-            q["exec_update"], [rows.execution_update_args(after, c) for _, after in pairs]
-        )
+            stored.extend(a for _, a in timed)
+        await tx.executemany(q["exec_update"], [rows.execution_update_args(a, c) for a in stored])
         await self._append(tx, tenant, events)
-        return folded
+        return folded, stored
 
     async def _append(
         self, tx: Tx, tenant: str, events: Sequence[Event], *, new_operations: int = 0

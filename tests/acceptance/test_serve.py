@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -63,9 +63,12 @@ def wait_healthy(client: httpx.Client, proc: subprocess.Popen[bytes], log: Path)
     pytest.fail(f"opstatus serve not healthy within {START_DEADLINE}s:\n{log.read_text()}")
 
 
-def serve(args: Sequence[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+def serve(
+    args: Sequence[str], cwd: Path, log: Path, extra_env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``opstatus serve ARGS`` with its output going to ``log``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSTATUS_")}
+    env.update(extra_env or {})
     with log.open("wb") as out:
         return subprocess.Popen(
             [*opstatus_command(), "serve", *args],
@@ -164,7 +167,72 @@ def test_admin_tenant_create_rejects_a_non_slug_with_exit_2(bad: str, tmp_path: 
 
 
 def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
-    for command in (["serve"], ["db", "upgrade"], ["admin", "tenant", "create"]):
+    commands = (
+        ["serve"], ["db", "upgrade"], ["admin", "tenant", "create"],
+        ["admin", "key", "create"], ["admin", "key", "list"], ["admin", "key", "revoke"],
+    )  # fmt: skip
+    for command in commands:
         result = run_cli(*command, "--help", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert f"Example: opstatus {' '.join(command)}" in result.stdout
+
+
+def access_lines(log: Path) -> list[dict[str, object]]:
+    """The JSON access-log lines the server wrote."""
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line[:1] == "{"]
+    return [line for line in lines if line.get("logger") == "opstatus.access"]
+
+
+def test_serve_with_workers_bootstraps_and_logs_json_in_every_worker(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    args = ["--port", str(port), "--workers", "2", "--database", f"sqlite:///{tmp_path}/o.db"]
+    proc = serve(args, tmp_path, log, {"OPSTATUS_BOOTSTRAP_ADMIN_KEY": "boot-secret"})
+    with proc:
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+                wait_healthy(client, proc, log)
+                for _ in range(10):
+                    keys = client.get("/v1/keys", headers={"X-API-Key": "boot-secret"})
+                    assert keys.status_code == 200, keys.text
+                    assert keys.json()["items"][0]["role"] == "admin"
+                assert client.get("/v1/keys").status_code == 401
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=STOP_DEADLINE) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    lines = access_lines(log)
+    keys_lines = [line for line in lines if line["route"] == "/v1/keys"]
+    assert [line["status"] for line in keys_lines] == [200] * 10 + [401]
+    assert {"ts", "request_id", "method", "path", "duration_ms", "client", "key_id"} <= set(
+        keys_lines[0]
+    )
+    assert "boot-secret" not in log.read_text()
+    assert '"GET /v1/keys HTTP/1.1" 200' not in log.read_text()  # uvicorn's access log is off
+
+
+def test_serve_log_level_warning_silences_the_access_log(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    args = [
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--database",
+        f"sqlite:///{tmp_path}/o.db",
+    ]
+    proc = serve(args, tmp_path, log)
+    with proc:
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+                wait_healthy(client, proc, log)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=STOP_DEADLINE) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert access_lines(log) == []

@@ -81,7 +81,6 @@ async def op_state(svc: Operations, op_id: str) -> OperationState:
         (CreateOperation(kind="k" * 201, targets=["a"]), "kind"),
         (CreateOperation(kind="k"), "targets"),
         (CreateOperation(kind="k", targets=[""]), "targets"),
-        (CreateOperation(kind="k", groups=["nope"]), "groups"),
         (CreateOperation(kind="k", targets=["a"], retries=-1), "retries"),
         (CreateOperation(kind="k", targets=["a"], timeouts=Timeouts(lease=0)), "timeouts.lease"),
     ],
@@ -95,11 +94,18 @@ async def test_create_validation(
     assert await memory.list_operations(T, OperationQuery()) == []
 
 
+async def test_an_unknown_group_is_not_found(service: Operations, memory: MemoryStore) -> None:
+    with pytest.raises(errors.NotFound) as caught:
+        await service.create(T, CreateOperation(kind="k", groups=["nope"]))
+    assert caught.value.context["parameter"] == "groups"
+    assert await memory.list_operations(T, OperationQuery()) == []
+
+
 async def test_empty_group_is_no_target(service: Operations) -> None:
     await service.put_group(T, "empty", [])
-    with pytest.raises(errors.Invalid) as caught:
+    with pytest.raises(errors.Conflict) as caught:
         await service.create(T, CreateOperation(kind="k", groups=["empty"]))
-    assert caught.value.context["parameter"] == "targets"
+    assert caught.value.context["parameter"] == "groups"
 
 
 async def test_groups_expand_to_targets_without_duplicates(service: Operations) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from starlette.responses import Response
 
 from opstatus.api import convert, params, render, schemas
@@ -23,7 +25,7 @@ async def put_target(ctx: Ctx) -> Response:
         ctx.request,
         convert.target(target),
         status=201,
-        headers={"Location": f"/v1/targets/{target.id}"},
+        headers={"Location": f"/v1/targets/{quote(target.id, safe='')}"},
         root="target",
     )
 
@@ -32,7 +34,8 @@ async def put_target(ctx: Ctx) -> Response:
     "GET", "/v1/targets", action=Action.READ, response=schemas.TargetList, errors=(400,),
     params=(
         Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 1000}),
-        Param(name="cursor", description="next_cursor of the previous page"),
+        Param(name="cursor", description="next_cursor of the previous page",
+              schema={"type": "string", "maxLength": 200}),
     ),
 )  # fmt: skip
 async def list_targets(ctx: Ctx) -> Response:
@@ -77,7 +80,7 @@ async def put_group(ctx: Ctx) -> Response:
         ctx.request,
         convert.group(group),
         status=201,
-        headers={"Location": f"/v1/groups/{group.id}"},
+        headers={"Location": f"/v1/groups/{quote(group.id, safe='')}"},
         root="group",
     )
 

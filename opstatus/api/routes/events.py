@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -17,10 +18,11 @@ router = Router("events")
 SSE = "text/event-stream"
 HEARTBEAT = 15.0  #: seconds between keep-alive comments on an idle stream
 _PARAMS = (
-    Param(name="after", schema={"type": "integer", "minimum": 0},
+    Param(name="after", schema={"type": "integer", "minimum": 0, "maximum": 2**62},
           description="only events with a larger seq"),
     Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 1000}),
-    Param(name="Last-Event-ID", where="header", schema={"type": "string", "pattern": "^[0-9]*$"},
+    Param(name="Last-Event-ID", where="header",
+          schema={"type": "string", "pattern": "^[0-9]{0,18}$"},
           description="SSE resume point (wins over after)"),
 )  # fmt: skip
 _encoder = msgspec.json.Encoder()
@@ -29,7 +31,7 @@ _encoder = msgspec.json.Encoder()
 def _after(ctx: Ctx) -> int:
     last = ctx.request.headers.get("last-event-id")
     if last is not None and last.strip():
-        if not last.strip().isdigit():
+        if not re.fullmatch("[0-9]{1,18}", last.strip()):
             raise errors.Invalid("Last-Event-ID must be an event seq", parameter="Last-Event-ID")
         return int(last)
     return params.integer(ctx.request, "after", 0) or 0

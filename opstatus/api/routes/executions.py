@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.responses import Response
 
 from opstatus.api import convert, params, render, schemas
 from opstatus.api.endpoint import Ctx, Param, Router
 from opstatus.domain import errors
-from opstatus.domain.records import Execution, ExecutionUpdate
+from opstatus.domain.records import Execution, ExecutionUpdate, OperationQuery
 from opstatus.domain.roles import Action, Role
 from opstatus.service import notifier
 
@@ -57,7 +59,8 @@ async def get_execution(ctx: Ctx) -> Response:
 @router.route(
     "PATCH", "/v1/executions/{id}", action=Action.REPORT, body=schemas.ExecutionUpdateIn,
     response=schemas.ExecutionOut, errors=(400, 403, 404, 409, 412, 413, 415, 422),
-    params=(Param(name="If-Match", where="header", description="the version you read"),),
+    params=(Param(name="If-Match", where="header", description="the version you read (ETag)",
+                  schema={"type": "string", "pattern": '^(W/)?"*[0-9]{1,18}"*$'}),),
     headers=("ETag",),
 )  # fmt: skip
 async def update_execution(ctx: Ctx) -> Response:
@@ -65,14 +68,15 @@ async def update_execution(ctx: Ctx) -> Response:
     body: schemas.ExecutionUpdateIn = ctx.body
     execution_id = ctx.path("id")
     await _own(ctx, execution_id, Action.REPORT)
-    expected = body.expected_version
+    expected = None if body.expected_version is None else int(body.expected_version)
     if_match = ctx.request.headers.get("if-match")
     if if_match is not None:
         raw = if_match.strip().removeprefix("W/").strip('"')
-        if not raw.isdigit():
+        if not re.fullmatch("[0-9]{1,18}", raw):
             raise errors.Invalid("If-Match must be a version ETag", parameter="If-Match")
         if expected is not None and int(raw) != expected:
-            raise errors.Invalid(
+            # At most one of the two can name the current version: a failed precondition.
+            raise errors.PreconditionFailed(
                 "If-Match and expected_version disagree", parameter="expected_version"
             )
         expected = int(raw)
@@ -103,9 +107,24 @@ async def retry_execution(ctx: Ctx) -> Response:
     )
 
 
+async def _known_target(ctx: Ctx, target: str) -> None:
+    """NotFound for a target the tenant never registered nor aimed work at.
+
+    Target ids are per tenant, so another tenant's target must answer 404 here as
+    on ``GET /v1/targets/{id}`` (DESIGN.md §5), not an empty inbox of the same name.
+    """
+    ops = ctx.api.operations
+    try:
+        await ops.store.get_target(ctx.tenant, target)
+    except errors.NotFound:
+        aimed = await ops.find(ctx.tenant, OperationQuery(targets=[target], limit=1))
+        if not aimed.items:
+            raise errors.NotFound(f"no target {target!r}") from None
+
+
 @router.route(
     "GET", "/v1/targets/{id}/inbox", action=Action.PULL, response=schemas.InboxOut,
-    errors=(400, 403),
+    errors=(400, 403, 404),
     params=(
         Param(name="wait", schema={"type": "number", "minimum": 0, "maximum": 60},
               description="long-poll: wait up to this many seconds for work"),
@@ -119,6 +138,8 @@ async def inbox(ctx: Ctx) -> Response:
     target = ctx.path("id")
     ctx.who.require(Action.PULL, target)
     ops = ctx.api.operations
+    if ctx.who.role is not Role.AGENT:  # an agent's key binding already names its targets
+        await _known_target(ctx, target)
     wait = params.number(r, "wait", high=ctx.api.max_wait)
     limit = params.integer(r, "limit", 10, low=1, high=ops.limits.max_claim) or 10
     waiter = ctx.api.notifier.subscribe(notifier.inbox_key(ctx.tenant, target))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from starlette.responses import Response
 
@@ -26,22 +27,31 @@ _IDEMPOTENCY = Param(
 _WAIT = (
     Param(name="wait", schema={"type": "number", "minimum": 0, "maximum": 60},
           description="long-poll: wait up to this many seconds for a change"),
-    Param(name="version", schema={"type": "integer", "minimum": 0},
+    Param(name="version", schema={"type": "integer", "minimum": 0, "maximum": 2**62},
           description="with wait: return as soon as the version differs from this"),
 )  # fmt: skip
+# Exactly the cursors next_cursor gives (base64url of "n:" and 1-18 digits, unpadded; empty
+# for none), so a client knows one from a typo and no number too large for the database
+# gets through.
+_DIGIT_PAIR = "(?:[MN][DTjz]|O[DT])[AEIMQUYcgk]"  #: two digits, and two bits of a third
+_CURSOR = f"^(?:bjo[w-z0-5](?:{_DIGIT_PAIR}[w-z0-5]){{0,5}}(?:[MN][AQgw]|O[AQ]|{_DIGIT_PAIR})?)?$"
 _LIST_PARAMS = (
-    Param(name="id", description="operation ids, comma-separated"),
-    Param(name="target", description="target ids, comma-separated"),
-    Param(name="group", description="a group id the operation was aimed at"),
+    Param(name="id", description="operation ids, comma-separated (at most 1000)",
+          schema={"type": "string", "pattern": params.csv_pattern()}),
+    Param(name="target", description="target ids, comma-separated (at most 1000)",
+          schema={"type": "string", "pattern": params.csv_pattern()}),
+    Param(name="group", description="a group id the operation was aimed at",
+          schema={"type": "string", "maxLength": 200}),
     Param(name="state", description="operation states, comma-separated",
-          schema={"type": "string", "pattern": "^[a-z_,]*$"}),
-    Param(name="kind"),
+          schema={"type": "string", "pattern": params.csv_pattern(list(OperationState))}),
+    Param(name="kind", schema={"type": "string", "maxLength": 200}),
     Param(name="internal", schema={"type": "boolean"}),
     Param(name="created_after", schema={"type": "string", "format": "date-time"}),
     Param(name="created_before", schema={"type": "string", "format": "date-time"}),
     Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 1000}),
     Param(name="offset", schema={"type": "integer", "minimum": 0, "maximum": 1000000}),
-    Param(name="cursor", description="next_cursor of the previous page"),
+    Param(name="cursor", description="next_cursor of the previous page",
+          schema={"type": "string", "pattern": _CURSOR}),
 )  # fmt: skip
 
 
@@ -55,7 +65,7 @@ def _if_none_match(ctx: Ctx) -> int | None:
     if raw.startswith("W/"):
         raw = raw[2:]
     raw = raw.strip('"')
-    return int(raw) if raw.isdigit() else None
+    return int(raw) if raw.isascii() and raw.isdigit() else None
 
 
 def _render_one(ctx: Ctx, view: OperationView, status: int = 200) -> Response:
@@ -71,7 +81,7 @@ def _render_one(ctx: Ctx, view: OperationView, status: int = 200) -> Response:
 
 @router.route(
     "POST", "/v1/operations", action=Action.TRIGGER, body=schemas.CreateOperationIn,
-    response=schemas.OperationOut, status=202, errors=(400, 409, 413, 415, 422, 423),
+    response=schemas.OperationOut, status=202, errors=(400, 404, 409, 413, 415, 422, 423),
     params=(_IDEMPOTENCY,), headers=("Location", "Retry-After"),
 )  # fmt: skip
 async def create_operation(ctx: Ctx) -> Response:
@@ -88,7 +98,7 @@ async def create_operation(ctx: Ctx) -> Response:
         timeouts=Timeouts(
             queue=body.timeouts.queue, lease=body.timeouts.lease, run=body.timeouts.run
         ),
-        retries=body.retries, exclusive=body.exclusive, idempotency_key=key,
+        retries=int(body.retries), exclusive=body.exclusive, idempotency_key=key,
     )  # fmt: skip
     try:
         view, _ = await ctx.api.operations.create(ctx.tenant, request)
@@ -129,7 +139,10 @@ async def list_operations(ctx: Ctx) -> Response:
         limit=params.integer(r, "limit", 50, low=1, high=ctx.api.operations.limits.max_page) or 50,
         offset=params.integer(r, "offset", 0, high=1_000_000) or 0,
     )
-    page = await ctx.api.operations.find(ctx.tenant, query, params.text(r, "cursor"))
+    cursor = params.text(r, "cursor")
+    if cursor is not None and not re.fullmatch(_CURSOR, cursor):
+        raise errors.Invalid("cursor is not valid", parameter="cursor")
+    page = await ctx.api.operations.find(ctx.tenant, query, cursor)
     now = ctx.api.operations.clock()
     return render.respond(
         r,

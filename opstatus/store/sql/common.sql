@@ -58,8 +58,8 @@ UPDATE operations SET number = $3 WHERE tenant_id = $1 AND id = $2
 -- name: exec_insert
 INSERT INTO executions (
     id, tenant_id, operation_id, target_id, state, progress, eta, details, error, result,
-    attempt, version, queued_at, started_at, updated_at, finished_at, lease_expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+    attempt, version, queued_at, started_at, updated_at, finished_at, lease_expires_at, due_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 
 -- name: event_insert
 INSERT INTO events (tenant_id, seq, type, operation_id, execution_id, target_id, state,
@@ -95,7 +95,7 @@ SELECT * FROM executions WHERE tenant_id = $1 AND id = $2
 -- name: exec_update
 UPDATE executions SET state = $3, progress = $4, eta = $5, details = $6, error = $7,
     result = $8, attempt = $9, version = $10, queued_at = $11, started_at = $12,
-    updated_at = $13, finished_at = $14, lease_expires_at = $15
+    updated_at = $13, finished_at = $14, lease_expires_at = $15, due_at = $16
 WHERE tenant_id = $1 AND id = $2
 
 -- name: exec_held
@@ -178,3 +178,9 @@ ORDER BY e.id DESC LIMIT {limit} OFFSET {offset}
 
 -- name: exec_filter_internal
 AND o.internal = {p}
+
+-- name: events_purge
+DELETE FROM events WHERE created_at < $1
+
+-- name: exec_due_any
+SELECT id FROM executions WHERE due_at <= $1 LIMIT 1

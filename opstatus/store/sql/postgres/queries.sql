@@ -59,3 +59,11 @@ AND e.target_id = ANY({p}::text[])
 
 -- name: exec_filter_states
 AND e.state = ANY({p}::text[])
+
+-- name: exec_due
+SELECT * FROM executions WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED
+
+-- name: op_expired
+SELECT * FROM operations
+WHERE completed_at < $1 AND state IN ('succeeded', 'failed', 'cancelled')
+ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED

@@ -58,3 +58,11 @@ AND e.target_id IN (SELECT value FROM json_each({p}))
 
 -- name: exec_filter_states
 AND e.state IN (SELECT value FROM json_each({p}))
+
+-- name: exec_due
+SELECT * FROM executions WHERE due_at <= $1 ORDER BY due_at LIMIT $2
+
+-- name: op_expired
+SELECT * FROM operations
+WHERE completed_at < $1 AND state IN ('succeeded', 'failed', 'cancelled')
+ORDER BY completed_at LIMIT $2

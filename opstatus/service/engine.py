@@ -1,0 +1,96 @@
+"""The engine: background sweeps that run in every ``opstatus serve`` process.
+
+Every ``interval`` it applies passed deadlines (schedules, queue timeouts,
+leases, run timeouts, retry backoffs — see ``domain.deadlines``) and, less often,
+purges finished operations past retention. All coordination goes through the
+database (SKIP LOCKED on PostgreSQL, the write lock on SQLite), so any number
+of replicas can sweep at once without applying anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from opstatus.service import notifier as notify
+from opstatus.service.operations import Operations
+
+log = logging.getLogger("opstatus.engine")
+
+
+class Engine:
+    """Deadline sweeps and retention for one process."""
+
+    def __init__(
+        self,
+        operations: Operations,
+        *,
+        interval: float = 0.25,
+        retention: float = 30 * 86400.0,
+        purge_every: float = 60.0,
+        batch: int = 500,
+    ) -> None:
+        self.operations = operations
+        self.interval = interval
+        self.retention = retention
+        self.purge_every = purge_every
+        self.batch = batch
+        self._since_purge = purge_every  # purge on the first tick
+
+    async def tick(self) -> int:
+        """One sweep: every passed deadline, then retention when it is due; count changes."""
+        ops = self.operations
+        changed = 0
+        while True:
+            swept = await ops.store.sweep(ops.clock(), self.batch)
+            ops.announce(swept)
+            changed += len(swept)
+            if len(swept) < self.batch:
+                break
+        self._since_purge += self.interval
+        if self._since_purge >= self.purge_every:
+            self._since_purge = 0.0
+            changed += await self.purge()
+        return changed
+
+    async def purge(self) -> int:
+        """Purge finished operations older than the retention period (tombstones stay)."""
+        ops = self.operations
+        now = ops.clock()
+        cutoff = now - timedelta(seconds=self.retention)
+        total = 0
+        while True:
+            purged = await ops.store.purge(cutoff, now, self.batch)
+            total += len(purged)
+            ops.notifier.publish(
+                key
+                for op in purged
+                for key in (notify.events_key(op.tenant), notify.operation_key(op.tenant, op.id))
+            )
+            if len(purged) < self.batch:
+                return total
+
+    async def run(self) -> None:
+        """Tick forever; a failing tick is logged and the next one tries again."""
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("engine tick failed; retrying")
+            await asyncio.sleep(self.interval)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run in the background for the duration of the ``async with``."""
+        task = asyncio.create_task(self.run(), name="opstatus-engine")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,142 @@
+"""The README's curl walk-through, run verbatim against the real ``opstatus serve``."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+HEADING = "## Walk-through with curl"
+ADMIN_KEY = "readme-walkthrough-admin"
+START_DEADLINE = 20.0
+STOP_DEADLINE = 10.0
+SCRIPT_DEADLINE = 60.0
+
+
+def walkthrough_block(readme: str) -> str:
+    """The first ```bash block under the walk-through heading (and before the next heading)."""
+    start = readme.find(f"\n{HEADING}\n")
+    assert start >= 0, f"README.md has no {HEADING!r} section"
+    section = readme[start + len(HEADING) + 2 :]
+    following = re.search(r"^## ", section, re.MULTILINE)
+    if following is not None:
+        section = section[: following.start()]
+    found = re.search(r"^```bash\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    assert found is not None, f"no ```bash block under {HEADING!r}"
+    return found.group(1)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def opstatus_command() -> list[str]:
+    """The installed console script, else the module (same code either way)."""
+    script = Path(sys.executable).with_name("opstatus")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "opstatus.cli"]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """``opstatus serve`` on a free port and a fresh SQLite file, bootstrapped; its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSTATUS_")}
+    env["OPSTATUS_BOOTSTRAP_ADMIN_KEY"] = ADMIN_KEY
+    database = f"sqlite:///{tmp_path / 'opstatus.db'}"
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--database", database]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*opstatus_command(), *args], cwd=tmp_path, env=env, stdout=out, stderr=out
+        )
+    with proc:
+        try:
+            _wait_healthy(url, proc, log)
+            yield url
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=STOP_DEADLINE) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_DEADLINE
+    with httpx.Client(base_url=url, timeout=2) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"opstatus serve exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    pytest.fail(f"opstatus serve not healthy within {START_DEADLINE}s:\n{log.read_text()}")
+
+
+def test_the_walkthrough_block_is_found_and_self_contained() -> None:
+    block = walkthrough_block(README.read_text())
+    assert block.startswith("set -euo pipefail\n")
+    assert "OPSTATUS_URL=${OPSTATUS_URL:-http://127.0.0.1:8080}" in block
+    assert "ADMIN_KEY=${ADMIN_KEY:-change-me}" in block
+    assert "jq" not in block.split()
+
+
+def test_the_readme_walkthrough_runs_verbatim_and_ends_succeeded(server: str) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed; the walk-through needs it")
+    block = walkthrough_block(README.read_text())
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "OPSTATUS_URL": server,
+        "ADMIN_KEY": ADMIN_KEY,
+    }
+    result = subprocess.run(
+        ["bash", "-c", block],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_DEADLINE,
+        check=False,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "state: succeeded", result.stdout
+    printed = dict(line.split(": ", 1) for line in lines)
+    operation_id = printed["operation"]
+
+    headers = {"X-API-Key": ADMIN_KEY}
+    with httpx.Client(base_url=server, headers=headers, timeout=5) as client:
+        answer = client.get(f"/v1/operations/{operation_id}")
+        assert answer.status_code == 200, answer.text
+        operation = answer.json()
+        assert operation["state"] == "succeeded"
+        assert operation["targets"] == ["lamp-1"]
+        [execution] = operation["executions"]
+        assert execution["id"] == printed["execution"]
+        assert execution["state"] == "succeeded"
+        assert execution["progress"] == 100
+        assert execution["result"] == {"version": "2.1.0"}
+        # The agent key the walk-through made is bound to lamp-1 and nothing else.
+        keys = client.get("/v1/keys").json()["items"]
+        agents = [k for k in keys if k["role"] == "agent"]
+        assert [k["targets"] for k in agents] == [["lamp-1"]]

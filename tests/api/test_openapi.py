@@ -1,0 +1,155 @@
+"""``/openapi.json`` describes every endpoint, resolves, validates as OpenAPI 3.1; ``/docs``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openapi_spec_validator import validate
+from starlette.applications import Starlette
+
+from opstatus.api import openapi, params
+from opstatus.api.app import ENDPOINTS, create_app
+from opstatus.domain.states import OperationState
+from opstatus.settings import Settings
+
+DOCUMENT = openapi.document(ENDPOINTS)
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    app: Starlette = create_app(Settings(database_url=f"sqlite:///{tmp_path}/opstatus.db"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    assert DOCUMENT["openapi"] == "3.1.0"
+    validate(DOCUMENT)
+
+
+def test_every_endpoint_is_documented_with_its_method_and_handler_name() -> None:
+    for ep in ENDPOINTS:
+        operation = DOCUMENT["paths"][ep.path][ep.method.lower()]
+        assert operation["operationId"] == ep.handler.__name__
+        assert operation["summary"] == ep.summary
+        assert str(ep.status) in operation["responses"]
+        documented = {p["name"] for p in operation["parameters"]}
+        assert set(re.findall(r"\{(\w+)\}", ep.path)) <= documented
+        assert {p.name for p in ep.params} | {"format"} <= documented
+        assert ("requestBody" in operation) == (ep.body is not None)
+    ids = [op["operationId"] for item in DOCUMENT["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids)) == len(ENDPOINTS) + 2  # and /healthz, /readyz
+
+
+def test_every_reference_resolves() -> None:
+    refs = set(_refs(DOCUMENT))
+    assert "#/components/schemas/Problem" in refs
+    for ref in refs:
+        node: Any = DOCUMENT
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+        assert isinstance(node, dict), ref
+
+
+def test_errors_are_problems_and_protected_routes_say_401_403_429() -> None:
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for ep in ENDPOINTS:
+        responses = DOCUMENT["paths"][ep.path][ep.method.lower()]["responses"]
+        expected = {*ep.errors, 400, 429} | (set() if ep.public else {401, 403})
+        if ep.body is not None:
+            expected |= {413, 415, 422}
+        for status in expected:
+            content = responses[str(status)]["content"]
+            assert content == {"application/problem+json": {"schema": problem}}, (ep.path, status)
+    assert (
+        "Retry-After" in DOCUMENT["paths"]["/v1/operations"]["post"]["responses"]["429"]["headers"]
+    )
+
+
+def test_security_any_scheme_and_optional_on_public_routes() -> None:
+    schemes = DOCUMENT["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert {schemes["bearer"]["scheme"], schemes["basic"]["scheme"]} == {"bearer", "basic"}
+    assert DOCUMENT["security"] == [{"apiKey": []}, {"bearer": []}, {"basic": []}]
+    token = DOCUMENT["paths"]["/v1/auth/token"]["post"]
+    assert token["security"][0] == {}
+    assert DOCUMENT["paths"]["/healthz"]["get"]["security"] == []
+
+
+def test_conditional_reads_and_media_types_are_documented() -> None:
+    get = DOCUMENT["paths"]["/v1/operations/{id}"]["get"]["responses"]
+    assert get["304"]["headers"]["ETag"]["required"] is True
+    assert set(get["200"]["content"]) == {"application/json", "application/xml", "text/plain"}
+    events = DOCUMENT["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]
+    assert "text/event-stream" in events
+    assert "content" not in DOCUMENT["paths"]["/v1/operations/{id}"]["delete"]["responses"]["204"]
+
+
+def test_cross_field_rules_are_part_of_the_body_schemas() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    assert len(schemas["CreateOperationIn"]["anyOf"]) == 2
+    assert schemas["KeyIn"]["anyOf"][0]["properties"]["role"] == {"const": "agent"}
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [("", True), ("a", True), (" a , b,,c ", True), ("x" * 200, True), ("x" * 201, False)],
+)
+def test_the_csv_pattern_says_what_csv_accepts(value: str, accepted: bool) -> None:
+    assert bool(re.fullmatch(params.csv_pattern(), value)) is accepted
+    states = params.csv_pattern(list(OperationState))
+    assert re.fullmatch(states, "queued, running")
+    assert not re.fullmatch(states, "queued,nope")
+
+
+async def test_openapi_json_is_served_without_credentials(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == DOCUMENT
+
+
+async def test_docs_work_offline_from_assets_this_process_serves(
+    client: httpx.AsyncClient,
+) -> None:
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "://" not in page.text  # nothing from elsewhere: it works with no internet
+    assert 'data-spec="/openapi.json"' in page.text
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert "/docs/assets/swagger-ui-bundle.js" in sources
+    for source in sources:
+        asset = await client.get(source)
+        assert asset.status_code == 200, source
+        assert asset.content
+
+
+async def test_405_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    response = await client.put("/v1/operations")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, POST"
+    assert response.headers["content-type"] == "application/problem+json"
+    # a literal path is its own resource: no fall-through to /v1/operations/{id}
+    latest = await client.delete("/v1/operations/latest")
+    assert latest.status_code == 405
+    assert latest.headers["allow"] == "GET, HEAD"
