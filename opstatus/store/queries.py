@@ -29,10 +29,19 @@ class Queries:
 
 
 def load(dialect: str) -> Queries:
-    """Load ``common.sql`` overlaid with the dialect's own blocks and its migrations."""
+    """Load every ``sql/*.sql`` overlaid with the dialect's ``sql/<dialect>/*.sql`` blocks,
+    and the dialect's numbered migrations. A block name may appear once per layer."""
     root = resources.files("opstatus.store") / "sql"
-    named = parse((root / "common.sql").read_text())
-    named.update(parse((root / dialect / "queries.sql").read_text()))
+    named: dict[str, str] = {}
+    for layer in (root, root / dialect):
+        seen: dict[str, str] = {}
+        for entry in sorted(layer.iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".sql"):
+                for name, sql in parse(entry.read_text()).items():
+                    if name in seen:
+                        raise ValueError(f"SQL block {name!r} in {entry.name} and {seen[name]}")
+                    seen[name] = entry.name
+                    named[name] = sql
     migrations = []
     for entry in (root / dialect / "migrations").iterdir():
         match = _MIGRATION.match(entry.name)
