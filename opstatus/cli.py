@@ -119,6 +119,15 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port to listen on.", min=0, max=65535)] = 8080,
     database: Database = None,
     workers: Annotated[int, typer.Option(help="Server processes.", min=1)] = 1,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt",
+            metavar="URL",
+            help="Run the MQTT bridge on this broker, e.g. mqtt://127.0.0.1:1883 "
+            "(default: $OPSTATUS_MQTT_URL; needs the mqtt extra).",
+        ),
+    ] = None,
     log_level: Annotated[
         LogLevel,
         typer.Option(
@@ -144,6 +153,12 @@ def serve(
     signal.signal(signal.SIGTERM, _exit_zero)
     # The app factory reads its settings from the environment, in every worker process.
     os.environ["OPSTATUS_DATABASE_URL"] = settings.database_url
+    if mqtt:
+        os.environ["OPSTATUS_MQTT_URL"] = mqtt
+        try:
+            settings_mod.Settings.from_env()
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
     uvicorn.run(
         "opstatus.api.app:create_app",
         factory=True,

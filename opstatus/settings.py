@@ -34,6 +34,12 @@ class Settings:
     bootstrap_admin_key: str | None = None
     #: finished operations older than this are purged, leaving tombstones (410)
     retention_seconds: float = 30 * 86400.0
+    #: let webhooks reach loopback, private and other non-public addresses
+    webhook_allow_private: bool = False
+    #: attempts at one event before its delivery is dead-lettered
+    webhook_max_attempts: int = 12
+    #: ``mqtt://[user[:password]@]host[:port]`` of a broker: run the MQTT bridge there
+    mqtt_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,7 +83,28 @@ class Settings:
             token_ttl=float(_positive_int(env, "OPSTATUS_TOKEN_TTL", 900)),
             bootstrap_admin_key=env.get("OPSTATUS_BOOTSTRAP_ADMIN_KEY") or None,
             retention_seconds=float(_positive_int(env, "OPSTATUS_RETENTION_SECONDS", 30 * 86400)),
+            webhook_allow_private=_flag(env, "OPSTATUS_WEBHOOK_ALLOW_PRIVATE"),
+            webhook_max_attempts=_positive_int(env, "OPSTATUS_WEBHOOK_MAX_ATTEMPTS", 12),
+            mqtt_url=_mqtt_url(env),
         )
+
+
+def _mqtt_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("OPSTATUS_MQTT_URL", "").strip()
+    if not url:
+        return None
+    if not url.startswith(("mqtt://", "mqtts://")):
+        raise SettingsError(f"OPSTATUS_MQTT_URL must look like mqtt://host:1883, not {url!r}")
+    return url
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name} must be 1 or 0, not {raw!r}")
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

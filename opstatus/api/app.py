@@ -25,13 +25,18 @@ from opstatus.api.endpoint import Api, Endpoint, starlette_routes
 from opstatus.api.metrics import Metrics, metrics_endpoint
 from opstatus.api.middleware import Observe
 from opstatus.api.ratelimit import RateLimiter
-from opstatus.api.routes import directory, events, executions, keys, operations
+from opstatus.api.routes import directory, events, executions, keys, operations, webhooks
 from opstatus.service.credentials import Credentials
 from opstatus.service.engine import Engine
 from opstatus.service.notifier import Notifier
 from opstatus.service.operations import Operations
+from opstatus.service.webhooks import Deliverer, Webhooks
 from opstatus.settings import Settings
+from opstatus.store.pgnotify import PostgresChannel
+from opstatus.store.port import Store
+from opstatus.store.postgres import PostgresStore
 from opstatus.store.urls import open_store
+from opstatus.store.webhooks import for_store
 
 #: every canonical endpoint, in matching order (``latest`` before ``{id}``)
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -40,6 +45,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *events.router.endpoints,
     *directory.router.endpoints,
     *keys.router.endpoints,
+    *webhooks.router.endpoints,
 )
 
 #: longest /readyz waits for the database before it answers 503
@@ -71,6 +77,22 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
+@contextlib.asynccontextmanager
+async def relayed(store: Store, notifier: Notifier) -> AsyncIterator[None]:
+    """On PostgreSQL, relay notifier keys between replicas with LISTEN/NOTIFY."""
+    if not isinstance(store, PostgresStore):
+        yield
+        return
+    channel = PostgresChannel(store.driver.dsn, notifier.wake)
+    await channel.start()
+    notifier.relay = channel.send
+    try:
+        yield
+    finally:
+        notifier.relay = None
+        await channel.stop()
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app: store and service from ``settings`` (default: the environment).
 
@@ -87,14 +109,29 @@ def create_app(settings: Settings | None = None) -> Starlette:
     operations = Operations(store, notifier)
     credentials = Credentials(store, token_ttl=settings.token_ttl)
     engine = Engine(operations, retention=settings.retention_seconds)
+    webhook_store = for_store(store)
+    deliverer = Deliverer(
+        store,
+        webhook_store,
+        webhooks.event_body,
+        allow_private=settings.webhook_allow_private,
+        max_attempts=settings.webhook_max_attempts,
+        retention=settings.retention_seconds,
+    )
     api = Api(
         operations=operations,
         credentials=credentials,
         limiter=RateLimiter(settings.rate_limit),
         notifier=notifier,
         max_body=settings.max_body,
+        webhooks=Webhooks(webhook_store, allow_private=settings.webhook_allow_private),
     )
     metrics = Metrics(notifier=notifier)
+    bridge = None
+    if settings.mqtt_url:
+        from opstatus.agents.mqtt import MqttBridge  # the mqtt extra: only when asked for
+
+        bridge = MqttBridge(settings.mqtt_url, operations, credentials)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -103,7 +140,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await store.migrate()
             if settings.bootstrap_admin_key:
                 await credentials.bootstrap(settings.bootstrap_admin_key)
-            async with engine.running():
+            async with (
+                relayed(store, notifier),
+                engine.running(),
+                deliverer.running(),
+                bridge.running() if bridge else contextlib.nullcontext(),
+            ):
                 yield
         finally:
             await store.close()
@@ -130,4 +172,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.operations = operations
     app.state.api = api
     app.state.metrics = metrics
+    app.state.mqtt = bridge
     return app

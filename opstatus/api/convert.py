@@ -48,6 +48,10 @@ def operation(view: OperationView, now: datetime) -> schemas.OperationOut:
             queue=op.timeouts.queue, lease=op.timeouts.lease, run=op.timeouts.run
         ),
         retries=op.retries, exclusive=op.exclusive, version=op.version,
+        rollout=schemas.RolloutOut(
+            max_per_minute=op.rollout.max_per_minute,
+            abort_after_failures=op.rollout.abort_after_failures,
+        ),
         executions=(
             msgspec.UNSET if view.executions is None
             else [execution(e) for e in view.executions]

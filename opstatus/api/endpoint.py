@@ -23,6 +23,7 @@ from opstatus.domain.roles import Action, may
 from opstatus.service.credentials import Credentials, Principal
 from opstatus.service.notifier import Notifier
 from opstatus.service.operations import Operations
+from opstatus.service.webhooks import Webhooks
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -35,6 +36,7 @@ class Api:
     notifier: Notifier
     max_body: int = 1 << 20  #: bytes; larger bodies answer 413
     max_wait: float = 60.0  #: longest long-poll, seconds
+    webhooks: Webhooks | None = None  #: subscriptions and delivery log (SQL stores)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -40,6 +40,16 @@ class TimeoutsIn(_In):
     run: Seconds | None = None
 
 
+Cap = Annotated[float, Meta(ge=1, le=1_000_000, multiple_of=1, description="a whole number")]
+
+
+class RolloutIn(_In):
+    """How fast the operation spreads and when it gives up (omit a field: no limit)."""
+
+    max_per_minute: Cap | None = None
+    abort_after_failures: Cap | None = None
+
+
 class CreateOperationIn(_In):
     """``POST /v1/operations``."""
 
@@ -52,6 +62,7 @@ class CreateOperationIn(_In):
     timeouts: TimeoutsIn = msgspec.field(default_factory=TimeoutsIn)
     retries: Retries = 0
     exclusive: bool = False
+    rollout: RolloutIn = msgspec.field(default_factory=RolloutIn)
 
 
 class ExecutionUpdateIn(_In):
@@ -131,6 +142,13 @@ RULES: dict[str, dict[str, Any]] = {
 
 
 # responses -------------------------------------------------------------------------
+class RolloutOut(Struct, kw_only=True):
+    """Dispatch cap per minute and failure threshold (null: none)."""
+
+    max_per_minute: int | None
+    abort_after_failures: int | None
+
+
 class TimeoutsOut(Struct, kw_only=True):
     """Deadlines in seconds (null: none)."""
 
@@ -192,6 +210,7 @@ class OperationOut(Struct, kw_only=True, omit_defaults=True):
     timeouts: TimeoutsOut
     retries: int
     exclusive: bool
+    rollout: RolloutOut
     version: int
     executions: list[ExecutionOut] | UnsetType = UNSET
 

@@ -60,6 +60,14 @@ class Timeouts:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Rollout:
+    """How fast an operation spreads and when it gives up; ``None``: no limit."""
+
+    max_per_minute: int | None = None  #: most executions dispatched in any 60 s
+    abort_after_failures: int | None = None  #: cancel what is still queued after this many
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Operation:
     """One triggered piece of work aimed at one or more targets."""
 
@@ -87,6 +95,7 @@ class Operation:
     updated_at: datetime
     completed_at: datetime | None
     version: int
+    rollout: Rollout = Rollout()
 
     @property
     def progress(self) -> float:

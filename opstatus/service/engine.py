@@ -36,7 +36,8 @@ class Engine:
         self.operations = operations
         self.interval = interval
         self.retention = retention
-        self.purge_every = purge_every
+        # A short retention (tests, demos) is honoured within half of itself.
+        self.purge_every = min(purge_every, max(interval, retention / 2))
         self.batch = batch
         self._since_purge = purge_every  # purge on the first tick
 
@@ -47,6 +48,7 @@ class Engine:
         while True:
             swept = await ops.store.sweep(ops.clock(), self.batch)
             ops.announce(swept)
+            await ops.abort_if_failing(swept)
             changed += len(swept)
             if len(swept) < self.batch:
                 break

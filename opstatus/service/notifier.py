@@ -1,22 +1,35 @@
-"""Wake-ups for long-polls and streams: in-process now, LISTEN/NOTIFY later.
+"""Wake-ups for long-polls, streams and bridges, within and across processes.
 
 A waiter registers for a key (``op:{tenant}:{id}``, ``inbox:{tenant}:{target}``,
 ``events:{tenant}``) before it reads, then waits; ``publish`` wakes every waiter
-of that key at once. No polling, no sleeping.
+of that key at once. No polling, no sleeping. With a ``relay`` set (PostgreSQL
+LISTEN/NOTIFY, composed by the app factory) keys published in one replica wake
+the waiters of every other replica too.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+Relay = Callable[[list[str]], None]
 
 
 class Notifier:
-    """Per-key wake-ups inside one process."""
+    """Per-key wake-ups inside one process, relayed to other processes when set up."""
 
     def __init__(self) -> None:
         self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._listeners: list[Callable[[str], None]] = []
+        #: sends published keys to other processes (None: this process only)
+        self.relay: Relay | None = None
+
+    def listen(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(key)`` for every key woken here (local or relayed);
+        returns the function that stops it."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
 
     def subscribe(self, key: str) -> asyncio.Future[None]:
         """A future that completes on the next ``publish(key)``; register before reading."""
@@ -42,11 +55,20 @@ class Notifier:
         return True
 
     def publish(self, keys: Iterable[str]) -> None:
-        """Wake every waiter of each key."""
+        """Wake every waiter of each key, here and (through the relay) elsewhere."""
+        keys = list(keys)
+        self.wake(keys)
+        if self.relay is not None and keys:
+            self.relay(keys)
+
+    def wake(self, keys: Iterable[str]) -> None:
+        """Wake this process's waiters and listeners of each key (no relay)."""
         for key in keys:
             for future in list(self._waiters.get(key, ())):
                 if not future.done():
                     future.set_result(None)
+            for listener in list(self._listeners):
+                listener(key)
 
     def waiting(self) -> int:
         """How many waiters are registered (for metrics and tests)."""

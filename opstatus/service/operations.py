@@ -157,6 +157,9 @@ class Operations:
         if request.retries < 0:
             raise errors.Invalid("retries must not be negative", parameter="retries")
         _check_timeouts(request)
+        for name, value in dataclasses.asdict(request.rollout).items():
+            if value is not None and value < 1:
+                raise errors.Invalid(f"rollout.{name} must be at least 1", parameter=name)
         targets: dict[str, None] = {}
         for target in request.targets:
             _check_id(target, "targets", limits.max_id_length)
@@ -194,6 +197,7 @@ class Operations:
             counts=derive.empty_counts(),
             progress_sum=0.0, total=0, eta=None, error=None, result=None, created_at=now,
             started_at=None, updated_at=now, completed_at=None, version=1,
+            rollout=request.rollout,
         )  # fmt: skip
         executions = [
             Execution(
@@ -299,7 +303,35 @@ class Operations:
         execution = await self.store.update_execution(tenant, execution_id, update, self.clock())
         if before_version is None or execution.version != before_version:
             self._changed(execution)
+        await self.abort_if_failing([execution])
         return execution
+
+    async def abort_if_failing(self, executions: Sequence[Execution]) -> None:
+        """Cancel what is still waiting in operations whose failures reached their
+        ``rollout.abort_after_failures`` (running work finishes)."""
+        failed = {
+            (e.tenant, e.operation_id)
+            for e in executions
+            if e.state in (State.FAILED, State.TIMED_OUT)
+        }
+        for tenant, operation_id in sorted(failed):
+            try:
+                op = await self.store.get_operation(tenant, operation_id)
+            except errors.NotFound:
+                continue
+            threshold = op.rollout.abort_after_failures
+            failures = op.counts.get(State.FAILED, 0) + op.counts.get(State.TIMED_OUT, 0)
+            waiting = sum(op.counts.get(s, 0) for s in (State.SCHEDULED, State.QUEUED))
+            if threshold is None or failures < threshold or not waiting:
+                continue
+            try:
+                await self.cancel(
+                    tenant,
+                    operation_id,
+                    reason=f"aborted: {failures} executions failed (threshold {threshold})",
+                )
+            except errors.Conflict:
+                pass  # finished or cancelled meanwhile
 
     async def retry_execution(self, tenant: str, execution_id: str) -> Execution:
         """Queue a failed or timed-out execution again."""
@@ -322,9 +354,13 @@ class Operations:
             fresh = await self.store.claim(tenant, target, self.clock(), limit - len(held))
         for execution in fresh:
             self._changed(execution)
+        if fresh:
+            # Read what the target holds again, after the claim committed: the first
+            # read may be stale (a lease may have expired and been claimed meanwhile).
+            held = await self.store.held(tenant, target)
         items = []
         operations: dict[str, Operation] = {}
-        for execution in [*held, *fresh][:limit]:
+        for execution in held[:limit]:
             op = operations.get(execution.operation_id)
             if op is None:
                 op = await self.store.get_operation(tenant, execution.operation_id)

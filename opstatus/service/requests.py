@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from opstatus.domain.records import Timeouts
+from opstatus.domain.records import Rollout, Timeouts
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -24,5 +24,6 @@ class CreateOperation:
     retries: int = 0
     exclusive: bool = False
     idempotency_key: str | None = None
+    rollout: Rollout = dataclasses.field(default_factory=Rollout)
     #: False: ``groups`` only label the operation (its targets are ``targets`` alone)
     expand_groups: bool = True

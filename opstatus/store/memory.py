@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
 from opstatus.domain import changes, deadlines, derive, errors
@@ -31,7 +31,7 @@ from opstatus.domain.states import State
 from opstatus.store import port
 
 #: The schema version of the SQL stores this one mirrors.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 6
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 Key = tuple[str, str]  #: (tenant, id)
@@ -65,6 +65,7 @@ class MemoryStore(port.Store):
         self._execs: dict[Key, Execution] = {}
         self._tombstones: dict[Key, tuple[int, str]] = {}  #: (number, reason)
         self._events: defaultdict[str, list[Event]] = defaultdict(list)
+        self._exec_tombstones: dict[Key, str] = {}  #: (tenant, execution) -> operation
         self._keys: dict[str, tuple[ApiKey, str]] = {}  #: id -> (key, secret hash)
         self._tokens: dict[str, tuple[str, datetime]] = {}  #: hash -> (key id, expiry)
 
@@ -261,7 +262,13 @@ class MemoryStore(port.Store):
         return found[query.offset : query.offset + query.limit]
 
     async def get_execution(self, tenant: str, execution_id: str) -> Execution:
-        """One execution."""
+        """One execution; Gone when its operation was deleted or purged."""
+        operation_id = self._exec_tombstones.get((tenant, execution_id))
+        if operation_id is not None:
+            raise errors.Gone(
+                f"execution {execution_id} belonged to operation {operation_id}, which was deleted",
+                operation_id=operation_id,
+            )
         return _found(self._execs.get((tenant, execution_id)), f"execution {execution_id!r}")
 
     async def update_execution(
@@ -287,10 +294,23 @@ class MemoryStore(port.Store):
         """Dispatch the oldest queued executions of ``target``."""
         async with self._lock:
             queued = sorted(self._of_target(tenant, target, State.QUEUED), key=_inbox_order)
-            pairs = [
-                (e, changes.dispatch(e, now, self._ops[(tenant, e.operation_id)].timeouts.lease))
-                for e in queued[:limit]
-            ]
+            window = now - timedelta(seconds=60)
+            pairs: list[tuple[Execution, Execution]] = []
+            for e in queued:
+                op = self._ops[(tenant, e.operation_id)]
+                cap = op.rollout.max_per_minute
+                if cap is not None:
+                    recent = sum(
+                        1
+                        for d in self._by_op(tenant, op.id)
+                        if d.started_at is not None and d.started_at > window
+                    )
+                    started = sum(1 for _, after in pairs if after.operation_id == op.id)
+                    if recent + started >= cap:
+                        continue
+                pairs.append((e, changes.dispatch(e, now, op.timeouts.lease)))
+                if len(pairs) == limit:
+                    break
             if not pairs:
                 return []
             _, dispatched = self._apply(tenant, pairs, now)
@@ -338,6 +358,7 @@ class MemoryStore(port.Store):
         tenant = op.tenant
         for e in self._by_op(tenant, op.id):
             del self._execs[(tenant, e.id)]
+            self._exec_tombstones[(tenant, e.id)] = op.id
         del self._ops[(tenant, op.id)]
         del self._hashes[(tenant, op.id)]
         self._tombstones[(tenant, op.id)] = (op.number, reason)
@@ -440,7 +461,8 @@ class MemoryStore(port.Store):
         for after in stored:
             self._execs[(tenant, after.id)] = after
         self._append(tenant, events)
-        return folded, stored
+        by_id = {a.id: a for a in stored}
+        return folded, [by_id[after.id] for _, after in pairs]  # in the caller's order
 
     def _append(self, tenant: str, events: Sequence[Event], *, new_operations: int = 0) -> int:
         """Number and store ``events``; return the last operation number handed out."""

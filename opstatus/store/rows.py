@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from opstatus.domain.records import ApiKey, Event, Execution, Operation, Target, Tenant, Timeouts
+from opstatus.domain.records import (
+    ApiKey,
+    Event,
+    Execution,
+    Operation,
+    Rollout,
+    Target,
+    Tenant,
+    Timeouts,
+)
 from opstatus.domain.roles import Role
 from opstatus.domain.states import OperationState, State
 from opstatus.store.driver import Codec, Row
@@ -67,6 +76,10 @@ def operation(row: Row, c: Codec) -> Operation:
         updated_at=_req(c.dt(row["updated_at"])),
         completed_at=c.dt(row["completed_at"]),
         version=row["version"],
+        rollout=Rollout(
+            max_per_minute=row["max_per_minute"],
+            abort_after_failures=row["abort_after_failures"],
+        ),
     )
 
 
@@ -78,7 +91,8 @@ def operation_insert_args(op: Operation, request_hash: str | None, c: Codec) -> 
         op.timeouts.run, op.retries, c.flag(op.exclusive), op.idempotency_key, request_hash,
         str(op.state), c.js(dict(op.counts)), op.progress_sum, op.total, c.ts(op.eta),
         op.error, c.js(op.result), c.ts(op.created_at), c.ts(op.started_at),
-        c.ts(op.updated_at), c.ts(op.completed_at), op.version,
+        c.ts(op.updated_at), c.ts(op.completed_at), op.version, op.rollout.max_per_minute,
+        op.rollout.abort_after_failures,
     ]  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opstatus.domain import changes, deadlines, derive, errors
@@ -335,8 +335,9 @@ class SqlStore(port.Store):
         """One execution."""
         async with self._d.read() as tx:
             row = await tx.fetchrow(self._q["exec_get"], tenant, execution_id)
-        if row is None:
-            raise errors.NotFound(f"no execution {execution_id!r}")
+            if row is None:
+                await self._missing_execution(tx, tenant, execution_id)
+        assert row is not None
         return rows.execution(row, self._c)
 
     async def update_execution(
@@ -364,15 +365,37 @@ class SqlStore(port.Store):
     async def claim(self, tenant: str, target: str, now: datetime, limit: int) -> list[Execution]:
         """Dispatch the oldest queued executions of ``target``."""
         async with self._d.write() as tx:
-            found = await tx.fetch(self._q["exec_claim"], tenant, target, limit)
+            window = self._c.ts(now - timedelta(seconds=60))
+            found = await tx.fetch(self._q["exec_claim"], tenant, target, limit, window)
+            room = await self._rollout_room(tx, tenant, found, window)
             pairs = []
             for r in found:
                 before = rows.execution(r, self._c)
+                if room.get(before.operation_id, 1) <= 0:
+                    continue  # this operation's dispatch cap is reached for now
+                room[before.operation_id] = room.get(before.operation_id, 1) - 1
                 pairs.append((before, changes.dispatch(before, now, r["lease"])))
             if not pairs:
                 return []
             _, dispatched = await self._apply(tx, tenant, pairs, now)
         return dispatched
+
+    async def _rollout_room(
+        self, tx: Tx, tenant: str, found: Sequence[Row], window: Any
+    ) -> dict[str, int]:
+        """How many more executions each capped operation may dispatch now.
+
+        Counted under the operation's row lock, so concurrent claimers never
+        exceed the cap together (the claim query's own check is only a filter).
+        """
+        room: dict[str, int] = {}
+        for op_id in sorted({r["operation_id"] for r in found}):
+            row = await tx.fetchrow(self._q["op_lock"], tenant, op_id)
+            cap = None if row is None else row["max_per_minute"]
+            if cap is not None:
+                counted = await tx.fetchrow(self._q["op_dispatched_since"], op_id, window)
+                room[op_id] = cap - int(counted["n"] if counted else 0)
+        return room
 
     async def held(self, tenant: str, target: str) -> list[Execution]:
         """Dispatched, unacknowledged executions of ``target``."""
@@ -465,6 +488,7 @@ class SqlStore(port.Store):
     async def _bury(self, tx: Tx, op: Operation, now: datetime, reason: str) -> None:
         """Delete an operation and its executions, leave a tombstone, record the event."""
         q, c = self._q, self._c
+        await tx.execute(q["exec_tombstones_insert"], op.tenant, op.id)
         await tx.execute(q["exec_delete_by_op"], op.tenant, op.id)
         await tx.execute(q["op_delete"], op.tenant, op.id)
         await tx.execute(q["tombstone_insert"], op.tenant, op.id, op.number, reason, c.ts(now))
@@ -565,8 +589,20 @@ class SqlStore(port.Store):
     async def _lock_execution(self, tx: Tx, tenant: str, execution_id: str) -> Execution:
         row = await tx.fetchrow(self._q["exec_lock"], tenant, execution_id)
         if row is None:
-            raise errors.NotFound(f"no execution {execution_id!r}")
+            await self._missing_execution(tx, tenant, execution_id)
+        assert row is not None
         return rows.execution(row, self._c)
+
+    async def _missing_execution(self, tx: Tx, tenant: str, execution_id: str) -> None:
+        """Raise Gone when the execution's operation was deleted or purged, else NotFound."""
+        tomb = await tx.fetchrow(self._q["exec_tombstone_get"], tenant, execution_id)
+        if tomb is not None:
+            raise errors.Gone(
+                f"execution {execution_id} belonged to operation {tomb['operation_id']}, "
+                "which was deleted",
+                operation_id=tomb["operation_id"],
+            )
+        raise errors.NotFound(f"no execution {execution_id!r}")
 
     async def _apply(
         self,
@@ -601,7 +637,8 @@ class SqlStore(port.Store):
             stored.extend(a for _, a in timed)
         await tx.executemany(q["exec_update"], [rows.execution_update_args(a, c) for a in stored])
         await self._append(tx, tenant, events)
-        return folded, stored
+        by_id = {a.id: a for a in stored}
+        return folded, [by_id[after.id] for _, after in pairs]  # in the caller's order
 
     async def _append(
         self, tx: Tx, tenant: str, events: Sequence[Event], *, new_operations: int = 0

@@ -30,6 +30,7 @@ RESOURCES = {
     "/v1/targets/{id}": "target",
     "/v1/groups/{id}": "group",
     "/v1/keys/{id}": "key",
+    "/v1/webhooks/{id}": "webhook",
 }
 #: bodies that would be accepted, were the id the caller's own
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -80,7 +81,9 @@ class Side:
             for e in self.ids["execution"]
         ]
         keys = server.http.get("/v1/keys", headers=admin).json()["items"]
+        hooks = server.http.get("/v1/webhooks", headers=admin).json()["items"]
         return {
+            "webhooks": [w["id"] for w in hooks],
             "operations": {o["id"]: (o["state"], o["version"]) for o in ops},
             "executions": {e["id"]: (e["state"], e["version"]) for e in executions},
             "revoked": {k["id"]: k["revoked_at"] for k in keys},
@@ -116,6 +119,12 @@ def populate(server: Server, prefix: str) -> Side:
     assert cancelled.status_code == 200, cancelled.text
     assert held["operation_id"] == dispatched["id"]
     assert failing["operation_id"] == failed["id"]
+    # A public address (no DNS here), subscribed to an event these tests never cause.
+    webhook = server.http.post(
+        "/v1/webhooks", json={"url": "http://93.184.215.14/hook", "events": ["operation.purged"]},
+        headers=admin.headers,
+    )  # fmt: skip
+    assert webhook.status_code == 201, webhook.text
 
     return Side(
         tenant=tenant,
@@ -127,6 +136,7 @@ def populate(server: Server, prefix: str) -> Side:
             "target": [target],
             "group": [f"{tenant.id}-g"],
             "key": [keys["viewer"].id, keys["operator"].id],
+            "webhook": [webhook.json()["id"]],
         },
     )
 
@@ -145,7 +155,7 @@ def test_no_role_of_one_tenant_reaches_the_other_tenants_ids(
             key = caller.keys[role]
             for ep in routes:
                 for owned_id in owner.ids[resource_of(ep)]:
-                    url = ep.path.replace("{id}", owned_id)
+                    url = ep.path.replace("{id}", owned_id).replace("{delivery_id}", "1")
                     body = BODIES.get((ep.method, ep.path))
                     response = server.http.request(ep.method, url, json=body, headers=key.headers)
                     calls.append(Call(caller.tenant.id, role, ep.method, ep.path, url,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from opstatus.domain import errors
-from opstatus.domain.records import ExecutionUpdate, Timeouts
+from opstatus.domain.records import ExecutionUpdate, Rollout, Timeouts
 from opstatus.domain.states import OperationState, State
 from opstatus.service.engine import Engine
 from opstatus.service.operations import Operations
@@ -201,3 +201,86 @@ async def test_engine_tick_wakes_waiters(ops: Operations, clock: Clock) -> None:
     assert await Engine(ops).tick() == 1
     assert inbox.done()
     assert await states(ops, op_id) == [(State.QUEUED, 1)]
+
+
+async def test_executions_of_purged_operations_are_gone(ops: Operations, clock: Clock) -> None:
+    op_id = await create(ops, "a")
+    [execution] = await ops.executions(TENANT, op_id)
+    await ops.cancel(TENANT, op_id)
+    clock.advance(10)
+    assert await Engine(ops, retention=5).purge() == 1
+    with pytest.raises(errors.Gone):
+        await ops.get_execution(TENANT, execution.id)
+    with pytest.raises(errors.Gone):
+        await ops.update_execution(TENANT, execution.id, ExecutionUpdate(progress=1))
+    with pytest.raises(errors.NotFound):
+        await ops.get_execution("other", execution.id)
+    with pytest.raises(errors.NotFound):
+        await ops.get_execution(TENANT, "ex_never_was")
+
+
+async def test_rollout_caps_dispatches_per_minute(ops: Operations, clock: Clock) -> None:
+    targets = [f"t{i}" for i in range(8)]
+    op_id = await create(ops, *targets, rollout=Rollout(max_per_minute=3))
+
+    async def claim_all() -> int:  # newly dispatched only (held work is not counted)
+        return sum([len(await ops.store.claim(TENANT, t, clock.now, 10)) for t in targets])
+
+    assert await claim_all() == 3
+    clock.advance(30)
+    assert await claim_all() == 0  # still within the same minute
+    clock.advance(31)
+    assert await claim_all() == 3
+    clock.advance(61)
+    assert await claim_all() == 2
+    view = await ops.get(TENANT, op_id)
+    assert view.operation.counts["dispatched"] == 8
+    assert view.operation.rollout.max_per_minute == 3
+
+
+async def test_rollout_cap_holds_under_concurrent_claimers(
+    store: Store, store_url: str, clock: Clock
+) -> None:
+    ops = Operations(store, clock=clock)
+    targets = [f"t{i}" for i in range(40)]
+    op_id = await create(ops, *targets, rollout=Rollout(max_per_minute=5))
+    replicas = [make_store(store_url) for _ in range(4)]
+    for r in replicas:
+        await r.open()
+    try:
+        batches = await asyncio.gather(
+            *(replicas[i % 4].claim(TENANT, t, clock.now, 10) for i, t in enumerate(targets))
+        )
+    finally:
+        for r in replicas:
+            await r.close()
+    assert sum(len(b) for b in batches) == 5
+    assert (await ops.get(TENANT, op_id)).operation.counts["dispatched"] == 5
+
+
+async def test_rollout_aborts_after_failures(ops: Operations, clock: Clock) -> None:
+    op_id = await create(ops, "a", "b", "c", "d", rollout=Rollout(abort_after_failures=2))
+    for target in ("a", "b"):
+        [item] = await ops.claim_inbox(TENANT, target)
+        await ops.update_execution(
+            TENANT, item.execution.id, ExecutionUpdate(state=State.FAILED, error="bad image")
+        )
+    view = await ops.get(TENANT, op_id)
+    assert view.operation.counts["failed"] == 2
+    assert view.operation.counts["cancelled"] == 2
+    assert view.operation.state is OperationState.FAILED
+    events = await ops.events(TENANT, operation_id=op_id, limit=100)
+    cancelled = [e for e in events if e.type == "execution.cancelled"]
+    assert len(cancelled) == 2
+    assert all("aborted: 2 executions failed" in e.data["reason"] for e in cancelled)
+
+
+async def test_rollout_abort_counts_timeouts_from_the_engine(ops: Operations, clock: Clock) -> None:
+    op_id = await create(
+        ops, "a", "b", "c", timeouts=Timeouts(lease=5), rollout=Rollout(abort_after_failures=1)
+    )
+    await ops.claim_inbox(TENANT, "a")  # the agent dies: its lease runs out
+    clock.advance(6)
+    await Engine(ops).tick()
+    counts = (await ops.get(TENANT, op_id)).operation.counts
+    assert (counts["timed_out"], counts["cancelled"]) == (1, 2)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from opstatus.api import convert, params, render, schemas
 from opstatus.api.endpoint import Ctx, Param, Router
 from opstatus.domain import errors
-from opstatus.domain.records import OperationQuery, Timeouts
+from opstatus.domain.records import OperationQuery, Rollout, Timeouts
 from opstatus.domain.roles import Action
 from opstatus.domain.states import OperationState
 from opstatus.service import notifier
@@ -99,6 +99,10 @@ async def create_operation(ctx: Ctx) -> Response:
             queue=body.timeouts.queue, lease=body.timeouts.lease, run=body.timeouts.run
         ),
         retries=int(body.retries), exclusive=body.exclusive, idempotency_key=key,
+        rollout=Rollout(
+            max_per_minute=_whole(body.rollout.max_per_minute),
+            abort_after_failures=_whole(body.rollout.abort_after_failures),
+        ),
     )  # fmt: skip
     try:
         view, _ = await ctx.api.operations.create(ctx.tenant, request)
@@ -109,6 +113,10 @@ async def create_operation(ctx: Ctx) -> Response:
     response.headers["Location"] = f"/v1/operations/{view.operation.id}"
     response.headers["Retry-After"] = str(await _retry_after(ctx, body.kind))
     return response
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 async def _retry_after(ctx: Ctx, kind: str) -> int:

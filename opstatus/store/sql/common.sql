@@ -48,9 +48,10 @@ INSERT INTO operations (
     id, tenant_id, number, kind, parameters, internal, groups, schedule_at,
     timeout_queue, timeout_lease, timeout_run, retries, exclusive, idempotency_key,
     request_hash, state, counts, progress_sum, total, eta, error, result,
-    created_at, started_at, updated_at, completed_at, version)
+    created_at, started_at, updated_at, completed_at, version, max_per_minute,
+    abort_after_failures)
 VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-        $18, $19, $20, $21, $22, $23, $24, $25, $26)
+        $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)
 
 -- name: op_set_number
 UPDATE operations SET number = $3 WHERE tenant_id = $1 AND id = $2
@@ -184,3 +185,11 @@ DELETE FROM events WHERE created_at < $1
 
 -- name: exec_due_any
 SELECT id FROM executions WHERE due_at <= $1 LIMIT 1
+
+-- name: exec_tombstones_insert
+INSERT INTO execution_tombstones (tenant_id, execution_id, operation_id)
+SELECT tenant_id, id, operation_id FROM executions WHERE tenant_id = $1 AND operation_id = $2
+
+-- name: exec_tombstone_get
+SELECT execution_id, operation_id FROM execution_tombstones
+WHERE tenant_id = $1 AND execution_id = $2

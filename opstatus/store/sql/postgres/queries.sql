@@ -16,6 +16,10 @@ JOIN operations o ON o.id = e.operation_id
 WHERE e.id IN (
     SELECT id FROM executions
     WHERE tenant_id = $1 AND target_id = $2 AND state = 'queued'
+      AND NOT EXISTS (
+        SELECT 1 FROM operations c WHERE c.id = executions.operation_id AND c.max_per_minute IS NOT NULL
+        AND c.max_per_minute <= (SELECT count(*) FROM executions d
+                                 WHERE d.operation_id = c.id AND d.started_at > $4))
     ORDER BY queued_at, id LIMIT $3
     FOR UPDATE SKIP LOCKED)
 ORDER BY e.queued_at, e.id
@@ -67,3 +71,6 @@ SELECT * FROM executions WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE 
 SELECT * FROM operations
 WHERE completed_at < $1 AND state IN ('succeeded', 'failed', 'cancelled')
 ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED
+
+-- name: op_dispatched_since
+SELECT count(*) AS n FROM executions WHERE operation_id = $1 AND started_at > $2

@@ -14,6 +14,10 @@ SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2 ORDER BY id
 SELECT e.*, o.timeout_lease AS lease FROM executions e
 JOIN operations o ON o.id = e.operation_id
 WHERE e.tenant_id = $1 AND e.target_id = $2 AND e.state = 'queued'
+  AND NOT EXISTS (
+        SELECT 1 FROM operations c WHERE c.id = e.operation_id AND c.max_per_minute IS NOT NULL
+        AND c.max_per_minute <= (SELECT count(*) FROM executions d
+                                 WHERE d.operation_id = c.id AND d.started_at > $4))
 ORDER BY e.queued_at, e.id LIMIT $3
 
 -- name: exclusive_lock
@@ -66,3 +70,6 @@ SELECT * FROM executions WHERE due_at <= $1 ORDER BY due_at LIMIT $2
 SELECT * FROM operations
 WHERE completed_at < $1 AND state IN ('succeeded', 'failed', 'cancelled')
 ORDER BY completed_at LIMIT $2
+
+-- name: op_dispatched_since
+SELECT count(*) AS n FROM executions WHERE operation_id = $1 AND started_at > $2

@@ -1,0 +1,7 @@
+"""The agent side: how work reaches targets and their reports come back (DESIGN.md §7).
+
+``opstatus.agents.mqtt`` holds the MQTT bridge; it needs the ``mqtt`` extra
+(``pip install 'opstatus[mqtt]'``), so it is imported only when a broker is configured.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,269 @@
+"""Webhooks (admin): subscriptions, their delivery log, replays (DESIGN.md §7).
+
+Receivers get each event as the canonical event JSON (:func:`event_body`), signed
+``Opstatus-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import quote
+
+import msgspec
+from msgspec import Meta, Struct
+from starlette.responses import Response
+
+from opstatus.api import convert, params, render
+from opstatus.api.endpoint import Ctx, Param, Router
+from opstatus.domain import errors
+from opstatus.domain import webhooks as hooks
+from opstatus.domain.records import Event
+from opstatus.domain.roles import Action
+from opstatus.service.webhooks import MAX_URL, Webhooks
+
+router = Router("webhooks")
+#: delivery ids and cursors: log numbers
+_NUMBER = re.compile(r"[0-9]{1,18}")
+
+EventPattern = Annotated[
+    str,
+    Meta(
+        pattern="^(?:" + "|".join(re.escape(p) for p in hooks.EVENT_PATTERNS) + ")$",
+        description="'*', 'operation.*', 'execution.*' or one event type",
+    ),
+]
+WebhookUrl = Annotated[
+    str,
+    Meta(
+        min_length=8,
+        max_length=MAX_URL,
+        pattern="^[Hh][Tt][Tt][Pp][Ss]?://",
+        description="http(s) URL; it must resolve to public addresses only, unless the "
+        "server runs with OPSTATUS_WEBHOOK_ALLOW_PRIVATE=1 (else 400)",
+    ),
+]
+
+
+class WebhookIn(Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /v1/webhooks``."""
+
+    url: WebhookUrl
+    events: Annotated[list[EventPattern], Meta(min_length=1, max_length=64)] = msgspec.field(
+        default_factory=lambda: ["*"]
+    )
+
+
+class WebhookOut(Struct, kw_only=True):
+    """A subscription (never its secret) and how far its deliveries got."""
+
+    id: str
+    url: str
+    events: list[str]
+    created_at: datetime
+    cursor: int  #: last event seq delivered, dead-lettered or skipped
+    attempts: int  #: failed attempts at the next event
+    next_attempt_at: datetime | None  #: when that event is tried again
+
+
+class WebhookCreatedOut(WebhookOut, kw_only=True):
+    """A new subscription: the only time its signing secret is shown."""
+
+    secret: str
+
+
+class WebhookList(Struct, kw_only=True):
+    """A page of subscriptions by id."""
+
+    items: list[WebhookOut]
+    next_cursor: str | None
+
+
+class DeliveryOut(Struct, kw_only=True):
+    """One attempt (or requested replay) in the delivery log."""
+
+    id: str
+    webhook_id: str
+    seq: int
+    type: str
+    attempt: int
+    status: hooks.DeliveryStatus
+    status_code: int | None
+    error: str | None
+    replay_of: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryList(Struct, kw_only=True):
+    """A page of the delivery log, newest first."""
+
+    items: list[DeliveryOut]
+    next_cursor: str | None
+
+
+def event_body(event: Event) -> bytes:
+    """What a receiver gets: the canonical event JSON (as ``GET /v1/events`` has it)."""
+    return msgspec.json.encode(convert.event(event))
+
+
+def _webhook(w: hooks.Webhook) -> WebhookOut:
+    return WebhookOut(
+        id=w.id, url=w.url, events=list(w.events), created_at=w.created_at, cursor=w.cursor,
+        attempts=w.attempts, next_attempt_at=w.next_attempt_at,
+    )  # fmt: skip
+
+
+def _delivery(d: hooks.Delivery) -> DeliveryOut:
+    return DeliveryOut(
+        id=str(d.number), webhook_id=d.webhook_id, seq=d.seq, type=d.type, attempt=d.attempt,
+        status=d.status, status_code=d.status_code, error=d.error,
+        replay_of=None if d.replay_of is None else str(d.replay_of),
+        next_attempt_at=d.next_attempt_at, created_at=d.created_at,
+        delivered_at=d.delivered_at,
+    )  # fmt: skip
+
+
+def _service(ctx: Ctx) -> Webhooks:
+    service = ctx.api.webhooks
+    if service is None:
+        raise errors.NotFound("webhooks are not available on this server")
+    return service
+
+
+PAGE = (
+    Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 1000}),
+    Param(
+        name="cursor", description="next_cursor of the previous page",
+        schema={"type": "string", "maxLength": 200},
+    ),
+)  # fmt: skip
+
+
+@router.route(
+    "POST", "/v1/webhooks", action=Action.MANAGE_KEYS, body=WebhookIn,
+    response=WebhookCreatedOut, status=201, errors=(400, 413, 415, 422), headers=("Location",),
+)  # fmt: skip
+async def create_webhook(ctx: Ctx) -> Response:
+    """Subscribe a URL to events; the signing secret is shown in this answer only.
+
+    The URL must resolve to public addresses only (checked again before every
+    delivery), unless the server runs with OPSTATUS_WEBHOOK_ALLOW_PRIVATE=1.
+    Only events recorded after this call are delivered.
+    """
+    body: WebhookIn = ctx.body
+    webhook, secret = await _service(ctx).create(ctx.tenant, body.url, body.events)
+    w = webhook
+    created = WebhookCreatedOut(
+        id=w.id, url=w.url, events=list(w.events), created_at=w.created_at, cursor=w.cursor,
+        attempts=w.attempts, next_attempt_at=w.next_attempt_at, secret=secret,
+    )  # fmt: skip
+    return render.respond(
+        ctx.request,
+        created,
+        status=201,
+        headers={
+            "Location": f"/v1/webhooks/{quote(webhook.id, safe='')}",
+            "Cache-Control": "no-store",
+        },
+        root="webhook",
+    )
+
+
+@router.route(
+    "GET", "/v1/webhooks", action=Action.MANAGE_KEYS, response=WebhookList, errors=(400,),
+    params=PAGE,
+)  # fmt: skip
+async def list_webhooks(ctx: Ctx) -> Response:
+    """The tenant's subscriptions by id (never a secret)."""
+    r = ctx.request
+    params.only(r, ["limit", "cursor"])
+    limit = params.integer(r, "limit", 100, low=1, high=1000) or 100
+    found = await _service(ctx).find(
+        ctx.tenant, after=params.text(r, "cursor") or "", limit=limit + 1
+    )
+    more = len(found) > limit
+    found = found[:limit]
+    return render.respond(
+        r,
+        WebhookList(
+            items=[_webhook(w) for w in found],
+            next_cursor=found[-1].id if more and found else None,
+        ),
+        root="webhooks",
+    )
+
+
+@router.route(
+    "GET", "/v1/webhooks/{id}", action=Action.MANAGE_KEYS, response=WebhookOut, errors=(404,),
+)  # fmt: skip
+async def get_webhook(ctx: Ctx) -> Response:
+    """One subscription and how far its deliveries got."""
+    params.only(ctx.request, [])
+    webhook = await _service(ctx).get(ctx.tenant, ctx.path("id"))
+    return render.respond(ctx.request, _webhook(webhook), root="webhook")
+
+
+@router.route(
+    "DELETE", "/v1/webhooks/{id}", action=Action.MANAGE_KEYS, response=WebhookOut,
+    errors=(404,),
+)  # fmt: skip
+async def delete_webhook(ctx: Ctx) -> Response:
+    """Unsubscribe: deliveries stop, and the delivery log is deleted with it."""
+    params.only(ctx.request, [])
+    webhook = await _service(ctx).delete(ctx.tenant, ctx.path("id"))
+    return render.respond(ctx.request, _webhook(webhook), root="webhook")
+
+
+@router.route(
+    "GET", "/v1/webhooks/{id}/deliveries", action=Action.MANAGE_KEYS, response=DeliveryList,
+    errors=(400, 404),
+    params=(
+        PAGE[0],
+        Param(name="cursor", description="next_cursor of the previous page",
+              schema={"type": "string", "pattern": "^[0-9]{1,18}$"}),
+    ),
+)  # fmt: skip
+async def list_deliveries(ctx: Ctx) -> Response:
+    """The delivery log, newest first: every attempt, its answer, and what happens next."""
+    r = ctx.request
+    params.only(r, ["limit", "cursor"])
+    limit = params.integer(r, "limit", 100, low=1, high=1000) or 100
+    raw = params.text(r, "cursor")
+    before: int | None = None
+    if raw is not None:
+        if not _NUMBER.fullmatch(raw):
+            raise errors.Invalid(
+                "query parameter 'cursor' must be a next_cursor", parameter="cursor"
+            )
+        before = int(raw)
+    found = await _service(ctx).deliveries(
+        ctx.tenant, ctx.path("id"), before=before, limit=limit + 1
+    )
+    more = len(found) > limit
+    found = found[:limit]
+    return render.respond(
+        r,
+        DeliveryList(
+            items=[_delivery(d) for d in found],
+            next_cursor=str(found[-1].number) if more and found else None,
+        ),
+        root="deliveries",
+    )
+
+
+@router.route(
+    "POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/replay", action=Action.MANAGE_KEYS,
+    response=DeliveryOut, status=202, errors=(404, 409),
+)  # fmt: skip
+async def replay_delivery(ctx: Ctx) -> Response:
+    """Send a delivered or dead-lettered event again; the answer is the new, pending
+    log entry (the worker sends it, once, out of the normal order)."""
+    params.only(ctx.request, [])
+    raw = ctx.path("delivery_id")
+    if not _NUMBER.fullmatch(raw):
+        raise errors.NotFound(f"no delivery {raw!r}")
+    replay = await _service(ctx).replay(ctx.tenant, ctx.path("id"), int(raw))
+    return render.respond(ctx.request, _delivery(replay), status=202, root="delivery")

@@ -1,0 +1,130 @@
+"""Cross-replica wake-ups over PostgreSQL LISTEN/NOTIFY.
+
+Every process LISTENs on one channel on a dedicated connection; keys a process
+publishes are coalesced and sent with ``pg_notify`` right after the commit that
+caused them. A lost notification costs latency, never data: waiters re-read the
+database when they wake or time out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import msgspec
+
+CHANNEL = "opstatus"
+MAX_PAYLOAD = 7000  #: bytes; PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
+log = logging.getLogger("opstatus.notify")
+
+
+class _Message(msgspec.Struct):
+    o: str  #: origin: the sending process
+    k: list[str]  #: keys
+
+
+class PostgresChannel:
+    """Relay notifier keys between the processes that share one database."""
+
+    def __init__(self, dsn: str, on_keys: Callable[[list[str]], None]) -> None:
+        self.dsn = dsn
+        self.on_keys = on_keys
+        self.origin = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._pending: dict[str, None] = {}
+        self._flush = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listening = asyncio.Event()
+        self._encoder = msgspec.json.Encoder()
+        self._decoder = msgspec.json.Decoder(_Message)
+
+    def send(self, keys: list[str]) -> None:
+        """Queue keys for the other processes (sent on the next loop iteration)."""
+        self._pending.update(dict.fromkeys(keys))
+        self._flush.set()
+
+    async def start(self) -> None:
+        """Connect the listener (waits until it listens) and start the sender."""
+        self._tasks = [
+            asyncio.create_task(self._listen_forever(), name="opstatus-listen"),
+            asyncio.create_task(self._send_forever(), name="opstatus-notify"),
+        ]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), 10)
+
+    async def stop(self) -> None:
+        """Stop both tasks and close their connections."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _received(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        try:
+            message = self._decoder.decode(str(payload))
+        except msgspec.DecodeError:
+            log.warning("ignored a malformed notification on %s", channel)
+            return
+        if message.o != self.origin:
+            self.on_keys(message.k)
+
+    async def _listen_forever(self) -> None:
+        backoff = 0.1
+        while True:
+            conn: asyncpg.Connection[Any] | None = None
+            try:
+                conn = await asyncpg.connect(self.dsn)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(CHANNEL, self._received)
+                self._listening.set()
+                backoff = 0.1
+                await lost.wait()
+                log.warning("LISTEN connection lost; reconnecting")
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("LISTEN failed (%s); retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(5.0, backoff * 2)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    await conn.close(timeout=2)
+
+    async def _send_forever(self) -> None:
+        conn: asyncpg.Connection[Any] | None = None
+        try:
+            while True:
+                await self._flush.wait()
+                self._flush.clear()
+                keys, self._pending = list(self._pending), {}
+                try:
+                    if conn is None or conn.is_closed():
+                        conn = await asyncpg.connect(self.dsn)
+                    for payload in self._payloads(keys):
+                        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("NOTIFY failed (%s); other replicas wake on timeout", exc)
+                    conn = None
+        finally:
+            if conn is not None and not conn.is_closed():
+                await conn.close(timeout=2)
+
+    def _payloads(self, keys: list[str]) -> list[str]:
+        """Split keys into messages under PostgreSQL's payload limit."""
+        out: list[str] = []
+        batch: list[str] = []
+        size = 0
+        for key in keys:
+            if batch and size + len(key) + 4 > MAX_PAYLOAD - 64:
+                out.append(self._encoder.encode(_Message(o=self.origin, k=batch)).decode())
+                batch, size = [], 0
+            batch.append(key)
+            size += len(key) + 4
+        if batch:
+            out.append(self._encoder.encode(_Message(o=self.origin, k=batch)).decode())
+        return out
