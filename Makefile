@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench faults install install-dev clean
+.PHONY: run test lint bench faults install install-dev clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,12 @@ install-dev: $(DEVSTAMP)
 run: $(STAMP)  ## install and start the service on ./opstatus.db (SQLite)
 	$(BIN)/opstatus serve
 
-test: $(DEVSTAMP)  ## the whole suite; PostgreSQL tests skip unless reachable (required in CI)
+# The dashboard's browser test drives Debian's chromium: install it when missing and we can.
+browser:
+	@command -v chromium >/dev/null || (command -v apt-get >/dev/null && [ $$(id -u) = 0 ] \
+		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || true
+
+test: $(DEVSTAMP) browser  ## the whole suite; PostgreSQL tests skip unless reachable (required in CI)
 	$(BIN)/python -m pytest --cov=opstatus --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 lint: $(DEVSTAMP)

@@ -17,7 +17,7 @@ import asyncpg
 import msgspec
 import typer
 
-from opstatus import logs
+from opstatus import cli_agent, cli_op, demo, logs
 from opstatus import settings as settings_mod
 from opstatus.domain import errors, ids
 from opstatus.domain.records import ApiKey, Tenant
@@ -43,6 +43,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(tenant_app, name="tenant")
 admin_app.add_typer(key_app, name="key")
+cli_agent.register(app)  # opstatus agent, opstatus simulate
+app.add_typer(cli_op.app, name="op")
+app.command("demo", epilog=demo.EXAMPLE)(demo.command)
 
 
 class Output(enum.StrEnum):

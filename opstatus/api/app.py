@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from opstatus import dialects
+from opstatus import dialects, ui
 from opstatus.api import openapi, problems
 from opstatus.api.endpoint import Api, Endpoint, starlette_routes
 from opstatus.api.metrics import Metrics, metrics_endpoint
@@ -157,6 +157,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *starlette_routes(ENDPOINTS),
         *dialects.routes(),
         *openapi.routes(ENDPOINTS),
+        *ui.routes(),  # the dashboard's static files; not in the OpenAPI document
     ]
     app = Starlette(
         routes=routes,

@@ -1,0 +1,306 @@
+"""``opstatus agent``: pull a target's work and run a shell command per execution.
+
+For each execution from the inbox (long-polled) the agent reports
+``acknowledged`` then ``in_progress``, runs the command through the shell with
+``OPSTATUS_PARAMETERS`` (JSON), ``OPSTATUS_EXECUTION_ID``, ``OPSTATUS_OPERATION_ID``
+and ``OPSTATUS_TARGET`` in its environment, turns each stdout line ``PROGRESS n``
+into a progress report, and reports ``succeeded`` (exit 0) or ``failed`` with the
+output's tail.
+
+Liveness: leases only cover ``dispatched`` work; once acknowledged, the
+operation's *run* timeout applies instead. So a long job is kept visibly alive by
+re-reporting ``in_progress`` every ``heartbeat`` seconds, which records that the
+agent still holds it.
+
+Stopping (SIGTERM/SIGINT): the agent takes no new work, sends SIGTERM to the
+running commands (their whole process group; SIGKILL after ``grace`` seconds),
+reports each as ``failed`` with error ``agent stopped (SIGTERM)`` and exits 0.
+Giving the work back instead is not possible: the table allows ``dispatched →
+queued`` only, and the agent acknowledges at once; a retry policy on the
+operation (``retries``) re-queues the failed execution for another run. Work
+delivered but not yet acknowledged returns to the queue when its lease lapses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from opstatus import _exceptions as exc
+from opstatus import _models as models
+from opstatus._client import AsyncClient
+
+log = logging.getLogger("opstatus.agent")
+PROGRESS = re.compile(rb"^\s*PROGRESS\s+(\d+(?:\.\d+)?)\s*$")
+TAIL_LINES = 20
+TAIL_BYTES = 4096
+STOPPED = "agent stopped (SIGTERM)"
+
+
+def tail_text(lines: collections.deque[bytes]) -> str:
+    """The last lines of output, at most TAIL_BYTES of them, as text."""
+    data = b"\n".join(line.rstrip(b"\r\n") for line in lines)
+    return data[-TAIL_BYTES:].decode("utf-8", "replace")
+
+
+class Throttle:
+    """Sends progress at most every ``interval`` seconds: the first at once, the last kept.
+
+    A value arriving too soon after the previous send waits (replacing any value
+    already waiting); :meth:`flush` sends what waits, so the last progress the
+    command printed is always reported.
+    """
+
+    def __init__(self, send: Callable[[float], Awaitable[None]], interval: float) -> None:
+        self._send, self.interval = send, interval
+        self._pending: float | None = None
+        self._last = -interval
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock = asyncio.Lock()  #: FIFO: reports go out in the order offered
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def offer(self, value: float) -> None:
+        """Report ``value`` now, or as soon as the interval allows."""
+        loop = asyncio.get_running_loop()
+        if self._timer is not None:
+            self._pending = value  # a send is due: it will carry the newest value
+            return
+        delay = self._last + self.interval - time.monotonic()
+        if delay <= 0:
+            self._last = time.monotonic()
+            self._tasks.add(task := loop.create_task(self._locked_send(value)))
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._pending = value
+            self._timer = loop.call_later(delay, self._due)
+
+    def _due(self) -> None:
+        self._tasks.add(task := asyncio.get_running_loop().create_task(self.flush()))
+        task.add_done_callback(self._tasks.discard)
+
+    async def _locked_send(self, value: float) -> None:
+        async with self._lock:
+            await self._send(value)
+
+    async def flush(self) -> None:
+        """Send the waiting value, if any, after the sends already under way."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        value, self._pending = self._pending, None
+        if value is not None:
+            self._last = time.monotonic()
+            await self._locked_send(value)
+        else:
+            async with self._lock:  # let sends under way finish first
+                pass
+
+    async def drain(self) -> None:
+        """Flush, and wait for every send under way (before the final report)."""
+        await self.flush()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+class Agent:
+    """Runs ``command`` for each execution of ``target`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        target: str,
+        command: str,
+        *,
+        concurrency: int = 1,
+        poll: float = 20.0,
+        heartbeat: float = 20.0,
+        progress_interval: float = 0.25,
+        grace: float = 10.0,
+    ) -> None:
+        self.client, self.target, self.command = client, target, command
+        self.concurrency, self.poll, self.heartbeat = concurrency, poll, heartbeat
+        self.progress_interval, self.grace = progress_interval, grace
+        self.stopping = asyncio.Event()
+        self._jobs: dict[str, asyncio.Task[None]] = {}
+
+    def stop(self) -> None:
+        """Take no new work and end the running commands (the SIGTERM handler)."""
+        self.stopping.set()
+
+    async def run(self) -> None:
+        """Pull and run work until :meth:`stop`; then wait for the jobs to be reported."""
+        stop = asyncio.ensure_future(self.stopping.wait())
+        backoff = 0.5
+        try:
+            while not self.stopping.is_set():
+                free = self.concurrency - len(self._jobs)
+                if free <= 0:
+                    await asyncio.wait(
+                        [stop, *self._jobs.values()], return_when=asyncio.FIRST_COMPLETED
+                    )
+                    continue
+                pull = asyncio.ensure_future(
+                    self.client.inbox(self.target, wait=self.poll, limit=free)
+                )
+                await asyncio.wait([stop, pull], return_when=asyncio.FIRST_COMPLETED)
+                if not pull.done():
+                    pull.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await pull
+                    break
+                try:
+                    items = pull.result()
+                except exc.OpstatusError as error:
+                    log.warning("inbox of %s: %s; retrying in %.1f s", self.target, error, backoff)
+                    await asyncio.wait([stop], timeout=backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                backoff = 0.5
+                for item in items:
+                    if item.id not in self._jobs and len(self._jobs) < self.concurrency:
+                        task = asyncio.create_task(self._job(item))
+                        self._jobs[item.id] = task
+                        task.add_done_callback(self._forget)
+        finally:
+            stop.cancel()
+            if self._jobs:
+                await asyncio.gather(*self._jobs.values(), return_exceptions=True)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._jobs = {k: t for k, t in self._jobs.items() if t is not task}
+
+    async def _report(self, item: models.InboxItem, **fields: Any) -> bool:
+        """Report; False when the server refuses (e.g. the execution was cancelled)."""
+        try:
+            await self.client.report(item.id, **fields)
+        except exc.OpstatusError as error:
+            log.warning("report on %s refused: %s", item.id, error)
+            return False
+        return True
+
+    async def _job(self, item: models.InboxItem) -> None:
+        try:
+            await self._execute(item)
+        except Exception:
+            log.exception("execution %s", item.id)
+
+    async def _execute(self, item: models.InboxItem) -> None:
+        log.info("execution %s of operation %s: %s", item.id, item.operation_id, item.kind)
+        if not await self._report(item, state="acknowledged", expected_version=item.version):
+            return
+        if not await self._report(item, state="in_progress"):
+            return
+        env = {
+            **os.environ,
+            "OPSTATUS_PARAMETERS": json.dumps(item.parameters),
+            "OPSTATUS_EXECUTION_ID": item.id,
+            "OPSTATUS_OPERATION_ID": item.operation_id,
+            "OPSTATUS_TARGET": item.target,
+        }
+        proc = await asyncio.create_subprocess_shell(
+            self.command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # its own process group: SIGTERM reaches the children
+        )
+        output: collections.deque[bytes] = collections.deque(maxlen=TAIL_LINES)
+        lost = asyncio.Event()  # the server no longer takes reports (cancelled, timed out)
+
+        async def send_progress(value: float) -> None:
+            if not await self._report(item, state="in_progress", progress=value):
+                lost.set()
+
+        throttle = Throttle(send_progress, self.progress_interval)
+
+        async def read(stream: asyncio.StreamReader | None, progress: bool) -> None:
+            assert stream is not None
+            async for line in stream:
+                output.append(line)
+                match = PROGRESS.match(line) if progress else None
+                if match:
+                    throttle.offer(min(100.0, float(match.group(1))))
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self.heartbeat)
+                if not await self._report(item, state="in_progress"):
+                    lost.set()
+
+        readers = asyncio.gather(read(proc.stdout, True), read(proc.stderr, False))
+        heart = asyncio.create_task(beat())
+        stop = asyncio.ensure_future(self.stopping.wait())
+        gone = asyncio.ensure_future(lost.wait())
+        exited = asyncio.ensure_future(proc.wait())
+        try:
+            await asyncio.wait([exited, stop, gone], return_when=asyncio.FIRST_COMPLETED)
+            interrupted = not exited.done()
+            if interrupted:
+                await self._terminate(proc)
+            code = await exited
+            await readers
+        finally:
+            for task in (heart, stop, gone):
+                task.cancel()
+        await throttle.drain()
+        tail = tail_text(output)
+        if lost.is_set():
+            log.info("execution %s ended on the server; command stopped", item.id)
+        elif interrupted:
+            await self._report(
+                item, state="failed", error=STOPPED, result={"exit_code": code, "output_tail": tail}
+            )
+        elif code == 0:
+            await self._report(
+                item, state="succeeded", progress=100.0,
+                result={"exit_code": 0, "output_tail": tail},
+            )  # fmt: skip
+        else:
+            await self._report(
+                item, state="failed", error=tail or f"exit code {code}",
+                result={"exit_code": code, "output_tail": tail},
+            )  # fmt: skip
+        log.info("execution %s finished: exit code %s", item.id, code)
+
+    async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM the command's process group; SIGKILL after ``grace`` seconds."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.wait()), self.grace)
+                return
+            except TimeoutError:
+                continue
+
+
+async def serve_agent(
+    url: str | None,
+    key: str | None,
+    target: str,
+    command: str,
+    *,
+    concurrency: int = 1,
+    heartbeat: float = 20.0,
+    poll: float = 20.0,
+) -> None:
+    """Run an agent until SIGTERM or SIGINT (the ``opstatus agent`` command)."""
+    async with AsyncClient(url, key) as client:
+        agent = Agent(
+            client, target, command, concurrency=concurrency, heartbeat=heartbeat, poll=poll
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, agent.stop)
+        log.info("agent for target %s on %s", target, client.url)
+        await agent.run()
