@@ -173,6 +173,9 @@ def serve(
         lifespan="on",
         # The access log is ours (opstatus.access, JSON, with request ids); uvicorn's is off.
         access_log=False,
+        # Long-polls may hold a request for up to 60 s; on shutdown cut them after 10 s
+        # (clients simply poll again, on another replica or after the restart).
+        timeout_graceful_shutdown=10,
         log_config=logs.uvicorn_log_config(log_level.value),
         log_level=log_level.value,
     )
