@@ -252,37 +252,19 @@ class SqlStore(port.Store):
 
     async def list_operations(self, tenant: str, query: OperationQuery) -> list[Operation]:
         """Filtered, newest first."""
-        q, c = self._q, self._c
-        args: list[Any] = [tenant]
-        parts: list[str] = []
-
-        def where(block: str, value: Any) -> None:
-            args.append(value)
-            parts.append(q[block].format(p=f"${len(args)}"))
-
-        if query.ids:
-            where("filter_ids", c.arr(query.ids))
-        if query.targets:
-            where("filter_targets", c.arr(query.targets))
-        if query.group is not None:
-            where("filter_group", query.group)
-        if query.states:
-            where("filter_states", c.arr([str(s) for s in query.states]))
-        if query.kind is not None:
-            where("filter_kind", query.kind)
-        if query.internal is not None:
-            where("filter_internal", c.flag(query.internal))
-        if query.created_after is not None:
-            where("filter_created_after", c.ts(query.created_after))
-        if query.created_before is not None:
-            where("filter_created_before", c.ts(query.created_before))
-        if query.before_number is not None:
-            where("filter_before_number", query.before_number)
-        sql = q["op_list"].format(
-            filters=" ".join(parts), limit=int(query.limit), offset=int(query.offset)
-        )
-        async with self._d.read() as tx:
-            found = await tx.fetch(sql, *args)
+        c = self._c
+        filters: list[tuple[str, Any]] = [
+            ("filter_ids", c.arr(query.ids) if query.ids else None),
+            ("filter_targets", c.arr(query.targets) if query.targets else None),
+            ("filter_group", query.group),
+            ("filter_states", c.arr([str(s) for s in query.states]) if query.states else None),
+            ("filter_kind", query.kind),
+            ("filter_internal", None if query.internal is None else c.flag(query.internal)),
+            ("filter_created_after", c.ts(query.created_after)),
+            ("filter_created_before", c.ts(query.created_before)),
+            ("filter_before_number", query.before_number),
+        ]
+        found = await self._filtered("op_list", tenant, filters, query.limit, query.offset)
         return [rows.operation(r, c) for r in found]
 
     async def operation_targets(
@@ -308,28 +290,35 @@ class SqlStore(port.Store):
 
     async def find_executions(self, tenant: str, query: ExecutionQuery) -> list[Execution]:
         """Filtered executions, newest first."""
-        q, c = self._q, self._c
+        c = self._c
+        states = [str(s) for s in query.states]
+        filters: list[tuple[str, Any]] = [
+            ("exec_filter_operations", c.arr(query.operation_ids) if query.operation_ids else None),
+            ("exec_filter_targets", c.arr(query.targets) if query.targets else None),
+            ("exec_filter_states", c.arr(states) if states else None),
+            ("exec_filter_internal", None if query.internal is None else c.flag(query.internal)),
+        ]
+        found = await self._filtered("exec_list", tenant, filters, query.limit, query.offset)
+        return [rows.execution(r, c) for r in found]
+
+    async def _filtered(
+        self,
+        block: str,
+        tenant: str,
+        filters: Sequence[tuple[str, Any]],
+        limit: int,
+        offset: int,
+    ) -> list[Row]:
+        """Run list query ``block`` with the filter fragments whose value is not None."""
         args: list[Any] = [tenant]
         parts: list[str] = []
-
-        def where(block: str, value: Any) -> None:
-            args.append(value)
-            parts.append(q[block].format(p=f"${len(args)}"))
-
-        if query.operation_ids:
-            where("exec_filter_operations", c.arr(query.operation_ids))
-        if query.targets:
-            where("exec_filter_targets", c.arr(query.targets))
-        if query.states:
-            where("exec_filter_states", c.arr([str(s) for s in query.states]))
-        if query.internal is not None:
-            where("exec_filter_internal", c.flag(query.internal))
-        sql = q["exec_list"].format(
-            filters=" ".join(parts), limit=int(query.limit), offset=int(query.offset)
-        )
+        for fragment, value in filters:
+            if value is not None:
+                args.append(value)
+                parts.append(self._q[fragment].format(p=f"${len(args)}"))
+        sql = self._q[block].format(filters=" ".join(parts), limit=int(limit), offset=int(offset))
         async with self._d.read() as tx:
-            found = await tx.fetch(sql, *args)
-        return [rows.execution(r, c) for r in found]
+            return await tx.fetch(sql, *args)
 
     async def get_execution(self, tenant: str, execution_id: str) -> Execution:
         """One execution."""

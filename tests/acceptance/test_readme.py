@@ -5,22 +5,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.server import running
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 HEADING = "## Walk-through with curl"
 ADMIN_KEY = "readme-walkthrough-admin"
-START_DEADLINE = 20.0
-STOP_DEADLINE = 10.0
 SCRIPT_DEADLINE = 60.0
 
 
@@ -37,59 +33,13 @@ def walkthrough_block(readme: str) -> str:
     return found.group(1)
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def opstatus_command() -> list[str]:
-    """The installed console script, else the module (same code either way)."""
-    script = Path(sys.executable).with_name("opstatus")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "opstatus.cli"]
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     """``opstatus serve`` on a free port and a fresh SQLite file, bootstrapped; its URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSTATUS_")}
-    env["OPSTATUS_BOOTSTRAP_ADMIN_KEY"] = ADMIN_KEY
     database = f"sqlite:///{tmp_path / 'opstatus.db'}"
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--database", database]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*opstatus_command(), *args], cwd=tmp_path, env=env, stdout=out, stderr=out
-        )
-    with proc:
-        try:
-            _wait_healthy(url, proc, log)
-            yield url
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=STOP_DEADLINE) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_DEADLINE
-    with httpx.Client(base_url=url, timeout=2) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"opstatus serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    pytest.fail(f"opstatus serve not healthy within {START_DEADLINE}s:\n{log.read_text()}")
+    env = {"OPSTATUS_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY, "OPSTATUS_RATE_LIMIT": "100/second"}
+    with running(database, tmp_path, env) as srv:
+        yield srv.url
 
 
 def test_the_walkthrough_block_is_found_and_self_contained() -> None:
