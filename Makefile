@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
+FAULTS_ARGS ?=
 
-.PHONY: run test lint bench faults install install-dev clean browser
+.PHONY: run test lint bench faults install install-dev clean browser wrk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,15 +37,26 @@ test: $(DEVSTAMP) browser  ## the whole suite; PostgreSQL tests skip unless reac
 	$(BIN)/python -m pytest --cov=opstatus --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 lint: $(DEVSTAMP)
-	$(BIN)/ruff check opstatus tests
-	$(BIN)/ruff format --check opstatus tests
+	$(BIN)/ruff check opstatus tests bench faults
+	$(BIN)/ruff format --check opstatus tests bench faults
 	$(BIN)/mypy
 
-bench: $(DEVSTAMP)
-	@echo "make bench: not yet (the benchmarks issue builds bench/)"
+BENCHSTAMP := $(VENV)/.installed-bench
 
-faults: $(DEVSTAMP)
-	@echo "make faults: not yet (the benchmarks issue builds the fault suite)"
+$(BENCHSTAMP): pyproject.toml $(DEVSTAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+# wrk (HTTP load) from Debian: install it when missing and we can.
+wrk:
+	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && [ $$(id -u) = 0 ] \
+		&& apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || true
+
+bench: $(BENCHSTAMP) wrk  ## P1-P7 -> BENCHMARKS.md and bench/results.json (BENCH_ARGS=--quick for a smoke run)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+faults: $(BENCHSTAMP)  ## the fault suite -> FAULTS.md and faults/results.json
+	$(BIN)/python -m faults $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

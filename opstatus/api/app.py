@@ -86,9 +86,11 @@ async def relayed(store: Store, notifier: Notifier) -> AsyncIterator[None]:
     channel = PostgresChannel(store.driver.dsn, notifier.wake)
     await channel.start()
     notifier.relay = channel.send
+    store.channel = channel  # its generation is the store's auth epoch
     try:
         yield
     finally:
+        store.channel = None
         notifier.relay = None
         await channel.stop()
 

@@ -143,6 +143,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
+def decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
+    """``raw`` decoded; Invalid (400) when it nests deeper than the decoder can recurse
+    (msgspec recurses once per level, also through fields it skips)."""
+    try:
+        return decoder.decode(raw)
+    except RecursionError:
+        raise errors.Invalid("the body is nested too deeply", parameter="body") from None
+
+
 def starlette_route(ep: Endpoint) -> Route:
     """Wrap an endpoint: authenticate, limit, authorize, decode, handle, map errors."""
     decoder: msgspec.json.Decoder[Any] | None = (
@@ -167,7 +176,7 @@ def starlette_route(ep: Endpoint) -> Route:
             if decoder is not None:
                 raw = await read_body(request, api.max_body)
                 if raw:
-                    body = decoder.decode(raw)
+                    body = decode(decoder, raw)
                 elif ep.body_required:
                     raise errors.Invalid("a JSON body is required", parameter="body")
             response = await ep.handler(Ctx(request, api, principal, body))

@@ -31,6 +31,7 @@ STATUS: dict[type[errors.OpstatusError], int] = {
     errors.UnsupportedMediaType: 415,
     errors.Locked: 423,
     errors.RateLimited: 429,
+    errors.Unavailable: 503,
 }
 TITLES = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",

@@ -23,6 +23,8 @@ XML = "application/xml"
 PROPERTIES = "text/plain"
 FORMATS = {"json": JSON, "xml": XML, "properties": PROPERTIES}
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+#: what XML 1.0 cannot carry: C0 controls but tab, LF and CR; surrogates; U+FFFE and U+FFFF
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _encoder = msgspec.json.Encoder()
 
 
@@ -80,7 +82,7 @@ def _fill(element: ET.Element, data: Any) -> None:
             if _XML_NAME.fullmatch(name) and not name.lower().startswith("xml"):
                 child = ET.SubElement(element, name)
             else:
-                child = ET.SubElement(element, "entry", key=name)
+                child = ET.SubElement(element, "entry", key=xml_text(name))
             _fill(child, value)
     elif isinstance(data, list):
         for value in data:
@@ -90,7 +92,12 @@ def _fill(element: ET.Element, data: Any) -> None:
     elif isinstance(data, bool):
         element.text = "true" if data else "false"
     else:
-        element.text = str(data)
+        element.text = xml_text(str(data))
+
+
+def xml_text(value: str) -> str:
+    """``value`` with each character XML cannot carry replaced by U+FFFD (JSON keeps them)."""
+    return _NOT_XML.sub("\ufffd", value)
 
 
 def to_properties(data: Any) -> str:

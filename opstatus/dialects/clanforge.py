@@ -182,9 +182,7 @@ def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None
 def error_response(exc: errors.OpstatusError) -> Response:
     """The Clanforge error body for a domain error; status from the HTTP layer's table."""
     status = problems.status_of(exc)
-    headers: dict[str, str] = dict(exc.context.get("headers") or {})
-    if exc.context.get("retry_after") is not None:
-        headers["Retry-After"] = str(exc.context["retry_after"])
+    headers = common.error_headers(exc)
     if status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="clanforge"'
     return _json({"success": False, "error": exc.detail}, status, headers)

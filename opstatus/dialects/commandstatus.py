@@ -232,9 +232,7 @@ def error_response(exc: errors.OpstatusError) -> Response:
         content["state"] = STATES[_CANONICAL[exc.state]]
     if exc.context.get("parameter"):
         content["parameter"] = str(exc.context["parameter"])
-    headers: dict[str, str] = dict(exc.context.get("headers") or {})
-    if exc.context.get("retry_after") is not None:
-        headers["Retry-After"] = str(exc.context["retry_after"])
+    headers = common.error_headers(exc)
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="opstatus"'
     return _envelope(status, exc.detail, content, status, headers)

@@ -6,6 +6,7 @@ from starlette.requests import Request
 
 from opstatus.api import auth
 from opstatus.api.endpoint import Api
+from opstatus.domain import errors
 from opstatus.service.credentials import Principal
 
 
@@ -25,3 +26,12 @@ async def principal(request: Request) -> tuple[Principal, dict[str, str]]:
     services = api(request)
     who = await auth.authenticate(request, services.credentials)
     return who, services.limiter.hit(who.key_id)
+
+
+def error_headers(exc: errors.OpstatusError) -> dict[str, str]:
+    """The headers a domain error carries into any dialect's error answer: the
+    RateLimit-* headers of a refused request and Retry-After where it applies."""
+    headers: dict[str, str] = dict(exc.context.get("headers") or {})
+    if exc.context.get("retry_after") is not None:
+        headers["Retry-After"] = str(exc.context["retry_after"])
+    return headers

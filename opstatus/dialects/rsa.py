@@ -90,7 +90,7 @@ async def command_submit(request: Request) -> Response:
     run_id = q.get("run-id")
     if not run_id:
         return _required(request, "run-id")
-    if not run_id.isascii() or not run_id.isdigit():
+    if not run_id.isascii() or not run_id.isdigit() or len(run_id) > 18:
         return _invalid(request, "run-id", run_id)
     try:
         view = await common.api(request).operations.get_by_number(who.tenant, int(run_id))
@@ -126,10 +126,9 @@ def _time(value: datetime) -> str:
 def _error(request: Request, exc: errors.OpstatusError) -> Response:
     status = problems.status_of(exc)
     response = page(request, status, exc.detail, wrap=False)
+    response.headers.update(common.error_headers(exc))
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="aveksa"'
-    if "retry_after" in exc.context:
-        response.headers["Retry-After"] = str(exc.context["retry_after"])
     return response
 
 

@@ -89,16 +89,14 @@ def _fill(element: ET.Element, data: dict[str, Any]) -> None:
         elif isinstance(value, dict):
             _fill(ET.SubElement(element, key), value)
         else:
-            ET.SubElement(element, key).text = str(value)
+            ET.SubElement(element, key).text = render.xml_text(str(value))
 
 
 def _error(request: Request, exc: errors.OpstatusError, scheme: str = "Bearer") -> Response:
     status = problems.status_of(exc)
-    headers = {}
+    headers = common.error_headers(exc)
     if status == 401:
         headers["WWW-Authenticate"] = f'{scheme} realm="opstatus"'
-    if "retry_after" in exc.context:
-        headers["Retry-After"] = str(exc.context["retry_after"])
     return envelope(request, {}, [(exc.code.upper(), exc.detail)], status=status, headers=headers)
 
 

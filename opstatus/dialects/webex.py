@@ -61,6 +61,7 @@ ERROR_STATUS: dict[type[errors.OpstatusError], int] = {
     errors.UnsupportedMediaType: 415,
     errors.Locked: 423,
     errors.RateLimited: 429,
+    errors.Unavailable: 503,
 }
 KIND_PREFIX = "videomesh."
 MAX_NODES = 10  #: the spec: "a maximum of 10 nodes present in the cluster"
@@ -147,6 +148,8 @@ async def _decode(request: Request, into: type[T]) -> T:
         return msgspec.json.decode(raw, type=into)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise errors.Invalid(f"the body is not valid: {exc}") from None
+    except RecursionError:  # msgspec recurses per level, also through fields it skips
+        raise errors.Invalid("the body is nested too deeply") from None
 
 
 async def _trigger(
@@ -228,9 +231,7 @@ async def read_status(request: Request) -> Response:
 def error_response(exc: errors.OpstatusError, tracking: str) -> Response:
     """Webex's error body for a domain error, with Retry-After where it applies."""
     status = next((ERROR_STATUS[c] for c in type(exc).__mro__ if c in ERROR_STATUS), 500)
-    headers: dict[str, str] = dict(exc.context.get("headers") or {})
-    if exc.context.get("retry_after") is not None:
-        headers["Retry-After"] = str(exc.context["retry_after"])
+    headers = common.error_headers(exc)
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="opstatus"'
     return webex_error(status, exc.detail, tracking, headers)

@@ -95,13 +95,19 @@ def dispatch(execution: Execution, now: datetime, lease: float) -> Execution:
 
 
 def release(execution: Execution, now: datetime) -> Execution:
-    """The lease ran out (or the agent gave the work back): queue again, attempt + 1."""
+    """The lease ran out (or the agent gave the work back): queue again, attempt + 1.
+
+    ``started_at`` is cleared, as on a retry: the next dispatch starts the new
+    attempt, and its run timeout counts from there.
+    """
     if execution.state is not State.DISPATCHED:
         raise errors.Conflict(
             f"execution is {execution.state}; only dispatched work is released",
             state=str(execution.state),
         )
-    return _step(execution, State.QUEUED, now, attempt=execution.attempt + 1, queued_at=now)
+    return _step(
+        execution, State.QUEUED, now, attempt=execution.attempt + 1, queued_at=now, started_at=None
+    )
 
 
 def promote(execution: Execution, now: datetime) -> Execution:
@@ -115,7 +121,8 @@ def promote(execution: Execution, now: datetime) -> Execution:
 
 
 def retry(execution: Execution, now: datetime) -> Execution:
-    """Queue a failed or timed-out execution again, attempt + 1."""
+    """Queue a failed or timed-out execution again, attempt + 1 (``started_at`` cleared:
+    the next dispatch starts the new attempt, and its run timeout counts from there)."""
     if states.TRANSITIONS.get((execution.state, State.QUEUED)) is not states.Via.RETRY:
         raise errors.Conflict(
             f"execution is {execution.state}; only failed or timed-out work is retried",
@@ -131,6 +138,7 @@ def retry(execution: Execution, now: datetime) -> Execution:
         progress=0.0,
         error=None,
         finished_at=None,
+        started_at=None,
         eta=None,
     )
 

@@ -87,6 +87,12 @@ class RateLimited(OpstatusError):
     code = "rate_limited"
 
 
+class Unavailable(OpstatusError):
+    """The database cannot be reached right now; retry shortly."""
+
+    code = "unavailable"
+
+
 class TooLarge(OpstatusError):
     """The request body is too large."""
 

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -56,13 +57,64 @@ def _principal(key: ApiKey) -> Principal:
     )
 
 
+class KeyCache:
+    """Principals of recently used API keys, valid while the store's auth epoch holds.
+
+    Every request authenticates; without a cache that is a database read before
+    the real work. An entry remembers the epoch (``Store.auth_epoch``) read
+    *before* its lookup, and is used only while the store still answers that
+    epoch, so a revoke committed anywhere invalidates it before the next request.
+    Only successful API key lookups are cached (never a refusal, never a token,
+    whose expiry the key row does not carry); the least recently used entry goes
+    past ``size``.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[object, Principal]] = OrderedDict()
+
+    def get(self, handle: str, epoch: object | None) -> Principal | None:
+        """The cached principal for ``handle`` if it was cached under ``epoch``."""
+        if epoch is None:
+            return None
+        entry = self._entries.get(handle)
+        if entry is None or entry[0] != epoch:
+            return None
+        self._entries.move_to_end(handle)
+        return entry[1]
+
+    def put(self, handle: str, epoch: object | None, principal: Principal) -> None:
+        """Remember ``principal`` under ``epoch`` (nothing when there is no epoch)."""
+        if epoch is None or self.size <= 0:
+            return
+        self._entries[handle] = (epoch, principal)
+        self._entries.move_to_end(handle)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class Credentials:
     """Key and token use cases over the Store."""
 
-    def __init__(self, store: Store, *, clock: Clock = utcnow, token_ttl: float = 900.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock = utcnow,
+        token_ttl: float = 900.0,
+        cache_size: int = 10_000,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.token_ttl = token_ttl
+        self.cache = KeyCache(cache_size)
 
     async def create_key(
         self,
@@ -101,14 +153,22 @@ class Credentials:
 
     async def revoke_key(self, tenant: str, key_id: str) -> ApiKey:
         """Revoke a key and every token it issued, at once."""
-        return await self.store.revoke_key(tenant, key_id, self.clock())
+        try:
+            return await self.store.revoke_key(tenant, key_id, self.clock())
+        finally:
+            self.cache.clear()
 
     async def by_secret(self, secret: str) -> Principal:
         """The principal behind an API key secret or a bearer token."""
         digest = hash_secret(secret)
+        epoch = self.store.auth_epoch()
+        if (cached := self.cache.get(digest, epoch)) is not None:
+            return cached
         found = await self.store.key_by_secret_hash(digest)
         if found is not None and hmac.compare_digest(found[1], digest):
-            return _principal(found[0])
+            principal = _principal(found[0])
+            self.cache.put(digest, epoch, principal)
+            return principal
         if secret.startswith("opt_"):
             key = await self.store.key_by_token(digest, self.clock())
             if key is not None:
@@ -117,10 +177,17 @@ class Credentials:
 
     async def by_basic(self, key_id: str, secret: str) -> Principal:
         """The principal behind Basic ``key id : secret``."""
+        digest = hash_secret(secret)
+        handle = f"basic:{key_id}:{digest}"
+        epoch = self.store.auth_epoch()
+        if (cached := self.cache.get(handle, epoch)) is not None:
+            return cached
         found = await self.store.key_by_id(key_id)
-        if found is None or not hmac.compare_digest(found[1], hash_secret(secret)):
+        if found is None or not hmac.compare_digest(found[1], digest):
             raise errors.Unauthorized("the key id or secret is not valid")
-        return _principal(found[0])
+        principal = _principal(found[0])
+        self.cache.put(handle, epoch, principal)
+        return principal
 
     async def issue_token(self, principal: Principal) -> tuple[str, int]:
         """A bearer token for ``principal``'s key: ``(token, seconds to expiry)``."""

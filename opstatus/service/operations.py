@@ -46,6 +46,13 @@ class Limits:
     max_claim: int = 100
     max_kind_length: int = 200
     max_id_length: int = 200
+    #: nesting of parameters, details and result documents: deeper ones cannot be stored
+    #: and rendered within Python's recursion limit
+    max_depth: int = 100
+    #: seconds a kind's typical duration (Retry-After of creates) is reused
+    pace_seconds: float = 10.0
+    #: (tenant, kind) paces kept at most
+    max_paces: int = 10_000
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -104,6 +111,8 @@ class Operations:
         self.notifier = notifier or notify.Notifier()
         self.clock = clock
         self.limits = limits
+        #: (tenant, kind) -> (clock reading, typical duration): see typical_duration
+        self._paces: dict[tuple[str, str], tuple[datetime, float | None]] = {}
 
     # tenants, targets, groups -------------------------------------------------
     async def create_tenant(self, tenant_id: str, name: str | None = None) -> Tenant:
@@ -157,6 +166,7 @@ class Operations:
         if request.retries < 0:
             raise errors.Invalid("retries must not be negative", parameter="retries")
         _check_timeouts(request)
+        _check_depth(request.parameters, "parameters", limits.max_depth)
         for name, value in dataclasses.asdict(request.rollout).items():
             if value is not None and value < 1:
                 raise errors.Invalid(f"rollout.{name} must be at least 1", parameter=name)
@@ -265,7 +275,16 @@ class Operations:
         return Page(items=items, next_cursor=next_cursor)
 
     async def typical_duration(self, tenant: str, kind: str) -> float | None:
-        """Median seconds from creation to completion of the kind's last 20 finished runs."""
+        """Median seconds from creation to completion of the kind's last 20 finished runs.
+
+        Every create asks (for its Retry-After), and a kind's pace moves slowly: the
+        answer is kept for ``Limits.pace_seconds`` per (tenant, kind), which took a
+        query of 20 rows off every create (P3 profile, docs/benchmarks.md).
+        """
+        now, handle = self.clock(), (tenant, kind)
+        kept = self._paces.get(handle)
+        if kept is not None and (now - kept[0]).total_seconds() < self.limits.pace_seconds:
+            return kept[1]
         finished = [OperationState.SUCCEEDED, OperationState.FAILED, OperationState.CANCELLED]
         recent = await self.store.list_operations(
             tenant, OperationQuery(kind=kind, states=finished, limit=20)
@@ -275,7 +294,11 @@ class Operations:
             for op in recent
             if op.completed_at is not None
         )
-        return durations[len(durations) // 2] if durations else None
+        typical = durations[len(durations) // 2] if durations else None
+        if len(self._paces) >= self.limits.max_paces:
+            self._paces.clear()  # bounded: a flood of kinds costs queries, not memory
+        self._paces[handle] = (now, typical)
+        return typical
 
     async def executions(self, tenant: str, operation_id: str) -> list[Execution]:
         """Every execution of one operation."""
@@ -299,6 +322,8 @@ class Operations:
         self, tenant: str, execution_id: str, update: ExecutionUpdate
     ) -> Execution:
         """Apply an agent's or client's report."""
+        _check_depth(update.details, "details", self.limits.max_depth)
+        _check_depth(update.result, "result", self.limits.max_depth)
         before_version = update.expected_version
         execution = await self.store.update_execution(tenant, execution_id, update, self.clock())
         if before_version is None or execution.version != before_version:
@@ -428,6 +453,23 @@ class Operations:
 def _check_id(value: str, what: str, max_length: int) -> None:
     if not isinstance(value, str) or not value or len(value) > max_length:
         raise errors.Invalid(f"{what} ids must be 1 to {max_length} characters", parameter=what)
+
+
+def _check_depth(value: object, what: str, most: int) -> None:
+    """Invalid when ``value`` nests objects or arrays more than ``most`` levels deep
+    (level by level, not recursively: the check must not hit the limit it guards)."""
+    level = [value]
+    for _ in range(most):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return
+    if any(isinstance(item, dict | list) for item in level):
+        raise errors.Invalid(f"{what} nests deeper than {most} levels", parameter=what)
 
 
 def _check_timeouts(request: CreateOperation) -> None:

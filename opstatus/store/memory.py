@@ -68,6 +68,7 @@ class MemoryStore(port.Store):
         self._exec_tombstones: dict[Key, str] = {}  #: (tenant, execution) -> operation
         self._keys: dict[str, tuple[ApiKey, str]] = {}  #: id -> (key, secret hash)
         self._tokens: dict[str, tuple[str, datetime]] = {}  #: hash -> (key id, expiry)
+        self._revocations = 0
 
     async def open(self) -> None:
         """Nothing to connect."""
@@ -511,7 +512,12 @@ class MemoryStore(port.Store):
                 raise errors.NotFound(f"no active key {key_id!r}")
             revoked = evolve(found[0], revoked_at=now)
             self._keys[key_id] = (revoked, found[1])
+            self._revocations += 1
         return revoked
+
+    def auth_epoch(self) -> object | None:
+        """How many revokes this store has seen (one process owns it)."""
+        return self._revocations
 
     async def create_token(
         self, token_hash: str, key_id: str, expires_at: datetime, now: datetime

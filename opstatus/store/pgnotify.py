@@ -20,6 +20,10 @@ import asyncpg
 import msgspec
 
 CHANNEL = "opstatus"
+#: prefix of the keys sent when API keys change (a revoke sends ``keys:{tenant}``)
+KEYS_PREFIX = "keys:"
+#: origin of messages sent by SQL inside a transaction rather than by a process
+DATABASE_ORIGIN = "db"
 MAX_PAYLOAD = 7000  #: bytes; PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 log = logging.getLogger("opstatus.notify")
 
@@ -42,6 +46,11 @@ class PostgresChannel:
         self._listening = asyncio.Event()
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(_Message)
+        #: whether the LISTEN connection is up right now
+        self.listening = False
+        #: moves on every (re)connect, loss and key change: a value that holds only
+        #: while no revoke can have been missed (Store.auth_epoch on PostgreSQL)
+        self.generation = 0
 
     def send(self, keys: list[str]) -> None:
         """Queue keys for the other processes (sent on the next loop iteration)."""
@@ -71,6 +80,8 @@ class PostgresChannel:
         except msgspec.DecodeError:
             log.warning("ignored a malformed notification on %s", channel)
             return
+        if any(key.startswith(KEYS_PREFIX) for key in message.k):
+            self.generation += 1
         if message.o != self.origin:
             self.on_keys(message.k)
 
@@ -83,6 +94,8 @@ class PostgresChannel:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._received)
+                self.generation += 1  # what was missed while not listening is forgotten
+                self.listening = True
                 self._listening.set()
                 backoff = 0.1
                 await lost.wait()
@@ -92,6 +105,8 @@ class PostgresChannel:
                 await asyncio.sleep(backoff)
                 backoff = min(5.0, backoff * 2)
             finally:
+                self.listening = False
+                self.generation += 1
                 if conn is not None and not conn.is_closed():
                     await conn.close(timeout=2)
 
@@ -113,6 +128,11 @@ class PostgresChannel:
         finally:
             if conn is not None and not conn.is_closed():
                 await conn.close(timeout=2)
+
+    @staticmethod
+    def keys_changed(tenant: str) -> str:
+        """The payload SQL sends (``pg_notify``) in the transaction that revokes a key."""
+        return msgspec.json.encode(_Message(o=DATABASE_ORIGIN, k=[KEYS_PREFIX + tenant])).decode()
 
     def _payloads(self, keys: list[str]) -> list[str]:
         """Split keys into messages under PostgreSQL's payload limit."""

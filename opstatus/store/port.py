@@ -46,6 +46,15 @@ class Store(abc.ABC):
     async def ping(self) -> None:
         """Raise unless the database answers."""
 
+    def auth_epoch(self) -> object | None:
+        """A cheap value that differs whenever a key may have been revoked since it was
+        last returned — by this process or any other on the same database.
+
+        Credentials cache a key lookup only while the epoch stays the same; None
+        (the default) means the adapter has no such value, so nothing is cached.
+        """
+        return None
+
     # tenants, targets, groups -------------------------------------------------
     @abc.abstractmethod
     async def create_tenant(self, tenant: Tenant) -> Tenant:

@@ -1,10 +1,23 @@
-"""SQLite adapter: stdlib ``sqlite3``, WAL, one writer thread, reads inline.
+"""SQLite adapter: stdlib ``sqlite3``, WAL, group commit on one writer thread, reads inline.
 
-Writes run on one dedicated thread (with its own connection) so an fsync never
-blocks the event loop; an asyncio lock gives each write transaction the writer
-to itself, and ``BEGIN IMMEDIATE`` makes it exclusive across processes too.
+Writes go through one writer connection. ``COMMIT`` (the fsync), rollbacks, bulk
+``executemany`` calls, and ``BEGIN IMMEDIATE`` when another process holds the write
+lock (it waits for it) run on one dedicated thread, so neither a lock wait nor an
+fsync blocks the event loop; the other statements of a write run inline on the
+loop, like reads: they touch pages in memory and take microseconds, far less than a
+thread hand-off each (see docs/stack.md).
+
+Group commit: an asyncio lock gives each unit of work (one ``write()`` block) the
+connection to itself. A unit that finds a transaction open joins it inside a
+``SAVEPOINT`` (a failing unit rolls back to its savepoint only, and raises). When a
+unit ends and another writer is waiting for the lock, the transaction stays open
+for it; when nobody waits, or MAX_BATCH units have joined, the transaction commits.
+Writers therefore queue up while one fsync runs and share the next one. No
+``write()`` returns before the COMMIT that made its unit durable has returned; if
+that COMMIT fails, every unit of the batch raises. A writer that gives up waiting
+(cancelled) leaves behind a task that commits a transaction left open for it.
 Point reads run inline on the event loop on a second connection: WAL lets them
-proceed while a write commits.
+proceed while a write commits, and they see committed data only.
 """
 
 from __future__ import annotations
@@ -28,6 +41,10 @@ from opstatus.store.sqlstore import SqlStore
 _T = TypeVar("_T")
 _PARAM = re.compile(r"\$(\d+)")
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: most units of work one transaction (one COMMIT) carries
+MAX_BATCH = 64
+#: an ``executemany`` with more rows than this runs on the writer thread, not inline
+INLINE_ROWS = 256
 
 
 @functools.lru_cache(maxsize=512)
@@ -86,13 +103,21 @@ def _statements(script: str) -> list[str]:
 class _Conn:
     """A Tx over one sqlite3 connection; ``run`` decides which thread executes."""
 
-    def __init__(self, conn: sqlite3.Connection, run: Callable[[Callable[[], Any]], Any]) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        run: Callable[[Callable[[], Any]], Any],
+        bulk: Callable[[Callable[[], Any]], Any] | None = None,
+    ) -> None:
         self._conn = conn
         self._run = run
+        self._bulk = bulk or run  #: where an executemany of more than INLINE_ROWS rows runs
 
-    async def _call(self, fn: Callable[[], _T]) -> _T:
+    async def _call(
+        self, fn: Callable[[], _T], run: Callable[[Callable[[], Any]], Any] | None = None
+    ) -> _T:
         try:
-            result: _T = await self._run(fn)
+            result: _T = await (run or self._run)(fn)
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" in str(exc):
                 raise Duplicate(str(exc)) from exc
@@ -115,7 +140,8 @@ class _Conn:
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement per row."""
         if rows:
-            await self._call(lambda: self._conn.executemany(_sql(sql), rows))
+            run = self._bulk if len(rows) > INLINE_ROWS else self._run
+            await self._call(lambda: self._conn.executemany(_sql(sql), rows), run)
 
     async def script(self, sql: str) -> None:
         """Several statements inside the open transaction."""
@@ -129,6 +155,32 @@ class _Conn:
 
 async def _inline(fn: Callable[[], _T]) -> _T:
     return fn()
+
+
+def _error(done: asyncio.Future[Any]) -> BaseException | None:
+    """The exception a settled future holds (CancelledError when it was cancelled)."""
+    return asyncio.CancelledError() if done.cancelled() else done.exception()
+
+
+class _Batch:
+    """One open write transaction: how many units joined it, and when it committed."""
+
+    __slots__ = ("committed", "units")
+
+    def __init__(self) -> None:
+        self.units = 0
+        self.committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Every unit may have stopped waiting (cancelled): never warn about an unread error.
+        self.committed.add_done_callback(_error)
+
+    def settle(self, error: BaseException | None) -> None:
+        """Wake the units waiting for the COMMIT: done, or failed with ``error``."""
+        if self.committed.done():
+            return
+        if error is None:
+            self.committed.set_result(None)
+        else:
+            self.committed.set_exception(error)
 
 
 class SqliteDriver:
@@ -147,7 +199,10 @@ class SqliteDriver:
         self._writer: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  #: held by the unit using the writer connection
+        self._batch: _Batch | None = None  #: the open transaction, if any
+        self._queued = 0  #: writers waiting for the lock
+        self._closers: set[asyncio.Task[None]] = set()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -167,17 +222,28 @@ class SqliteDriver:
         self._rconn = self._connect()
 
     async def close(self) -> None:
-        """Close both connections and stop the writer thread."""
+        """Commit a transaction writers left open, close both connections, stop the thread."""
         if self._writer is None:
             return
-        wconn, writer = self._wconn, self._writer
-        self._writer = self._wconn = None
-        if wconn is not None:
-            await asyncio.get_running_loop().run_in_executor(writer, wconn.close)
-        writer.shutdown(wait=True)
-        if self._rconn is not None:
-            self._rconn.close()
-            self._rconn = None
+        # Waiting as a counted writer, so an open transaction is handed on to us (and
+        # committed here) instead of being left open behind us.
+        await self._acquire()
+        try:
+            batch, self._batch = self._batch, None
+            if batch is not None:
+                commit = self._on_writer(self._commit)
+                await asyncio.wait([commit])
+                batch.settle(_error(commit))
+            wconn, writer = self._wconn, self._writer
+            self._writer = self._wconn = None
+            if wconn is not None:
+                await asyncio.get_running_loop().run_in_executor(writer, wconn.close)
+            writer.shutdown(wait=True)
+            if self._rconn is not None:
+                self._rconn.close()
+                self._rconn = None
+        finally:
+            self._lock.release()
 
     def _on_writer(self, fn: Callable[[], _T]) -> asyncio.Future[_T]:
         assert self._writer is not None, "store is not open"
@@ -185,17 +251,144 @@ class SqliteDriver:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[_Conn]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` on the writer thread."""
-        async with self._lock:
-            assert self._wconn is not None, "store is not open"
-            conn = _Conn(self._wconn, self._on_writer)
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                await asyncio.shield(self._on_writer(self._rollback))
+        """One unit of work in a group-committed transaction (see the module doc).
+
+        Returns once the COMMIT that carries the unit has returned; raises what the
+        unit raised (its changes rolled back), or what the COMMIT raised.
+        """
+        batch = await self._join()
+        wconn = self._wconn
+        assert wconn is not None, "store is not open"
+        try:
+            wconn.execute("SAVEPOINT unit")
+            yield _Conn(wconn, _inline, bulk=self._on_writer)
+            wconn.execute("RELEASE unit")
+        except BaseException:
+            # On the writer thread: after any bulk statement still running there.
+            self._unit_done(batch, self._on_writer(self._undo_unit))
+            raise
+        self._unit_done(batch)
+        await asyncio.shield(batch.committed)
+
+    async def _acquire(self) -> None:
+        """Wait for the writer connection, counted in ``_queued`` while waiting."""
+        self._queued += 1
+        try:
+            await self._lock.acquire()
+        except BaseException:
+            self._queued -= 1
+            self._commit_if_abandoned()
+            raise
+        self._queued -= 1
+
+    async def _join(self) -> _Batch:
+        """Hold the writer connection inside an open transaction: the batch's or a new one."""
+        await self._acquire()
+        if self._batch is not None:
+            return self._batch
+        try:
+            began = self._begin_now()
+        except BaseException:
+            self._lock.release()
+            raise
+        if began:
+            self._batch = _Batch()
+            return self._batch
+        begin = self._on_writer(self._begin)
+        try:
+            await asyncio.shield(begin)
+        except BaseException:
+            begin.add_done_callback(self._begin_abandoned)
+            raise
+        self._batch = _Batch()
+        return self._batch
+
+    def _unit_done(self, batch: _Batch, undo: asyncio.Future[None] | None = None) -> None:
+        """A unit ended (``undo`` rolls a failed one back): pass the transaction on or commit.
+
+        The lock is let go only once the writer connection is idle again.
+        """
+        if undo is not None and not undo.done():
+            undo.add_done_callback(lambda _: self._unit_done(batch, undo))
+            return
+        if undo is not None and (error := _error(undo)) is not None:
+            # The savepoint could not be rolled back: the whole transaction was.
+            self._batch = None
+            batch.settle(error)
+            self._lock.release()
+            return
+        batch.units += 1
+        if self._queued and batch.units < MAX_BATCH:
+            self._lock.release()  # the writer next in line joins this transaction
+            return
+        self._batch = None
+        commit = self._on_writer(self._commit)
+        commit.add_done_callback(lambda _: self._committed(batch, commit))
+
+    def _committed(self, batch: _Batch, commit: asyncio.Future[None]) -> None:
+        self._lock.release()
+        batch.settle(_error(commit))
+
+    def _begin_abandoned(self, begin: asyncio.Future[None]) -> None:
+        """The writer that began a transaction gave up: roll it back, then let go."""
+        if _error(begin) is not None:
+            self._lock.release()
+            return
+        self._on_writer(self._rollback).add_done_callback(lambda _: self._lock.release())
+
+    def _commit_if_abandoned(self) -> None:
+        """A writer gave up waiting: commit the transaction if it was left open for it."""
+        if self._batch is None or self._queued or self._lock.locked() or self._writer is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._commit_open())
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
+
+    async def _commit_open(self) -> None:
+        """Take the writer and commit the open transaction, as a unit that does nothing."""
+        await self._acquire()
+        if self._batch is None:
+            self._lock.release()
+            return
+        batch = self._batch
+        self._unit_done(batch)
+        await asyncio.shield(batch.committed)
+
+    def _begin_now(self) -> bool:
+        """``BEGIN IMMEDIATE`` inline, unless it would wait for another process (False)."""
+        assert self._wconn is not None, "store is not open"
+        self._wconn.execute("PRAGMA busy_timeout = 0")
+        try:
+            self._wconn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
                 raise
-            await conn.execute("COMMIT")
+            return False
+        finally:
+            self._wconn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        return True
+
+    def _begin(self) -> None:
+        assert self._wconn is not None
+        self._wconn.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        assert self._wconn is not None
+        try:
+            self._wconn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _undo_unit(self) -> None:
+        """Roll the failed unit back to its savepoint; the whole transaction if that fails."""
+        assert self._wconn is not None
+        try:
+            self._wconn.execute("ROLLBACK TO unit")
+            self._wconn.execute("RELEASE unit")
+        except BaseException:
+            self._rollback()
+            raise
 
     def _rollback(self) -> None:
         assert self._wconn is not None
@@ -213,6 +406,14 @@ class SqliteDriver:
         finally:
             conn.execute("COMMIT")
 
+    def data_version(self) -> int | None:
+        """The read connection's ``PRAGMA data_version`` (None when closed, or inside
+        a read whose snapshot may predate the latest commit)."""
+        if self._rconn is None or self._rconn.in_transaction:
+            return None
+        row = self._rconn.execute("PRAGMA data_version").fetchone()
+        return int(row["data_version"])
+
     async def bulk_insert(
         self, tx: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
@@ -227,3 +428,8 @@ class SqliteStore(SqlStore):
     def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
         self.driver = SqliteDriver(path, synchronous=synchronous)
         super().__init__(self.driver)
+
+    def auth_epoch(self) -> object | None:
+        """``PRAGMA data_version`` of the read connection: it changes whenever any
+        other connection — this process's writer, a CLI, another worker — commits."""
+        return self.driver.data_version()

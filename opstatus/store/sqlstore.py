@@ -544,7 +544,14 @@ class SqlStore(port.Store):
             if row is None or row["revoked_at"] is not None:
                 raise errors.NotFound(f"no active key {key_id!r}")
             await tx.execute(self._q["key_revoke"], tenant, key_id, self._c.ts(now))
+            if (payload := self.key_revoked_payload(tenant)) is not None:
+                await tx.execute(self._q["key_revoked"], payload)
         return evolve(rows.api_key(row, self._c), revoked_at=now)
+
+    def key_revoked_payload(self, tenant: str) -> str | None:
+        """What the revoking transaction tells other processes (``key_revoked``); None:
+        the adapter's auth epoch needs no message."""
+        return None
 
     async def create_token(
         self, token_hash: str, key_id: str, expires_at: datetime, now: datetime

@@ -61,3 +61,44 @@ async def test_tokens_expire(store: Store) -> None:
     # Issuing a new token drops the key's expired ones.
     await store.create_token("tok-2", "k1", NOW + timedelta(hours=1), NOW + timedelta(hours=1))
     assert await store.key_by_token("tok-1", NOW) is None
+
+
+async def test_cached_credentials_see_a_revoke_from_another_process(
+    store: Store, store_url: str
+) -> None:
+    """A second adapter on the same database plays ``opstatus admin key revoke`` run
+    elsewhere: the first process's key cache must refuse the key on its next request."""
+    from opstatus.service.credentials import Credentials, hash_secret
+    from tests.conftest import make_store
+
+    await store.create_key(key("k1"), hash_secret("secret-1"))
+    credentials = Credentials(store)
+    for _ in range(3):
+        assert (await credentials.by_secret("secret-1")).key_id == "k1"
+    assert (await credentials.by_basic("k1", "secret-1")).key_id == "k1"
+    if store.auth_epoch() is not None:
+        assert len(credentials.cache) == 2  # this adapter caches; the next reads may hit
+    other = make_store(store_url)
+    await other.open()
+    try:
+        await other.revoke_key(TENANT, "k1", NOW)
+    finally:
+        await other.close()
+    with pytest.raises(errors.Unauthorized):
+        await credentials.by_secret("secret-1")
+    with pytest.raises(errors.Unauthorized):
+        await credentials.by_basic("k1", "secret-1")
+
+
+async def test_cached_credentials_see_an_unrelated_write_and_stay_right(store: Store) -> None:
+    """Any commit moves the epoch: the cache re-reads and answers the same principal."""
+    from opstatus.domain.records import Target
+    from opstatus.service.credentials import Credentials, hash_secret
+
+    await store.create_key(key("k1"), hash_secret("secret-1"))
+    credentials = Credentials(store)
+    first = await credentials.by_secret("secret-1")
+    await store.put_target(Target(tenant=TENANT, id="t9", name="t9", labels={}, created_at=NOW))
+    assert await credentials.by_secret("secret-1") == first
+    with pytest.raises(errors.Unauthorized):
+        await credentials.by_secret("secret-2")

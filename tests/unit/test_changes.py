@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from opstatus.domain import changes, derive, errors
-from opstatus.domain.records import Execution, ExecutionUpdate, Operation, evolve
+from opstatus.domain import changes, deadlines, derive, errors
+from opstatus.domain.records import Execution, ExecutionUpdate, Operation, Timeouts, evolve
 from opstatus.domain.states import OperationState, State
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -216,6 +216,7 @@ def test_release_increments_attempt_and_drops_lease(make_execution: MakeExecutio
     assert after.attempt == 2
     assert after.queued_at == LATER
     assert after.lease_expires_at is None
+    assert after.started_at is None  # the next dispatch starts the new attempt
     assert after.version == 3
 
 
@@ -260,8 +261,24 @@ def test_retry_resets(make_execution: MakeExecution, state: State) -> None:
     assert after.error is None
     assert after.eta is None
     assert after.finished_at is None
+    assert after.started_at is None  # the next dispatch starts the new attempt
     assert after.queued_at == LATER
     assert after.version == 7
+
+
+def test_retried_attempt_runs_its_own_run_timeout(
+    make_execution: MakeExecution, make_operation: MakeOperation
+) -> None:
+    # Attempt 2's run timeout counts from attempt 2's dispatch, not from attempt 1's.
+    op = make_operation(timeouts=Timeouts(run=30.0), retries=1)
+    first = changes.dispatch(make_execution(), NOW, lease=60)
+    timed_out = changes.time_out(first, NOW + timedelta(seconds=30), "still running after 30 s")
+    requeued = changes.retry(timed_out, NOW + timedelta(seconds=31))
+    again = NOW + timedelta(seconds=40)
+    second = changes.dispatch(requeued, again, lease=60)
+    running = changes.apply_update(second, ExecutionUpdate(state=State.IN_PROGRESS), again)
+    assert running.started_at == again
+    assert deadlines.due(running, op) == again + timedelta(seconds=30)
 
 
 @pytest.mark.parametrize("state", [s for s in State if s not in (State.FAILED, State.TIMED_OUT)])

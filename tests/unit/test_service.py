@@ -585,3 +585,20 @@ async def test_memory_store_concurrent_claims_never_share(
     assert len(claimed) == len(set(claimed)) == 10
     events = await memory.events_after(T, 0, limit=1000)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_typical_duration_is_the_median_and_kept_for_a_while(
+    service: Operations, clock: Clock
+) -> None:
+    assert await service.typical_duration(T, "test") is None
+    op_id = await create(service, "a")
+    [item] = await service.claim_inbox(T, "a")
+    await report(service, item.execution.id, state=State.SUCCEEDED)
+    finished = (await service.get(T, op_id)).operation
+    assert finished.completed_at is not None
+    took = (finished.completed_at - finished.created_at).total_seconds()
+    # within pace_seconds of the first answer, the kept one (None) is reused
+    assert await service.typical_duration(T, "test") is None
+    clock.now += timedelta(seconds=service.limits.pace_seconds)
+    assert await service.typical_duration(T, "test") == took
+    assert await service.typical_duration(T, "other-kind") is None

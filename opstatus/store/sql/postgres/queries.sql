@@ -74,3 +74,7 @@ ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED
 
 -- name: op_dispatched_since
 SELECT count(*) AS n FROM executions WHERE operation_id = $1 AND started_at > $2
+
+-- name: key_revoked
+-- sent inside the revoking transaction, so every process learns of it at commit
+SELECT pg_notify('opstatus', $1)
