@@ -5,7 +5,11 @@ target each, claimed through the agent's inbox and put ``in_progress``; then wrk
 (pinned to the load CPU, CONNECTIONS connections, bench/lua/patch_progress.lua)
 sends ``PATCH /v1/executions/{id}`` progress reports with the agent key. Each is
 one durable write transaction: the execution row, its operation's folded counters,
-the tenant's event counter and one event row.
+the tenant's event counter and one event row. After each run the bench counts the
+event rows committed for those executions through ``GET /v1/events`` and fails if
+there are fewer than the answers wrk counted. The server's CPU time per PATCH and
+the time it waited for its core (``/proc``) go into the figure's notes: they say
+whether the server computes or waits, whatever else runs on the machine.
 
 Baseline (same run, interleaved round by round): a small process pinned to the same
 server CPU doing raw single-row commits (one INSERT per transaction) on the same

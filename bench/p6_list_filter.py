@@ -15,8 +15,9 @@ server reads them as its own: a few are checked through ``GET
 404. Seeding plans every operation into a scratch table, then fills operations
 and executions from it on two connections at once with the secondary indexes
 dropped and built again after (their definitions read back from ``pg_indexes``),
-then ``VACUUM ANALYZE``: about a minute for a million operations on a quiet
-machine. Each database is seeded once and serves every repeat.
+then ``VACUUM ANALYZE``: 85 s for a million operations on this 2-core machine
+while it was busy (load average 5). Each database is seeded once and serves
+every repeat.
 
 One ``opstatus serve`` per database, each pinned to the server CPU, answers the
 list requests that clients make (DESIGN.md §4 filters, 50 per page) with an
@@ -311,8 +312,8 @@ async def _seed(url: str, size: int, now: datetime.datetime) -> None:
     A plan of every operation goes into a scratch table first; then two connections
     (one per core) fill operations and executions from it at once, with the secondary
     indexes dropped, and build those again (the definitions the migrations made, read
-    back from ``pg_indexes``), one table each. That keeps a million operations to well
-    under a minute on a quiet machine.
+    back from ``pg_indexes``), one table each: about half the time of one connection
+    inserting with the indexes in place.
     """
     end = now - SPAN_END
     indexes = await _fetch(url, _SECONDARY_INDEXES)

@@ -389,8 +389,9 @@ def _hold(
     server: Server, round_: Round, proc: Proc, started: tuple[float, CpuTimes], hold: float
 ) -> None:
     """Wait until the server holds every long-poll, then ``hold`` seconds, sampling and
-    probing; return by ``started + WAIT - WAKE_MARGIN`` at the latest, so that the
-    wake-up reaches every long-poll before it would time out."""
+    probing; return WAIT - WAKE_MARGIN seconds after the client started at the latest
+    (``started``: monotonic time and the server's CPU times then), so that the wake-up
+    reaches every long-poll before it would time out."""
     began, cpu = started
     latest = began + WAIT - WAKE_MARGIN
     deadline = min(began + OPEN_DEADLINE, latest)
@@ -411,8 +412,8 @@ def _hold(
 
 
 def _patcher(server: Server, agent: str, execution: str) -> Callable[[], int]:
-    """A connected keep-alive connection, and the call that PATCHes ``execution`` on it
-    to in_progress (its status). Connected beforehand, the PATCHes need no accept."""
+    """The call that PATCHes ``execution`` to in_progress (returning the status) over a
+    connection opened now: opened beforehand, the PATCHes wait for no accept."""
     host, port = server.url.removeprefix("http://").rsplit(":", 1)
     conn = HTTPConnection(host, int(port), timeout=WAIT)
     conn.connect()

@@ -209,14 +209,15 @@ class Operations:
             started_at=None, updated_at=now, completed_at=None, version=1,
             rollout=request.rollout,
         )  # fmt: skip
+        execution_ids = ids.new_ids("ex", len(targets))
         executions = [
             Execution(
-                id=ids.execution_id(), tenant=tenant, operation_id=op_id, target=target,
+                id=execution_id, tenant=tenant, operation_id=op_id, target=target,
                 state=initial, progress=0.0, eta=None, details={}, error=None, result=None,
                 attempt=1, version=1, queued_at=None if scheduled else now, started_at=None,
                 updated_at=now, finished_at=None, lease_expires_at=None,
             )
-            for target in targets
+            for execution_id, target in zip(execution_ids, targets, strict=True)
         ]  # fmt: skip
         digest = request_hash(request) if request.idempotency_key is not None else None
         created, fresh = await self.store.create_operation(
