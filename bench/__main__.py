@@ -7,6 +7,7 @@ Usage: python -m bench [--only P1,P3] [--repeats 3] [--quick] [--no-postgres]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import shutil
@@ -79,6 +80,12 @@ def markdown(figures: list[Figure], env: dict[str, Any], skipped: dict[str, str]
     return "\n".join(lines) + "\n"
 
 
+def _figure(recorded: dict[str, Any]) -> Figure:
+    """A Figure back from its bench/results.json form."""
+    names = {field.name for field in dataclasses.fields(Figure)}
+    return Figure(**{k: v for k, v in recorded.items() if k in names})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", help="comma-separated ids, e.g. P1,P4")
@@ -92,6 +99,11 @@ def main(argv: list[str] | None = None) -> None:
         "--before",
         type=Path,
         help="a checkout of an earlier commit; P1 also measures its server (before/after)",
+    )
+    parser.add_argument(
+        "--keep-others",
+        action="store_true",
+        help="keep the figures of benchmarks not run now from the existing results file",
     )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--markdown", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -137,6 +149,13 @@ def main(argv: list[str] | None = None) -> None:
         if not argv and len(sys.argv) == 1
         else "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     )
+    if args.keep_others and args.results.exists():
+        earlier = json.loads(args.results.read_text())
+        kept = [_figure(f) for f in earlier["figures"] if f["benchmark"] not in wanted]
+        figures = sorted(kept + figures, key=lambda f: list(BENCHMARKS).index(f.benchmark))
+        cmd = f"{earlier['command']}; then {cmd}"
+        timings = {**earlier.get("seconds", {}), **timings}
+        skipped = {**earlier.get("skipped", {}), **skipped}
     record = {
         "command": cmd,
         "environment": env,

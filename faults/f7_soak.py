@@ -491,7 +491,10 @@ def soak(server: Server, plan: Plan, opts: Options) -> tuple[Tally, list[Sample]
 def run(opts: Options) -> Outcome:
     """One soak on SQLite."""
     plan = Plan.of(opts)
-    env = {"OPSTATUS_RETENTION_SECONDS": str(plan.retention), "OPSTATUS_RATE_LIMIT": "1000/second"}
+    env = {
+        "OPSTATUS_RETENTION_SECONDS": str(plan.retention),
+        "OPSTATUS_RATE_LIMIT": "100000/second",
+    }
     with (
         sqlite_database(opts, "soak.db") as db,
         opstatus(db, cpu=opts.server_cpu, env=env) as server,
