@@ -16,7 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import DEFAULT_POSTGRES, ROOT, Figure, Options, environment, postgres_reachable
+from bench.common import (
+    ROOT,
+    Figure,
+    Options,
+    add_runner_arguments,
+    environment,
+    postgres_choice,
+    selected,
+)
 
 #: benchmark id -> module under bench/, in the order they run
 BENCHMARKS = {
@@ -88,13 +96,9 @@ def _figure(recorded: dict[str, Any]) -> Figure:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", help="comma-separated ids, e.g. P1,P4")
+    add_runner_arguments(parser)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--load-cpu", type=int, default=1)
-    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
-    parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument(
         "--before",
         type=Path,
@@ -113,16 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install wrk util-linux)")
-    wanted = [p.strip().upper() for p in args.only.split(",")] if args.only else list(BENCHMARKS)
-    unknown = [p for p in wanted if p not in BENCHMARKS]
-    if unknown:
-        parser.error(f"unknown benchmark ids {unknown}; known: {', '.join(BENCHMARKS)}")
-    skipped: dict[str, str] = {}
-    postgres: str | None = args.postgres
-    if args.no_postgres:
-        postgres, skipped["PostgreSQL"] = None, "--no-postgres"
-    elif (why := postgres_reachable(args.postgres)) is not None:
-        postgres, skipped["PostgreSQL"] = None, why
+    wanted = selected(parser, args.only, list(BENCHMARKS))
+    postgres, skipped = postgres_choice(args)
     opts = Options(
         repeats=args.repeats,
         server_cpu=args.server_cpu,

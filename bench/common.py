@@ -14,6 +14,7 @@ Rules every benchmark keeps:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -617,3 +618,33 @@ def cpu_times(pid: int) -> CpuTimes:
             running += int(run_ns)
             waiting += int(wait_ns)
     return CpuTimes(running / 1e9, waiting / 1e9)
+
+
+# -- the runners (python -m bench, python -m faults) ---------------------------------------
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options both runners take: which ids, the CPUs, PostgreSQL."""
+    parser.add_argument("--only", help="comma-separated ids to run (default: all)")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--load-cpu", type=int, default=1)
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
+    parser.add_argument("--no-postgres", action="store_true")
+
+
+def selected(parser: argparse.ArgumentParser, only: str | None, known: Sequence[str]) -> list[str]:
+    """The ids ``--only`` names (all of ``known`` without it); a usage error for unknown ones."""
+    wanted = [i.strip().upper() for i in only.split(",")] if only else list(known)
+    unknown = [i for i in wanted if i not in known]
+    if unknown:
+        parser.error(f"unknown ids {unknown}; known: {', '.join(known)}")
+    return wanted
+
+
+def postgres_choice(args: argparse.Namespace) -> tuple[str | None, dict[str, str]]:
+    """The PostgreSQL URL to use (None: without) and, when without, why."""
+    if args.no_postgres:
+        return None, {"PostgreSQL": "--no-postgres"}
+    if (why := postgres_reachable(args.postgres)) is not None:
+        return None, {"PostgreSQL": why}
+    return args.postgres, {}

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import DEFAULT_POSTGRES, ROOT, Options, environment, postgres_reachable
+from bench.common import ROOT, Options, add_runner_arguments, environment, postgres_choice, selected
 from faults.common import Outcome
 
 #: scenario id -> module under faults/, in the order they run
@@ -63,25 +63,13 @@ def markdown(outcomes: list[Outcome], env: dict[str, Any], skipped: dict[str, st
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m faults", description=__doc__)
-    parser.add_argument("--only", help="comma-separated ids, e.g. F1,F4")
+    add_runner_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="fewer rounds, short soak")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--load-cpu", type=int, default=1)
-    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
-    parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--results", type=Path, default=ROOT / "faults" / "results.json")
     parser.add_argument("--markdown", type=Path, default=ROOT / "FAULTS.md")
     args = parser.parse_args(argv)
-    wanted = [s.strip().upper() for s in args.only.split(",")] if args.only else list(SCENARIOS)
-    unknown = [s for s in wanted if s not in SCENARIOS]
-    if unknown:
-        parser.error(f"unknown scenario ids {unknown}; known: {', '.join(SCENARIOS)}")
-    skipped: dict[str, str] = {}
-    postgres: str | None = args.postgres
-    if args.no_postgres:
-        postgres, skipped["PostgreSQL"] = None, "--no-postgres"
-    elif (why := postgres_reachable(args.postgres)) is not None:
-        postgres, skipped["PostgreSQL"] = None, why
+    wanted = selected(parser, args.only, list(SCENARIOS))
+    postgres, skipped = postgres_choice(args)
     opts = Options(
         repeats=1,
         server_cpu=args.server_cpu,
