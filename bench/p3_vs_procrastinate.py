@@ -227,13 +227,16 @@ async def opstatus_batch(base: str, secret: str, targets: list[str], n: int) -> 
     return max(end for _, end in finished) - started
 
 
-def opstatus_round(opts: Options, n: int) -> Run:
-    """A fresh database and server; warm-up, then the timed batch of ``n``."""
+def opstatus_round(opts: Options, n: int, env: dict[str, str] | None = None) -> Run:
+    """A fresh database and server; warm-up, then the timed batch of ``n``.
+
+    ``env`` reaches the server (``PYTHONPATH`` of an earlier checkout: its code serves).
+    """
     assert opts.postgres is not None
     targets = [f"p3-target-{k}" for k in range(CONSUMERS)]
     with (
         postgres_database(opts.postgres, "p3") as url,
-        opstatus(url, cpu=opts.server_cpu, name="p3-opstatus") as server,
+        opstatus(url, cpu=opts.server_cpu, env=env, name="p3-opstatus") as server,
     ):
         register_targets(server.url, targets)
         secret = agent_key(server.url, targets, name="p3-agents")
@@ -398,6 +401,19 @@ def activity(runs: list[Run], top: int = 3) -> str:
     return ", ".join(f"{n:.1f} {what}" for what, n in busiest) or "none busy"
 
 
+def before_figure(before: list[Run], theirs: list[Run], flow: str, where: Path) -> Figure:
+    """The earlier checkout's throughput (``--before``), next to procrastinate's."""
+    return Figure(
+        benchmark=BENCHMARK,
+        name=f"create -> claim -> complete, {flow}, the code of {where.name} (before)",
+        unit="ops/s",
+        runs=[r.per_second for r in before],
+        baseline_name="procrastinate defer -> fetch -> finish (worker)",
+        baseline_runs=[r.per_second for r in theirs],
+        extra={"opstatus_runs": _describe(before), "checkout": str(where)},
+    )
+
+
 def figures(ours: list[Run], theirs: list[Run], n: int) -> list[Figure]:
     """Throughput and wall time, each next to procrastinate's."""
     extra = {
@@ -461,19 +477,30 @@ def run(opts: Options) -> list[Figure]:
         print(f"   P3 with {n:,} operations ({SIZE_ENV}; the issue asks for 10,000)", flush=True)
     ours: list[Run] = []
     theirs: list[Run] = []
+    before: list[Run] = []
+    rounds = {
+        "opstatus": (ours, lambda: opstatus_round(opts, n)),
+        "procrastinate": (theirs, lambda: procrastinate_round(opts, n)),
+    }
+    if opts.before is not None:
+        old = {"PYTHONPATH": str(opts.before)}
+        rounds["opstatus, before"] = (before, lambda: opstatus_round(opts, n, old))
     for round_ in range(1, opts.repeats + 1):
-        order = [("opstatus", ours), ("procrastinate", theirs)]
-        for name, runs in order if round_ % 2 else order[::-1]:
-            runs.append(
-                opstatus_round(opts, n) if name == "opstatus" else procrastinate_round(opts, n)
-            )
+        order = list(rounds)
+        for name in order if round_ % 2 else order[::-1]:
+            runs, measure = rounds[name]
+            runs.append(measure())
             r = runs[-1]
             print(
-                f"   round {round_} {name:<14} {r.seconds:7.2f} s  {r.per_second:8,.0f} ops/s"
+                f"   round {round_} {name:<17} {r.seconds:7.2f} s  {r.per_second:8,.0f} ops/s"
                 f"  (load CPU {r.load_cpu_s:.1f} s, server CPU {r.server_cpu_s:.1f} s)",
                 flush=True,
             )
-    return figures(ours, theirs, n)
+    found = figures(ours, theirs, n)
+    if opts.before is not None:
+        flow = f"{n:,} ops, {PRODUCERS} producers + {CONSUMERS} consumers"
+        found.append(before_figure(before, theirs, flow, opts.before))
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -122,6 +122,15 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port to listen on.", min=0, max=65535)] = 8080,
     database: Database = None,
     workers: Annotated[int, typer.Option(help="Server processes.", min=1)] = 1,
+    backlog: Annotated[
+        int,
+        typer.Option(
+            help="Connections the kernel queues before they are accepted; raise it when "
+            "thousands of clients connect at once (the kernel caps it at "
+            "net.core.somaxconn).",
+            min=1,
+        ),
+    ] = 2048,
     mqtt: Annotated[
         str | None,
         typer.Option(
@@ -168,6 +177,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        backlog=backlog,
         loop="uvloop",
         http="httptools",
         lifespan="on",

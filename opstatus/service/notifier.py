@@ -5,22 +5,59 @@ A waiter registers for a key (``op:{tenant}:{id}``, ``inbox:{tenant}:{target}``,
 of that key at once. No polling, no sleeping. With a ``relay`` set (PostgreSQL
 LISTEN/NOTIFY, composed by the app factory) keys published in one replica wake
 the waiters of every other replica too.
+
+A waiter wakes with the :class:`Wake` that woke it: the thousand long-polls of one
+operation woken by one change share one read of it (``Wake.share``) instead of
+reading it a thousand times.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from typing import Any, TypeVar, cast
 
 Relay = Callable[[list[str]], None]
+T = TypeVar("T")
+
+
+class Wake:
+    """One publish of one key, as seen by the waiters it woke.
+
+    Every read shared through it starts after the publish, so each waiter sees
+    the change that woke it (or a later one) however many waiters share it.
+    """
+
+    __slots__ = ("_reads",)
+
+    def __init__(self) -> None:
+        self._reads: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def share(self, name: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """The result of ``read()``, run once for every waiter that asks by ``name``.
+
+        A waiter that goes away (its client disconnected) does not cancel the read
+        for the others; an error of the read is raised to every waiter.
+        """
+        future = self._reads.get(name)
+        if future is None:
+            future = self._reads[name] = asyncio.ensure_future(read())
+            future.add_done_callback(_retrieve)
+        return cast(T, await asyncio.shield(future))
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a shared read's error as seen when every waiter left before it ended."""
+    if not future.cancelled():
+        future.exception()
 
 
 class Notifier:
     """Per-key wake-ups inside one process, relayed to other processes when set up."""
 
     def __init__(self) -> None:
-        self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._waiters: defaultdict[str, set[asyncio.Future[Wake]]] = defaultdict(set)
         self._listeners: list[Callable[[str], None]] = []
         #: sends published keys to other processes (None: this process only)
         self.relay: Relay | None = None
@@ -31,28 +68,27 @@ class Notifier:
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback)
 
-    def subscribe(self, key: str) -> asyncio.Future[None]:
+    def subscribe(self, key: str) -> asyncio.Future[Wake]:
         """A future that completes on the next ``publish(key)``; register before reading."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Wake] = asyncio.get_running_loop().create_future()
         self._waiters[key].add(future)
         future.add_done_callback(lambda f: self._discard(key, f))
         return future
 
-    def _discard(self, key: str, future: asyncio.Future[None]) -> None:
+    def _discard(self, key: str, future: asyncio.Future[Wake]) -> None:
         waiters = self._waiters.get(key)
         if waiters is not None:
             waiters.discard(future)
             if not waiters:
                 del self._waiters[key]
 
-    async def wait(self, future: asyncio.Future[None], timeout: float) -> bool:
-        """Wait for a subscribed future; ``False`` on timeout."""
+    async def wait(self, future: asyncio.Future[Wake], timeout: float) -> Wake | None:
+        """Wait for a subscribed future: the :class:`Wake`, or ``None`` on timeout."""
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             future.cancel()
-            return False
-        return True
+            return None
 
     def publish(self, keys: Iterable[str]) -> None:
         """Wake every waiter of each key, here and (through the relay) elsewhere."""
@@ -64,9 +100,10 @@ class Notifier:
     def wake(self, keys: Iterable[str]) -> None:
         """Wake this process's waiters and listeners of each key (no relay)."""
         for key in keys:
+            wake = Wake()
             for future in list(self._waiters.get(key, ())):
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result(wake)
             for listener in list(self._listeners):
                 listener(key)
 

@@ -27,6 +27,9 @@ class Queries:
     def __getitem__(self, name: str) -> str:
         return self.named[name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self.named
+
 
 def load(dialect: str) -> Queries:
     """Load every ``sql/*.sql`` overlaid with the dialect's ``sql/<dialect>/*.sql`` blocks,

@@ -208,8 +208,11 @@ class SqlStore(port.Store):
                 [rows.execution_insert_args(e, c, deadlines.due(e, created)) for e in executions],
             )
             event = changes.operation_event(created, created.created_at, "operation.created")
-            number = await self._append(tx, tenant, [event], new_operations=1)
-            await tx.execute(q["op_set_number"], tenant, created.id, number)
+            number = await self._append(tx, tenant, [event], numbering=created.id)
+        if number is None:  # numbered as it committed
+            async with self._d.read() as tx:
+                row = await tx.fetchrow(q["op_number"], tenant, created.id)
+            number = None if row is None else row["number"]
         return evolve(created, number=number), True
 
     async def get_operation(self, tenant: str, operation_id: str) -> Operation:
@@ -356,7 +359,8 @@ class SqlStore(port.Store):
         async with self._d.write() as tx:
             window = self._c.ts(now - timedelta(seconds=60))
             found = await tx.fetch(self._q["exec_claim"], tenant, target, limit, window)
-            room = await self._rollout_room(tx, tenant, found, window)
+            locked = await self._lock_operations(tx, tenant, found)
+            room = await self._rollout_room(tx, locked, window)
             pairs = []
             for r in found:
                 before = rows.execution(r, self._c)
@@ -366,21 +370,29 @@ class SqlStore(port.Store):
                 pairs.append((before, changes.dispatch(before, now, r["lease"])))
             if not pairs:
                 return []
-            _, dispatched = await self._apply(tx, tenant, pairs, now)
+            _, dispatched = await self._apply(tx, tenant, pairs, now, locked=locked)
         return dispatched
 
-    async def _rollout_room(
-        self, tx: Tx, tenant: str, found: Sequence[Row], window: Any
-    ) -> dict[str, int]:
+    async def _lock_operations(
+        self, tx: Tx, tenant: str, executions: Sequence[Row]
+    ) -> dict[str, Row]:
+        """Lock and read the operations of ``executions``, in id order."""
+        locked: dict[str, Row] = {}
+        for op_id in sorted({r["operation_id"] for r in executions}):
+            row = await tx.fetchrow(self._q["op_lock"], tenant, op_id)
+            if row is not None:
+                locked[op_id] = row
+        return locked
+
+    async def _rollout_room(self, tx: Tx, locked: Mapping[str, Row], window: Any) -> dict[str, int]:
         """How many more executions each capped operation may dispatch now.
 
         Counted under the operation's row lock, so concurrent claimers never
         exceed the cap together (the claim query's own check is only a filter).
         """
         room: dict[str, int] = {}
-        for op_id in sorted({r["operation_id"] for r in found}):
-            row = await tx.fetchrow(self._q["op_lock"], tenant, op_id)
-            cap = None if row is None else row["max_per_minute"]
+        for op_id, row in locked.items():
+            cap = row["max_per_minute"]
             if cap is not None:
                 counted = await tx.fetchrow(self._q["op_dispatched_since"], op_id, window)
                 room[op_id] = cap - int(counted["n"] if counted else 0)
@@ -606,13 +618,16 @@ class SqlStore(port.Store):
         tenant: str,
         pairs: Sequence[tuple[Execution, Execution]],
         now: datetime,
+        *,
+        locked: Mapping[str, Row] | None = None,
         **event_data: Any,
     ) -> tuple[dict[str, Operation], list[Execution]]:
         """Write execution changes, fold them into their operations, append events.
 
         Returns the operations as folded and the executions as stored (with their
         next deadline). Operation rows are locked in id order, after every
-        execution lock, so two transactions never wait on each other in a cycle.
+        execution lock, so two transactions never wait on each other in a cycle;
+        ``locked`` holds rows this transaction has already locked and read.
         """
         by_op: dict[str, list[tuple[Execution | None, Execution]]] = defaultdict(list)
         c, q = self._c, self._q
@@ -622,7 +637,7 @@ class SqlStore(port.Store):
         for before, after in pairs:
             by_op[after.operation_id].append((before, after))
         for op_id in sorted(by_op):
-            row: Row | None = await tx.fetchrow(q["op_lock"], tenant, op_id)
+            row = (locked or {}).get(op_id) or await tx.fetchrow(q["op_lock"], tenant, op_id)
             assert row is not None
             current = rows.operation(row, c)
             timed = [(b, evolve(a, due_at=deadlines.due(a, current))) for b, a in by_op[op_id]]
@@ -637,19 +652,32 @@ class SqlStore(port.Store):
         return folded, [by_id[after.id] for _, after in pairs]  # in the caller's order
 
     async def _append(
-        self, tx: Tx, tenant: str, events: Sequence[Event], *, new_operations: int = 0
-    ) -> int:
-        """Number and insert ``events``; return the last operation number handed out.
+        self, tx: Tx, tenant: str, events: Sequence[Event], *, numbering: str | None = None
+    ) -> int | None:
+        """Number and insert ``events``, and number the new operation ``numbering``.
 
-        The tenant row's counters are bumped by the transaction's last statements,
-        so the row lock that orders seqs by commit is held only for the commit.
+        Returns that operation's number when it is known before COMMIT.
+
+        Seqs and numbers are gapless and in commit order: the tenant row's counters
+        are bumped under its row lock, held until the transaction ends. A dialect
+        with an ``events_append`` block hands the events to the database, which
+        numbers them while it commits; otherwise the counters are bumped by the
+        transaction's last statements.
         """
-        bumped = await tx.fetchrow(self._q["tenant_bump"], tenant, new_operations, len(events))
+        q, c = self._q, self._c
+        if "events_append" in q:
+            args = [rows.event_insert_args(e, c)[2:] for e in events]
+            columns = [list(column) for column in zip(*args, strict=True)] or [[]] * 8
+            await tx.execute(q["events_append"], tenant, numbering, *columns)
+            return None
+        new_operations = 0 if numbering is None else 1
+        bumped = await tx.fetchrow(q["tenant_bump"], tenant, new_operations, len(events))
         if bumped is None:
             raise errors.NotFound(f"no tenant {tenant!r}")
         first = bumped["event_seq"] - len(events) + 1
         numbered = [evolve(e, seq=first + i) for i, e in enumerate(events)]
-        await tx.executemany(
-            self._q["event_insert"], [rows.event_insert_args(e, self._c) for e in numbered]
-        )
+        await tx.executemany(q["event_insert"], [rows.event_insert_args(e, c) for e in numbered])
+        if numbering is None:
+            return None
+        await tx.execute(q["op_set_number"], tenant, numbering, bumped["op_seq"])
         return int(bumped["op_seq"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,6 +104,32 @@ def test_serve_answers_health_and_readiness_then_stops_cleanly(
                 proc.kill()
                 proc.wait()
     assert "Application shutdown complete" in log.read_text()
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read the backlog")
+def test_serve_listens_with_the_backlog_asked_for(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    url = f"sqlite:///{tmp_path}/opstatus.db"
+    args = ["--host", "127.0.0.1", "--port", str(port), "--database", url, "--backlog", "777"]
+    proc = serve(args, tmp_path, log)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            wait_healthy(client, proc, log)
+        # For a listening socket, ss reports the accept-queue limit as Send-Q.
+        listing = subprocess.run(
+            ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert listing[0] == "LISTEN" and listing[2] == "777", listing
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_serve_refuses_a_backlog_below_one(tmp_path: Path) -> None:
+    result = run_cli("serve", "--backlog", "0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--backlog" in result.stderr
 
 
 def test_db_upgrade_migrates_and_is_idempotent(tmp_path: Path) -> None:

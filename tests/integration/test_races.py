@@ -65,6 +65,42 @@ async def test_claim_race_each_execution_exactly_once(store: Store, store_url: s
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
 
 
+async def test_readers_never_see_a_seq_before_the_ones_below_it(
+    store: Store, store_url: str
+) -> None:
+    """Writers in separate adapters commit concurrently while a reader follows
+    ``events_after``: every page must continue exactly where the last one ended. A
+    seq handed out in one order and committed in another would show up as a gap the
+    reader skips forever (and numbers, handed out the same way, stay unique)."""
+    done = asyncio.Event()
+    seen: list[int] = []
+
+    async def writer(s: Store, n: int) -> None:
+        ops = Operations(s)
+        for i in range(15):
+            await ops.create(TENANT, CreateOperation(kind="order", targets=[f"w{n}-{i % 3}"]))
+
+    async def reader() -> None:
+        while True:
+            finished = done.is_set()
+            page = await store.events_after(TENANT, seen[-1] if seen else 0, limit=1000)
+            seen.extend(e.seq for e in page)
+            if finished and not page:
+                return
+            await asyncio.sleep(0)
+
+    async with many_stores(store_url, 4, pool=5) as stores:
+        following = asyncio.ensure_future(reader())
+        await asyncio.gather(*(writer(stores[i % 4], i) for i in range(12)))
+        done.set()
+        await following
+
+    assert seen == list(range(1, 12 * 15 + 1))
+    page = await Operations(store).find(TENANT, _query(limit=200))
+    numbers = sorted(v.operation.number for v in page.items if v.operation.number)
+    assert numbers == list(range(1, 12 * 15 + 1))
+
+
 async def test_version_race_one_winner(store: Store, store_url: str) -> None:
     ops = Operations(store)
     await ops.create(TENANT, CreateOperation(kind="race", targets=["a"]))

@@ -74,7 +74,7 @@ async def _stream(ctx: Ctx, operation_id: str | None, after: int) -> AsyncIterat
                 after = event.seq
                 data = _encoder.encode(convert.event(event)).decode()
                 yield f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
-            if not found and not await notes.wait(waiter, HEARTBEAT):
+            if not found and await notes.wait(waiter, HEARTBEAT) is None:
                 yield b": keep-alive\n\n"
         finally:
             waiter.cancel()

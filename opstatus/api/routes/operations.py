@@ -192,8 +192,9 @@ async def get_operation(ctx: Ctx) -> Response:
             if known is None:
                 known = view.operation.version
             if view.operation.version == known and not view.operation.state.terminal:
-                if await ctx.api.notifier.wait(waiter, wait):
-                    view = await ops.get(ctx.tenant, op_id)
+                woke = await ctx.api.notifier.wait(waiter, wait)
+                if woke is not None:  # every long-poll this change woke shares one read
+                    view = await woke.share("view", lambda: ops.get(ctx.tenant, op_id))
         finally:
             waiter.cancel()
     else:

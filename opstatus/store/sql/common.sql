@@ -70,6 +70,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 -- name: op_get
 SELECT * FROM operations WHERE tenant_id = $1 AND id = $2
 
+-- name: op_number
+SELECT number FROM operations WHERE tenant_id = $1 AND id = $2
+
 -- name: op_by_number
 SELECT * FROM operations WHERE tenant_id = $1 AND number = $2
 

@@ -46,8 +46,10 @@ AND o.id = ANY({p}::text[])
 AND o.state = ANY({p}::text[])
 
 -- name: filter_targets
+-- o is the tenant's already and its executions are its tenant's: (operation_id,
+-- target_id) alone answers from the executions_operation index, no heap visit.
 AND EXISTS (SELECT 1 FROM executions e WHERE e.operation_id = o.id
-            AND e.tenant_id = o.tenant_id AND e.target_id = ANY({p}::text[]))
+            AND e.target_id = ANY({p}::text[]))
 
 -- name: filter_group
 AND o.groups ? {p}
@@ -78,3 +80,11 @@ SELECT count(*) AS n FROM executions WHERE operation_id = $1 AND started_at > $2
 -- name: key_revoked
 -- sent inside the revoking transaction, so every process learns of it at commit
 SELECT pg_notify('opstatus', $1)
+
+-- name: events_append
+-- The events of a write transaction (one array per column), and the new operation
+-- to number ($2, or NULL): numbered and inserted while the transaction commits
+-- (migration 0008's deferred trigger), under the tenant row lock held only then.
+INSERT INTO event_appends (tenant_id, numbering, types, operation_ids, execution_ids,
+                           target_ids, states, progresses, datas, created_ats)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)

@@ -44,8 +44,9 @@ AND o.id IN (SELECT value FROM json_each({p}))
 AND o.state IN (SELECT value FROM json_each({p}))
 
 -- name: filter_targets
+-- o is the tenant's already and its executions are its tenant's: (operation_id,
+-- target_id) alone answers from the executions_operation index, no row visit.
 AND EXISTS (SELECT 1 FROM executions e WHERE e.operation_id = o.id
-            AND e.tenant_id = o.tenant_id
             AND e.target_id IN (SELECT value FROM json_each({p})))
 
 -- name: filter_group
