@@ -171,12 +171,21 @@ class _Conn:
 
 
 #: Settings of opstatus's sessions unless the database URL names them (as a query
-#: parameter, e.g. ``?max_parallel_workers_per_gather=2``). The service's queries are
-#: short index walks with a LIMIT; a parallel plan for one of them starts workers that
-#: compete for the cores with every other request, and on a list filtered by target
-#: made the 1,000,000-operation p99 4x the 10,000 one (P6; 12 ms parallel against 4 ms
-#: serial in EXPLAIN ANALYZE).
-SESSION_SETTINGS = {"max_parallel_workers_per_gather": "0"}
+#: parameter, e.g. ``?max_parallel_workers_per_gather=2``).
+#:
+#: * ``plan_cache_mode``: every statement is planned for its own parameter values.
+#:   A prepared statement's generic plan is made once, on its sixth run; on a new
+#:   database that is while the tables are nearly empty, and PostgreSQL then chose
+#:   ``executions_target`` (scanning every execution of the tenant) for a lookup by
+#:   id, and kept that plan while the table grew: P3's 10,000 operations ran at 100
+#:   ops/s with PostgreSQL's backends using 1.5 cores, 322 ops/s with custom plans.
+#:   Planning a short statement costs tens of microseconds; a wrong cached plan costs
+#:   a scan of the tenant.
+#: * ``max_parallel_workers_per_gather``: the service's queries are short index walks
+#:   with a LIMIT; a parallel plan for one of them starts workers that compete for the
+#:   cores with every other request (a list filtered by target: 12 ms parallel against
+#:   4 ms serial in EXPLAIN ANALYZE at 1,000,000 operations, P6).
+SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan", "max_parallel_workers_per_gather": "0"}
 
 
 def session_settings(dsn: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Session settings of the PostgreSQL pool: serial plans unless the URL says otherwise."""
+"""Session settings of the PostgreSQL pool: custom, serial plans unless the URL says otherwise."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ async def _setting(url: str, name: str) -> str:
 
 async def test_queries_plan_without_parallel_workers(pg_url: str) -> None:
     assert await _setting(pg_url, "max_parallel_workers_per_gather") == "0"
+
+
+async def test_every_statement_is_planned_for_its_values(pg_url: str) -> None:
+    assert await _setting(pg_url, "plan_cache_mode") == "force_custom_plan"
 
 
 async def test_the_database_url_overrides_the_session_default(pg_url: str) -> None:
