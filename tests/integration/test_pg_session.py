@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opstatus.store.postgres import PostgresStore
+from opstatus.store.postgres import BULK_GENERIC_PLANS, PostgresStore
 
 pytestmark = pytest.mark.postgres
 
@@ -33,3 +33,29 @@ async def test_the_database_url_overrides_the_session_default(pg_url: str) -> No
     joiner = "&" if "?" in pg_url else "?"
     url = f"{pg_url}{joiner}max_parallel_workers_per_gather=3"
     assert await _setting(url, "max_parallel_workers_per_gather") == "3"
+
+
+async def test_a_large_copy_plans_generically_for_the_rest_of_its_transaction(
+    pg_url: str,
+) -> None:
+    """A COPY's foreign-key check runs one prepared plan per row: re-planning it for
+    every row of a 100,000-row fan-out would cost more than the COPY."""
+    store = PostgresStore(pg_url, min_size=1, max_size=1)
+    await store.open()
+    try:
+        modes = []
+        for count in (BULK_GENERIC_PLANS - 1, BULK_GENERIC_PLANS):
+            async with store.driver.write() as tx:
+                await tx.script("CREATE TEMP TABLE bulk_probe (n int) ON COMMIT DROP")
+                await store.driver.bulk_insert(
+                    tx, "bulk_probe", ["n"], [(i,) for i in range(count)]
+                )
+                row = await tx.fetchrow("SHOW plan_cache_mode")
+                assert row is not None
+                modes.append(row["plan_cache_mode"])
+        async with store.driver.read() as tx:
+            after = await tx.fetchrow("SHOW plan_cache_mode")
+    finally:
+        await store.close()
+    assert modes == ["force_custom_plan", "auto"]
+    assert after is not None and after["plan_cache_mode"] == "force_custom_plan"
