@@ -401,16 +401,21 @@ def activity(runs: list[Run], top: int = 3) -> str:
     return ", ".join(f"{n:.1f} {what}" for what, n in busiest) or "none busy"
 
 
-def before_figure(before: list[Run], theirs: list[Run], flow: str, where: Path) -> Figure:
-    """The earlier checkout's throughput (``--before``), next to procrastinate's."""
+def flow(n: int) -> str:
+    """The flow's size and concurrency, in words."""
+    return f"{n:,} ops, {PRODUCERS} producers + {CONSUMERS} consumers"
+
+
+def throughput(name: str, ours: list[Run], theirs: list[Run], **kw: Any) -> Figure:
+    """Ops/s of ``ours`` next to procrastinate's."""
     return Figure(
         benchmark=BENCHMARK,
-        name=f"create -> claim -> complete, {flow}, the code of {where.name} (before)",
+        name=f"create -> claim -> complete, {name}",
         unit="ops/s",
-        runs=[r.per_second for r in before],
+        runs=[r.per_second for r in ours],
         baseline_name="procrastinate defer -> fetch -> finish (worker)",
         baseline_runs=[r.per_second for r in theirs],
-        extra={"opstatus_runs": _describe(before), "checkout": str(where)},
+        **kw,
     )
 
 
@@ -423,15 +428,11 @@ def figures(ours: list[Run], theirs: list[Run], n: int) -> list[Figure]:
         "opstatus_runs": _describe(ours),
         "procrastinate_runs": _describe(theirs),
     }
-    flow = f"{n:,} ops, {PRODUCERS} producers + {CONSUMERS} consumers"
-    rate = Figure(
-        benchmark=BENCHMARK,
-        name=f"create -> claim -> complete, {flow} (PostgreSQL)",
-        unit="ops/s",
-        runs=[r.per_second for r in ours],
+    rate = throughput(
+        f"{flow(n)} (PostgreSQL)",
+        ours,
+        theirs,
         goal="ahead of procrastinate (ratio >= 1)",
-        baseline_name="procrastinate defer -> fetch -> finish (worker)",
-        baseline_runs=[r.per_second for r in theirs],
         extra=extra,
     )
     rate.met = rate.ratio is not None and rate.ratio >= 1
@@ -498,8 +499,14 @@ def run(opts: Options) -> list[Figure]:
             )
     found = figures(ours, theirs, n)
     if opts.before is not None:
-        flow = f"{n:,} ops, {PRODUCERS} producers + {CONSUMERS} consumers"
-        found.append(before_figure(before, theirs, flow, opts.before))
+        found.append(
+            throughput(
+                f"{flow(n)}, before: the code of {opts.before}",
+                before,
+                theirs,
+                extra={"opstatus_runs": _describe(before), "checkout": str(opts.before)},
+            )
+        )
     return found
 
 

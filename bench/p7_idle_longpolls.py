@@ -567,7 +567,7 @@ def _figures(backend: str, rounds: list[Round]) -> list[Figure]:
         if cpu["running"]:
             wake.notes.append(
                 f"the server ran {median(cpu['running']):.2f} ms of CPU per woken long-poll "
-                f"(re-reading its operation, rendering, sending) and waited "
+                f"(its share of one read of the operation, rendering, sending) and waited "
                 f"{median(cpu['waiting']):.2f} ms per long-poll for a CPU"
             )
         figures.append(wake)

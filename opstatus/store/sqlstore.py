@@ -637,7 +637,9 @@ class SqlStore(port.Store):
         for before, after in pairs:
             by_op[after.operation_id].append((before, after))
         for op_id in sorted(by_op):
-            row = (locked or {}).get(op_id) or await tx.fetchrow(q["op_lock"], tenant, op_id)
+            row = locked.get(op_id) if locked else None
+            if row is None:
+                row = await tx.fetchrow(q["op_lock"], tenant, op_id)
             assert row is not None
             current = rows.operation(row, c)
             timed = [(b, evolve(a, due_at=deadlines.due(a, current))) for b, a in by_op[op_id]]
@@ -665,9 +667,12 @@ class SqlStore(port.Store):
         transaction's last statements.
         """
         q, c = self._q, self._c
+        if not events and numbering is None:
+            return None  # nothing to number: the tenant row is not touched
         if "events_append" in q:
+            # one array per column after tenant_id and seq
             args = [rows.event_insert_args(e, c)[2:] for e in events]
-            columns = [list(column) for column in zip(*args, strict=True)] or [[]] * 8
+            columns = [list(column) for column in zip(*args, strict=True)]
             await tx.execute(q["events_append"], tenant, numbering, *columns)
             return None
         new_operations = 0 if numbering is None else 1
