@@ -10,8 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from opstatus._client import AsyncClient, Client
-    from opstatus._exceptions import (
+    from opstatus.client._client import AsyncClient, Client
+    from opstatus.client._exceptions import (
         BadRequest,
         Conflict,
         Forbidden,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         Unprocessable,
         WaitTimeout,
     )
-    from opstatus._models import Event, Execution, InboxItem, Operation, OperationPage
+    from opstatus.client._models import Event, Execution, InboxItem, Operation, OperationPage
 
 __all__ = [
     "AsyncClient",
@@ -54,20 +54,20 @@ __all__ = [
 ]
 
 _HOME = {
-    "AsyncClient": "opstatus._client",
-    "Client": "opstatus._client",
-    "Event": "opstatus._models",
-    "Execution": "opstatus._models",
-    "InboxItem": "opstatus._models",
-    "Operation": "opstatus._models",
-    "OperationPage": "opstatus._models",
+    "AsyncClient": "opstatus.client._client",
+    "Client": "opstatus.client._client",
+    "Event": "opstatus.client._models",
+    "Execution": "opstatus.client._models",
+    "InboxItem": "opstatus.client._models",
+    "Operation": "opstatus.client._models",
+    "OperationPage": "opstatus.client._models",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module 'opstatus' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOME.get(name, "opstatus._exceptions")), name)
+    value = getattr(importlib.import_module(_HOME.get(name, "opstatus.client._exceptions")), name)
     globals()[name] = value
     return value
 

@@ -1,7 +1,7 @@
 """``/openapi.json`` (OpenAPI 3.1) from the endpoint records, and ``/docs`` to browse it.
 
-The document is data derived from :data:`opstatus.api.app.ENDPOINTS` and the msgspec
-Structs of :mod:`opstatus.api.schemas`, so it cannot drift from what the routes do.
+The document is data derived from :data:`opstatus.api.ENDPOINTS` and the msgspec
+Structs of :mod:`opstatus.wire`, so it cannot drift from what the routes do.
 ``/docs`` is Swagger UI served from the ``swagger-ui-bundle-v2`` package by this
 process: it works on a machine with no internet.
 """
@@ -23,8 +23,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from opstatus.api import problems, render, schemas
-from opstatus.api.endpoint import Endpoint, Param
+from opstatus import wire
+from opstatus.web import problems, render
+from opstatus.web.endpoint import Endpoint, Param
 
 OPENAPI = "3.1.0"
 REF = "#/components/schemas/{name}"
@@ -77,8 +78,8 @@ def document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     """The OpenAPI 3.1 document describing ``endpoints`` (and the health checks)."""
     types = {t for ep in endpoints for t in (ep.body, ep.response) if t is not None}
     ordered = sorted(types, key=lambda t: t.__name__)
-    _, components = msgspec.json.schema_components([*ordered, schemas.Problem], ref_template=REF)
-    for name, rule in schemas.RULES.items():
+    _, components = msgspec.json.schema_components([*ordered, wire.Problem], ref_template=REF)
+    for name, rule in wire.RULES.items():
         if name in components:
             components[name] = {**components[name], **rule}
     paths: dict[str, dict[str, Any]] = {}
@@ -207,7 +208,7 @@ def _problem(status: int) -> dict[str, Any]:
             (*PROBLEM_HEADERS.get(status, ()), *RATE_LIMIT_HEADERS),
             required=PROBLEM_HEADERS.get(status, ()),
         ),
-        "content": {problems.MEDIA: {"schema": _ref(schemas.Problem)}},
+        "content": {problems.MEDIA: {"schema": _ref(wire.Problem)}},
     }
 
 

@@ -44,7 +44,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from opstatus.api import params, problems
 from opstatus.dialects import common
 from opstatus.domain import derive, errors, states
 from opstatus.domain.roles import Action
@@ -52,6 +51,7 @@ from opstatus.domain.states import OperationState, State
 from opstatus.service.credentials import Principal
 from opstatus.service.operations import OperationView
 from opstatus.service.requests import CreateOperation
+from opstatus.web import params, problems
 
 KIND = "image-update"
 #: the operation's derived state -> (jobstateid, jobstatename); DESIGN.md §6
@@ -179,7 +179,7 @@ def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None
     )
 
 
-def error_response(exc: errors.OpstatusError) -> Response:
+def error_response(exc: errors.DomainError) -> Response:
     """The Clanforge error body for a domain error; status from the HTTP layer's table."""
     status = problems.status_of(exc)
     headers = common.error_headers(exc)
@@ -195,7 +195,7 @@ def _route(path: str, handler: Handler) -> Route:
             who, limit_headers = await common.principal(request)
             request.state.key_id = who.key_id  # for the access log
             response = _json(await handler(request, who))
-        except errors.OpstatusError as exc:
+        except errors.DomainError as exc:
             response = error_response(exc)
         response.headers.update(limit_headers)
         return response

@@ -43,7 +43,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from opstatus.api import endpoint, params, problems
 from opstatus.dialects import common
 from opstatus.domain import errors
 from opstatus.domain.records import (
@@ -56,6 +55,7 @@ from opstatus.domain.records import (
 from opstatus.domain.roles import Action, Role
 from opstatus.domain.states import State
 from opstatus.service.credentials import Principal
+from opstatus.web import endpoint, params, problems
 
 #: canonical execution state -> Command Status ``state``; DESIGN.md §6
 STATES: dict[State, str] = {
@@ -224,7 +224,7 @@ def _envelope(
     return Response(body, status, headers=headers, media_type="application/json")
 
 
-def error_response(exc: errors.OpstatusError) -> Response:
+def error_response(exc: errors.DomainError) -> Response:
     """The envelope for a domain error; status from the HTTP layer's table."""
     status = problems.status_of(exc)
     content: dict[str, Any] = {"error": exc.code}
@@ -246,7 +246,7 @@ def _route(path: str, method: str, handler: Handler) -> Route:
             request.state.key_id = who.key_id  # for the access log
             message, content = await handler(request, who)
             response = _envelope(0, message, content, 200, {})
-        except errors.OpstatusError as exc:
+        except errors.DomainError as exc:
             response = error_response(exc)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             content = {"error": "invalid_body"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from opstatus.api import auth
-from opstatus.api.endpoint import Api
 from opstatus.domain import errors
 from opstatus.service.credentials import Principal
+from opstatus.web import auth
+from opstatus.web.endpoint import Api
 
 
 def api(request: Request) -> Api:
@@ -28,7 +28,7 @@ async def principal(request: Request) -> tuple[Principal, dict[str, str]]:
     return who, services.limiter.hit(who.key_id)
 
 
-def error_headers(exc: errors.OpstatusError) -> dict[str, str]:
+def error_headers(exc: errors.DomainError) -> dict[str, str]:
     """The headers a domain error carries into any dialect's error answer: the
     RateLimit-* headers of a refused request and Retry-After where it applies."""
     headers: dict[str, str] = dict(exc.context.get("headers") or {})

@@ -25,12 +25,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from opstatus.api import problems
 from opstatus.dialects import common
 from opstatus.domain import errors
 from opstatus.domain.roles import Action
 from opstatus.domain.states import OperationState
 from opstatus.service.operations import OperationView
+from opstatus.web import problems
 
 COMMAND = "getRunStatus"
 FORMATS = ("properties", "json")
@@ -76,7 +76,7 @@ async def command_submit(request: Request) -> Response:
         who, limits = await common.principal(request)
         request.state.key_id = who.key_id  # for the access log
         who.require(Action.READ)
-    except errors.OpstatusError as exc:
+    except errors.DomainError as exc:
         return _error(request, exc)
     q = request.query_params
     cmd = q.get("cmd")
@@ -123,7 +123,7 @@ def _time(value: datetime) -> str:
     return value.astimezone(UTC).strftime(TIME_FORMAT)
 
 
-def _error(request: Request, exc: errors.OpstatusError) -> Response:
+def _error(request: Request, exc: errors.DomainError) -> Response:
     status = problems.status_of(exc)
     response = page(request, status, exc.detail, wrap=False)
     response.headers.update(common.error_headers(exc))

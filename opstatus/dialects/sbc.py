@@ -29,13 +29,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from opstatus.api import problems, render
 from opstatus.dialects import common
 from opstatus.domain import errors
 from opstatus.domain.roles import Role
 from opstatus.domain.states import OperationState
 from opstatus.service.credentials import Principal
 from opstatus.service.operations import OperationView
+from opstatus.web import problems, render
 
 VERSIONS = frozenset({"v1.0", "v1.1", "v1.2"})
 XML_HEAD = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -92,7 +92,7 @@ def _fill(element: ET.Element, data: dict[str, Any]) -> None:
             ET.SubElement(element, key).text = render.xml_text(str(value))
 
 
-def _error(request: Request, exc: errors.OpstatusError, scheme: str = "Bearer") -> Response:
+def _error(request: Request, exc: errors.DomainError, scheme: str = "Bearer") -> Response:
     status = problems.status_of(exc)
     headers = common.error_headers(exc)
     if status == 401:
@@ -114,7 +114,7 @@ async def token(request: Request) -> Response:
             raise errors.Unauthorized("send Basic credentials (key id:secret)")
         who, limits = await _principal(request)
         access, expires = await common.api(request).credentials.issue_token(who)
-    except errors.OpstatusError as exc:
+    except errors.DomainError as exc:
         return _error(request, exc, "Basic")
     data = {"access_token": access, "expires_in": expires}
     return envelope(request, data, headers={**limits, "Cache-Control": "no-store"})
@@ -135,7 +135,7 @@ async def asyncstatus(request: Request) -> Response:
         if request.query_params:
             raise errors.Invalid("this request takes no query parameters")
         view = await newest(request, who.tenant)
-    except errors.OpstatusError as exc:
+    except errors.DomainError as exc:
         return _error(request, exc)
     if view is None:
         return envelope(request, {}, headers=limits)

@@ -26,7 +26,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from opstatus.api.endpoint import read_body
 from opstatus.dialects import common
 from opstatus.domain import errors
 from opstatus.domain.roles import Action
@@ -34,6 +33,7 @@ from opstatus.domain.states import State
 from opstatus.service.credentials import Principal
 from opstatus.service.operations import OperationView
 from opstatus.service.requests import CreateOperation
+from opstatus.web.endpoint import read_body
 
 log = logging.getLogger("opstatus.dialects.webex")
 
@@ -50,7 +50,7 @@ STATUS: dict[State, str] = {
     State.CANCELLED: "Errored",
 }
 #: domain error -> status, only statuses of the seed's table (413 is not one: 400)
-ERROR_STATUS: dict[type[errors.OpstatusError], int] = {
+ERROR_STATUS: dict[type[errors.DomainError], int] = {
     errors.Invalid: 400,
     errors.TooLarge: 400,
     errors.Unauthorized: 401,
@@ -228,7 +228,7 @@ async def read_status(request: Request) -> Response:
     return _json(render_status(view))
 
 
-def error_response(exc: errors.OpstatusError, tracking: str) -> Response:
+def error_response(exc: errors.DomainError, tracking: str) -> Response:
     """Webex's error body for a domain error, with Retry-After where it applies."""
     status = next((ERROR_STATUS[c] for c in type(exc).__mro__ if c in ERROR_STATUS), 500)
     headers = common.error_headers(exc)
@@ -271,7 +271,7 @@ class Resource:
                 )  # fmt: skip
             else:
                 response = await handler(request)
-        except errors.OpstatusError as exc:
+        except errors.DomainError as exc:
             response = error_response(exc, tracking)
         except Exception:  # anything unforeseen: logged, answered in Webex's shape
             log.exception("unhandled error on %s %s", request.method, request.url.path)

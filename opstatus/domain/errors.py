@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-class OpstatusError(Exception):
+class DomainError(Exception):
     """Something went wrong."""
 
     code = "error"
@@ -16,25 +16,25 @@ class OpstatusError(Exception):
         super().__init__(self.detail)
 
 
-class Invalid(OpstatusError):
+class Invalid(DomainError):
     """The request is not valid."""
 
     code = "invalid"
 
 
-class NotFound(OpstatusError):
+class NotFound(DomainError):
     """No such resource."""
 
     code = "not_found"
 
 
-class Gone(OpstatusError):
+class Gone(DomainError):
     """The resource existed but was deleted or purged."""
 
     code = "gone"
 
 
-class Conflict(OpstatusError):
+class Conflict(DomainError):
     """The resource's current state does not allow this."""
 
     code = "conflict"
@@ -63,43 +63,43 @@ class IdempotencyMismatch(Conflict):
     code = "idempotency_mismatch"
 
 
-class Locked(OpstatusError):
+class Locked(DomainError):
     """A target already runs exclusive work of this kind."""
 
     code = "locked"
 
 
-class Forbidden(OpstatusError):
+class Forbidden(DomainError):
     """You may not do this."""
 
     code = "forbidden"
 
 
-class Unauthorized(OpstatusError):
+class Unauthorized(DomainError):
     """Credentials are missing or invalid."""
 
     code = "unauthorized"
 
 
-class RateLimited(OpstatusError):
+class RateLimited(DomainError):
     """Too many requests; slow down."""
 
     code = "rate_limited"
 
 
-class Unavailable(OpstatusError):
+class Unavailable(DomainError):
     """The database cannot be reached right now; retry shortly."""
 
     code = "unavailable"
 
 
-class TooLarge(OpstatusError):
+class TooLarge(DomainError):
     """The request body is too large."""
 
     code = "too_large"
 
 
-class UnsupportedMediaType(OpstatusError):
+class UnsupportedMediaType(DomainError):
     """The request body must be JSON."""
 
     code = "unsupported_media_type"

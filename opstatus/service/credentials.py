@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from opstatus.domain import errors, ids
+from opstatus.domain.clock import Clock, utcnow
 from opstatus.domain.records import ApiKey, Tenant
 from opstatus.domain.roles import Action, Role, may
-from opstatus.service.operations import Clock, utcnow
 from opstatus.store.port import Store
 
 BOOTSTRAP_TENANT = "default"

@@ -6,12 +6,13 @@ import base64
 import binascii
 import dataclasses
 import hashlib
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 
 import msgspec
 
 from opstatus.domain import derive, errors, ids
+from opstatus.domain.clock import Clock, utcnow
 from opstatus.domain.records import (
     Event,
     Execution,
@@ -28,13 +29,6 @@ from opstatus.domain.states import OperationState, State
 from opstatus.service import notifier as notify
 from opstatus.service.requests import CreateOperation
 from opstatus.store.port import Store
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    """The default clock."""
-    return datetime.now(UTC)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

@@ -32,9 +32,9 @@ import httpx
 
 from opstatus.domain import errors, ids
 from opstatus.domain import webhooks as hooks
+from opstatus.domain.clock import Clock, utcnow
 from opstatus.domain.records import Event
 from opstatus.domain.webhooks import Delivery, DeliveryStatus, Webhook
-from opstatus.service.operations import Clock, utcnow
 from opstatus.store.port import Store
 from opstatus.store.webhooks import WebhookStore
 

@@ -2,7 +2,7 @@
 
 The page signs in with an API key kept in the browser's ``sessionStorage`` (never in
 the URL) and reads the canonical ``/v1`` API with it, live over Server-Sent Events.
-These routes are not :class:`~opstatus.api.endpoint.Endpoint` records, so they stay
+These routes are not :class:`~opstatus.web.endpoint.Endpoint` records, so they stay
 out of the OpenAPI document.
 """
 

@@ -1,6 +1,6 @@
 """The authorization matrix: two tenants x four roles x every route that takes an id.
 
-Each route whose path has ``{id}`` (enumerated from ``opstatus.api.app.ENDPOINTS``) is
+Each route whose path has ``{id}`` (enumerated from ``opstatus.api.ENDPOINTS``) is
 called with the other tenant's real ids — operations, executions, targets, groups,
 keys — under every role of the calling tenant, in both directions. Tenants are hard
 walls (DESIGN.md §5): none of those calls may succeed, and none may break the server.
@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 
-from opstatus.api.app import ENDPOINTS
-from opstatus.api.endpoint import Endpoint
+from opstatus.api import ENDPOINTS
+from opstatus.web.endpoint import Endpoint
 from tests.acceptance.conftest import Key, Server, Tenant
 
 ROLES = ("admin", "operator", "viewer", "agent")

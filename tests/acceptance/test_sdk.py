@@ -13,7 +13,7 @@ import pytest
 
 import opstatus
 from opstatus import AsyncClient, Client
-from opstatus._protocol import MAX_POLL
+from opstatus.client._protocol import MAX_POLL
 from opstatus.domain.states import OperationState, State
 from tests.acceptance.conftest import Key, Server, Tenant, running_server
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from opstatus.api.app import create_app
+from opstatus.server import create_app
 from opstatus.settings import Settings
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from opstatus.api.app import create_app
+from opstatus.server import create_app
 from opstatus.settings import Settings
 
 KEY = "hostile-admin-key"

@@ -13,9 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
-from opstatus.api.app import create_app
 from opstatus.domain.roles import Role
 from opstatus.logs import JsonFormatter
+from opstatus.server import create_app
 from opstatus.settings import Settings
 
 ADMIN_SECRET = "opk_test_admin_secret"
@@ -233,9 +233,9 @@ async def test_routes_under_a_mount_keep_the_mount_prefix(tmp_path: Path) -> Non
     from starlette.responses import PlainTextResponse
     from starlette.routing import Mount, Route
 
-    from opstatus.api.metrics import Metrics
-    from opstatus.api.middleware import Observe
     from opstatus.service.notifier import Notifier
+    from opstatus.web.metrics import Metrics
+    from opstatus.web.middleware import Observe
 
     async def hello(request: Request) -> PlainTextResponse:
         return PlainTextResponse(request.path_params["id"])

@@ -12,10 +12,11 @@ import pytest
 from openapi_spec_validator import validate
 from starlette.applications import Starlette
 
-from opstatus.api import openapi, params
-from opstatus.api.app import ENDPOINTS, create_app
+from opstatus.api import ENDPOINTS, openapi
 from opstatus.domain.states import OperationState
+from opstatus.server import create_app
 from opstatus.settings import Settings
+from opstatus.web import params
 
 DOCUMENT = openapi.document(ENDPOINTS)
 

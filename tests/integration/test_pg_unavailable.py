@@ -7,9 +7,9 @@ import asyncio
 import asyncpg
 import pytest
 
-from opstatus.api.problems import status_of
 from opstatus.domain import errors
 from opstatus.store.postgres import PostgresStore
+from opstatus.web.problems import status_of
 from tests.conftest import PG_ADMIN_URL
 
 pytestmark = pytest.mark.postgres

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from opstatus.agents.mqtt import Broker, UpdateIn, _reflects
+from opstatus.bridges.mqtt import Broker, UpdateIn, _reflects
 from opstatus.domain.records import Execution
 from opstatus.domain.states import State
 from opstatus.settings import Settings, SettingsError

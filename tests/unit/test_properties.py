@@ -2,7 +2,7 @@
 
 An operation with 1..6 executions is built by folding fresh executions into an
 empty operation; then random actions hit random executions. Refusals
-(``OpstatusError``, or ``cancel`` answering ``None``) must change nothing;
+(``DomainError``, or ``cancel`` answering ``None``) must change nothing;
 accepted changes must follow the transition table and keep the operation's
 derived fields equal to a from-scratch recomputation.
 """
@@ -174,7 +174,7 @@ def act(
         assert action == "cancel"
         args["force"] = force = data.draw(st.booleans(), label="force")
         return changes.cancel(execution, now, force=force), args
-    except errors.OpstatusError as refused:
+    except errors.DomainError as refused:
         args["refused"] = refused
         return None, args
 

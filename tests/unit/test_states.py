@@ -171,6 +171,6 @@ def test_check_explains_missing_force_and_retry() -> None:
 
 def test_conflict_is_an_opstatus_error() -> None:
     error = errors.Conflict("nope", state=State.QUEUED)
-    assert isinstance(error, errors.OpstatusError)
+    assert isinstance(error, errors.DomainError)
     assert error.state == "queued"
     assert errors.Conflict("nope").state is None

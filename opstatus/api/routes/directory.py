@@ -6,20 +6,22 @@ from urllib.parse import quote
 
 from starlette.responses import Response
 
-from opstatus.api import convert, params, render, schemas
-from opstatus.api.endpoint import Ctx, Param, Router
+from opstatus import wire
+from opstatus.api import convert
 from opstatus.domain.roles import Action
+from opstatus.web import params, render
+from opstatus.web.endpoint import Ctx, Param, Router
 
 router = Router("targets")
 
 
 @router.route(
-    "POST", "/v1/targets", action=Action.MANAGE_TARGETS, body=schemas.TargetIn,
-    response=schemas.TargetOut, status=201, errors=(400, 413, 415, 422), headers=("Location",),
+    "POST", "/v1/targets", action=Action.MANAGE_TARGETS, body=wire.TargetIn,
+    response=wire.TargetOut, status=201, errors=(400, 413, 415, 422), headers=("Location",),
 )  # fmt: skip
 async def put_target(ctx: Ctx) -> Response:
     """Register a target (or update its name and labels)."""
-    body: schemas.TargetIn = ctx.body
+    body: wire.TargetIn = ctx.body
     target = await ctx.api.operations.put_target(ctx.tenant, body.id, body.name, body.labels)
     return render.respond(
         ctx.request,
@@ -31,7 +33,7 @@ async def put_target(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "GET", "/v1/targets", action=Action.READ, response=schemas.TargetList, errors=(400,),
+    "GET", "/v1/targets", action=Action.READ, response=wire.TargetList, errors=(400,),
     params=(
         Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 1000}),
         Param(name="cursor", description="next_cursor of the previous page",
@@ -50,7 +52,7 @@ async def list_targets(ctx: Ctx) -> Response:
     found = found[:limit]
     return render.respond(
         r,
-        schemas.TargetList(
+        wire.TargetList(
             items=[convert.target(t) for t in found],
             next_cursor=found[-1].id if more and found else None,
         ),
@@ -59,7 +61,7 @@ async def list_targets(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "GET", "/v1/targets/{id}", action=Action.READ, response=schemas.TargetOut, errors=(404,),
+    "GET", "/v1/targets/{id}", action=Action.READ, response=wire.TargetOut, errors=(404,),
 )  # fmt: skip
 async def get_target(ctx: Ctx) -> Response:
     """One target."""
@@ -69,12 +71,12 @@ async def get_target(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "POST", "/v1/groups", action=Action.MANAGE_TARGETS, body=schemas.GroupIn,
-    response=schemas.GroupOut, status=201, errors=(400, 413, 415, 422), headers=("Location",),
+    "POST", "/v1/groups", action=Action.MANAGE_TARGETS, body=wire.GroupIn,
+    response=wire.GroupOut, status=201, errors=(400, 413, 415, 422), headers=("Location",),
 )  # fmt: skip
 async def put_group(ctx: Ctx) -> Response:
     """Create a group (or replace its name and members)."""
-    body: schemas.GroupIn = ctx.body
+    body: wire.GroupIn = ctx.body
     group = await ctx.api.operations.put_group(ctx.tenant, body.id, body.targets, body.name)
     return render.respond(
         ctx.request,
@@ -86,7 +88,7 @@ async def put_group(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "GET", "/v1/groups/{id}", action=Action.READ, response=schemas.GroupOut, errors=(404,),
+    "GET", "/v1/groups/{id}", action=Action.READ, response=wire.GroupOut, errors=(404,),
 )  # fmt: skip
 async def get_group(ctx: Ctx) -> Response:
     """One group with its members."""

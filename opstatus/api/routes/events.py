@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 import msgspec
 from starlette.responses import Response, StreamingResponse
 
-from opstatus.api import convert, params, render, schemas
-from opstatus.api.endpoint import Ctx, Param, Router
+from opstatus import wire
+from opstatus.api import convert
 from opstatus.domain import errors
 from opstatus.domain.roles import Action
 from opstatus.service import notifier
+from opstatus.web import params, render
+from opstatus.web.endpoint import Ctx, Param, Router
 
 router = Router("events")
 SSE = "text/event-stream"
@@ -54,7 +56,7 @@ async def _events(ctx: Ctx, operation_id: str | None) -> Response:
     found = await ops.events(ctx.tenant, after, limit=limit, operation_id=operation_id)
     return render.respond(
         r,
-        schemas.EventList(
+        wire.EventList(
             items=[convert.event(e) for e in found], last_seq=found[-1].seq if found else after
         ),
         root="events",
@@ -81,7 +83,7 @@ async def _stream(ctx: Ctx, operation_id: str | None, after: int) -> AsyncIterat
 
 
 @router.route(
-    "GET", "/v1/events", action=Action.READ, response=schemas.EventList, errors=(400,),
+    "GET", "/v1/events", action=Action.READ, response=wire.EventList, errors=(400,),
     params=_PARAMS, media=("application/json", "application/xml", "text/plain", SSE),
 )  # fmt: skip
 async def tenant_events(ctx: Ctx) -> Response:
@@ -90,7 +92,7 @@ async def tenant_events(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "GET", "/v1/operations/{id}/events", action=Action.READ, response=schemas.EventList,
+    "GET", "/v1/operations/{id}/events", action=Action.READ, response=wire.EventList,
     errors=(400, 404, 410), params=_PARAMS,
     media=("application/json", "application/xml", "text/plain", SSE),
 )  # fmt: skip

@@ -6,12 +6,14 @@ import re
 
 from starlette.responses import Response
 
-from opstatus.api import convert, params, render, schemas
-from opstatus.api.endpoint import Ctx, Param, Router
+from opstatus import wire
+from opstatus.api import convert
 from opstatus.domain import errors
 from opstatus.domain.records import Execution, ExecutionUpdate, OperationQuery
 from opstatus.domain.roles import Action, Role
 from opstatus.service import notifier
+from opstatus.web import params, render
+from opstatus.web.endpoint import Ctx, Param, Router
 
 router = Router("executions")
 
@@ -29,7 +31,7 @@ async def _own(ctx: Ctx, execution_id: str, action: Action) -> Execution:
 
 @router.route(
     "GET", "/v1/operations/{id}/executions", action=Action.READ,
-    response=schemas.ExecutionList, errors=(404, 410),
+    response=wire.ExecutionList, errors=(404, 410),
 )  # fmt: skip
 async def list_executions(ctx: Ctx) -> Response:
     """Every execution of one operation."""
@@ -37,13 +39,13 @@ async def list_executions(ctx: Ctx) -> Response:
     found = await ctx.api.operations.executions(ctx.tenant, ctx.path("id"))
     return render.respond(
         ctx.request,
-        schemas.ExecutionList(items=[convert.execution(e) for e in found]),
+        wire.ExecutionList(items=[convert.execution(e) for e in found]),
         root="executions",
     )
 
 
 @router.route(
-    "GET", "/v1/executions/{id}", action=(Action.READ, Action.PULL), response=schemas.ExecutionOut,
+    "GET", "/v1/executions/{id}", action=(Action.READ, Action.PULL), response=wire.ExecutionOut,
     errors=(403, 404), headers=("ETag",),
 )  # fmt: skip
 async def get_execution(ctx: Ctx) -> Response:
@@ -57,15 +59,15 @@ async def get_execution(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "PATCH", "/v1/executions/{id}", action=Action.REPORT, body=schemas.ExecutionUpdateIn,
-    response=schemas.ExecutionOut, errors=(400, 403, 404, 409, 412, 413, 415, 422),
+    "PATCH", "/v1/executions/{id}", action=Action.REPORT, body=wire.ExecutionUpdateIn,
+    response=wire.ExecutionOut, errors=(400, 403, 404, 409, 412, 413, 415, 422),
     params=(Param(name="If-Match", where="header", description="the version you read (ETag)",
                   schema={"type": "string", "pattern": '^(W/)?"*[0-9]{1,18}"*$'}),),
     headers=("ETag",),
 )  # fmt: skip
 async def update_execution(ctx: Ctx) -> Response:
     """Report state, progress, ETA, details, error or result (with expected_version)."""
-    body: schemas.ExecutionUpdateIn = ctx.body
+    body: wire.ExecutionUpdateIn = ctx.body
     execution_id = ctx.path("id")
     await _own(ctx, execution_id, Action.REPORT)
     expected = None if body.expected_version is None else int(body.expected_version)
@@ -96,7 +98,7 @@ async def update_execution(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "POST", "/v1/executions/{id}/retry", action=Action.CANCEL, response=schemas.ExecutionOut,
+    "POST", "/v1/executions/{id}/retry", action=Action.CANCEL, response=wire.ExecutionOut,
     errors=(403, 404, 409),
 )  # fmt: skip
 async def retry_execution(ctx: Ctx) -> Response:
@@ -123,7 +125,7 @@ async def _known_target(ctx: Ctx, target: str) -> None:
 
 
 @router.route(
-    "GET", "/v1/targets/{id}/inbox", action=Action.PULL, response=schemas.InboxOut,
+    "GET", "/v1/targets/{id}/inbox", action=Action.PULL, response=wire.InboxOut,
     errors=(400, 403, 404),
     params=(
         Param(name="wait", schema={"type": "number", "minimum": 0, "maximum": 60},
@@ -150,5 +152,5 @@ async def inbox(ctx: Ctx) -> Response:
     finally:
         waiter.cancel()
     return render.respond(
-        r, schemas.InboxOut(items=[convert.inbox_item(i) for i in items]), root="inbox"
+        r, wire.InboxOut(items=[convert.inbox_item(i) for i in items]), root="inbox"
     )

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from opstatus.api import convert, params, render, schemas
-from opstatus.api.endpoint import Ctx, Router
+from opstatus import wire
+from opstatus.api import convert
 from opstatus.domain import errors
 from opstatus.domain.roles import Action
+from opstatus.web import params, render
+from opstatus.web.endpoint import Ctx, Router
 
 router = Router("auth")
 
 
 @router.route(
-    "POST", "/v1/keys", action=Action.MANAGE_KEYS, body=schemas.KeyIn,
-    response=schemas.KeyCreatedOut, status=201, errors=(400, 413, 415, 422),
+    "POST", "/v1/keys", action=Action.MANAGE_KEYS, body=wire.KeyIn,
+    response=wire.KeyCreatedOut, status=201, errors=(400, 413, 415, 422),
 )  # fmt: skip
 async def create_key(ctx: Ctx) -> Response:
     """Make a key in the caller's tenant; its secret is shown in this answer only."""
-    body: schemas.KeyIn = ctx.body
+    body: wire.KeyIn = ctx.body
     key, secret = await ctx.api.credentials.create_key(
         ctx.tenant, body.role, name=body.name, targets=body.targets
     )
@@ -31,18 +33,18 @@ async def create_key(ctx: Ctx) -> Response:
     )
 
 
-@router.route("GET", "/v1/keys", action=Action.MANAGE_KEYS, response=schemas.KeyList)
+@router.route("GET", "/v1/keys", action=Action.MANAGE_KEYS, response=wire.KeyList)
 async def list_keys(ctx: Ctx) -> Response:
     """Every key of the tenant, revoked ones too (never a secret)."""
     params.only(ctx.request, [])
     keys = await ctx.api.credentials.list_keys(ctx.tenant)
     return render.respond(
-        ctx.request, schemas.KeyList(items=[convert.key(k) for k in keys]), root="keys"
+        ctx.request, wire.KeyList(items=[convert.key(k) for k in keys]), root="keys"
     )
 
 
 @router.route(
-    "DELETE", "/v1/keys/{id}", action=Action.MANAGE_KEYS, response=schemas.KeyOut,
+    "DELETE", "/v1/keys/{id}", action=Action.MANAGE_KEYS, response=wire.KeyOut,
     errors=(404, 409),
 )  # fmt: skip
 async def revoke_key(ctx: Ctx) -> Response:
@@ -54,12 +56,12 @@ async def revoke_key(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "POST", "/v1/auth/token", action=tuple(Action), public=True, body=schemas.TokenIn,
-    body_required=False, response=schemas.TokenOut, errors=(400, 401, 413, 415, 422),
+    "POST", "/v1/auth/token", action=tuple(Action), public=True, body=wire.TokenIn,
+    body_required=False, response=wire.TokenOut, errors=(400, 401, 413, 415, 422),
 )  # fmt: skip
 async def issue_token(ctx: Ctx) -> Response:
     """Exchange a key (Basic, X-API-Key, Bearer, or ``{"key": secret}``) for a bearer token."""
-    body: schemas.TokenIn | None = ctx.body
+    body: wire.TokenIn | None = ctx.body
     if body is not None:
         principal = await ctx.api.credentials.by_secret(body.key)
     else:
@@ -67,7 +69,7 @@ async def issue_token(ctx: Ctx) -> Response:
     token, expires_in = await ctx.api.credentials.issue_token(principal)
     return render.respond(
         ctx.request,
-        schemas.TokenOut(access_token=token, token_type="Bearer", expires_in=expires_in),
+        wire.TokenOut(access_token=token, token_type="Bearer", expires_in=expires_in),
         headers={"Cache-Control": "no-store"},
         root="token",
     )

@@ -7,8 +7,8 @@ import re
 
 from starlette.responses import Response
 
-from opstatus.api import convert, params, render, schemas
-from opstatus.api.endpoint import Ctx, Param, Router
+from opstatus import wire
+from opstatus.api import convert
 from opstatus.domain import errors
 from opstatus.domain.records import OperationQuery, Rollout, Timeouts
 from opstatus.domain.roles import Action
@@ -16,6 +16,8 @@ from opstatus.domain.states import OperationState
 from opstatus.service import notifier
 from opstatus.service.operations import OperationView
 from opstatus.service.requests import CreateOperation
+from opstatus.web import params, render
+from opstatus.web.endpoint import Ctx, Param, Router
 
 router = Router("operations")
 _IDEMPOTENCY = Param(
@@ -80,13 +82,13 @@ def _render_one(ctx: Ctx, view: OperationView, status: int = 200) -> Response:
 
 
 @router.route(
-    "POST", "/v1/operations", action=Action.TRIGGER, body=schemas.CreateOperationIn,
-    response=schemas.OperationOut, status=202, errors=(400, 404, 409, 413, 415, 422, 423),
+    "POST", "/v1/operations", action=Action.TRIGGER, body=wire.CreateOperationIn,
+    response=wire.OperationOut, status=202, errors=(400, 404, 409, 413, 415, 422, 423),
     params=(_IDEMPOTENCY,), headers=("Location", "Retry-After"),
 )  # fmt: skip
 async def create_operation(ctx: Ctx) -> Response:
     """Trigger an operation on targets and/or groups."""
-    body: schemas.CreateOperationIn = ctx.body
+    body: wire.CreateOperationIn = ctx.body
     key = ctx.request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 200:
         raise errors.Invalid(
@@ -128,7 +130,7 @@ async def _retry_after(ctx: Ctx, kind: str) -> int:
 
 
 @router.route(
-    "GET", "/v1/operations", action=Action.READ, response=schemas.OperationList,
+    "GET", "/v1/operations", action=Action.READ, response=wire.OperationList,
     errors=(400,), params=_LIST_PARAMS,
 )  # fmt: skip
 async def list_operations(ctx: Ctx) -> Response:
@@ -154,7 +156,7 @@ async def list_operations(ctx: Ctx) -> Response:
     now = ctx.api.operations.clock()
     return render.respond(
         r,
-        schemas.OperationList(
+        wire.OperationList(
             items=[convert.operation(v, now) for v in page.items], next_cursor=page.next_cursor
         ),
         root="operations",
@@ -162,7 +164,7 @@ async def list_operations(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "GET", "/v1/operations/latest", action=Action.READ, response=schemas.OperationOut,
+    "GET", "/v1/operations/latest", action=Action.READ, response=wire.OperationOut,
     errors=(404, 410),
 )  # fmt: skip
 async def latest_operation(ctx: Ctx) -> Response:
@@ -172,7 +174,7 @@ async def latest_operation(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "GET", "/v1/operations/{id}", action=Action.READ, response=schemas.OperationOut,
+    "GET", "/v1/operations/{id}", action=Action.READ, response=wire.OperationOut,
     errors=(400, 404, 410), params=(*_WAIT, Param(name="If-None-Match", where="header")),
     headers=("ETag",),
 )  # fmt: skip
@@ -205,12 +207,12 @@ async def get_operation(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "POST", "/v1/operations/{id}/cancel", action=Action.CANCEL, body=schemas.CancelIn,
-    body_required=False, response=schemas.OperationOut, errors=(404, 409, 410, 413, 415, 422),
+    "POST", "/v1/operations/{id}/cancel", action=Action.CANCEL, body=wire.CancelIn,
+    body_required=False, response=wire.OperationOut, errors=(404, 409, 410, 413, 415, 422),
 )  # fmt: skip
 async def cancel_operation(ctx: Ctx) -> Response:
     """Cancel queued work at once; running work only with ``force``."""
-    body: schemas.CancelIn = ctx.body or schemas.CancelIn()
+    body: wire.CancelIn = ctx.body or wire.CancelIn()
     view = await ctx.api.operations.cancel(
         ctx.tenant, ctx.path("id"), force=body.force, reason=body.reason
     )

@@ -15,13 +15,14 @@ import msgspec
 from msgspec import Meta, Struct
 from starlette.responses import Response
 
-from opstatus.api import convert, params, render
-from opstatus.api.endpoint import Ctx, Param, Router
+from opstatus.api import convert
 from opstatus.domain import errors
 from opstatus.domain import webhooks as hooks
 from opstatus.domain.records import Event
 from opstatus.domain.roles import Action
 from opstatus.service.webhooks import MAX_URL, Webhooks
+from opstatus.web import params, render
+from opstatus.web.endpoint import Ctx, Param, Router
 
 router = Router("webhooks")
 #: delivery ids and cursors: log numbers

@@ -23,7 +23,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from opstatus.api.metrics import Metrics
+from opstatus.web.metrics import Metrics
 
 #: the logger of one line per request; ``opstatus serve`` formats it as JSON
 ACCESS_LOG = logging.getLogger("opstatus.access")

@@ -35,9 +35,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from opstatus import _exceptions as exc
-from opstatus import _models as models
-from opstatus._client import AsyncClient
+from opstatus.client import _exceptions as exc
+from opstatus.client import _models as models
+from opstatus.client._client import AsyncClient
 
 log = logging.getLogger("opstatus.agent")
 PROGRESS = re.compile(rb"^\s*PROGRESS\s+(\d+(?:\.\d+)?)\s*$")

@@ -21,8 +21,8 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from opstatus import _view
-from opstatus._http import Api, ApiError
+from opstatus.cli import views as _view
+from opstatus.client._http import Api, ApiError
 from opstatus.domain.states import OperationState
 
 #: seconds one long-poll of ``op watch`` parks on the server

@@ -1,4 +1,5 @@
-"""The app factory: the one place that builds the store and the service.
+"""The app factory: the one place that assembles the store, the services, the canonical
+API, the dialects, the bridges and the dashboard.
 
 Nothing here is module-level state: every call to :func:`create_app` makes its
 own store and service and keeps them on ``app.state``.
@@ -20,12 +21,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from opstatus import dialects, ui
-from opstatus.api import openapi, problems
-from opstatus.api.endpoint import Api, Endpoint, starlette_routes
-from opstatus.api.metrics import Metrics, metrics_endpoint
-from opstatus.api.middleware import Observe
-from opstatus.api.ratelimit import RateLimiter
-from opstatus.api.routes import directory, events, executions, keys, operations, webhooks
+from opstatus.api import ENDPOINTS, convert, openapi
+from opstatus.api.routes import webhooks
 from opstatus.service.credentials import Credentials
 from opstatus.service.engine import Engine
 from opstatus.service.notifier import Notifier
@@ -37,16 +34,11 @@ from opstatus.store.port import Store
 from opstatus.store.postgres import PostgresStore
 from opstatus.store.urls import open_store
 from opstatus.store.webhooks import for_store
-
-#: every canonical endpoint, in matching order (``latest`` before ``{id}``)
-ENDPOINTS: tuple[Endpoint, ...] = (
-    *operations.router.endpoints,
-    *executions.router.endpoints,
-    *events.router.endpoints,
-    *directory.router.endpoints,
-    *keys.router.endpoints,
-    *webhooks.router.endpoints,
-)
+from opstatus.web import problems
+from opstatus.web.endpoint import Api, starlette_routes
+from opstatus.web.metrics import Metrics, metrics_endpoint
+from opstatus.web.middleware import Observe
+from opstatus.web.ratelimit import RateLimiter
 
 #: longest /readyz waits for the database before it answers 503
 READY_TIMEOUT = 5.0
@@ -131,7 +123,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     metrics = Metrics(notifier=notifier)
     bridge = None
     if settings.mqtt_url:
-        from opstatus.agents.mqtt import MqttBridge  # the mqtt extra: only when asked for
+        from opstatus.bridges.mqtt import MqttBridge  # the mqtt extra: only when asked for
 
         bridge = MqttBridge(settings.mqtt_url, operations, credentials)
 
@@ -156,7 +148,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),  # no auth: firewall it
-        *starlette_routes(ENDPOINTS),
+        *starlette_routes(ENDPOINTS, current=convert.execution),
         *dialects.routes(),
         *openapi.routes(ENDPOINTS),
         *ui.routes(),  # the dashboard's static files; not in the OpenAPI document

@@ -42,7 +42,7 @@ def agent(
     succeeded, anything else failed with the output's tail. On SIGTERM the running
     command is stopped and reported failed ("agent stopped (SIGTERM)"); exit 0.
     """
-    from opstatus import agent as agent_mod
+    from opstatus.agent import runner as agent_mod
 
     _logging()
     if not url:
@@ -70,7 +70,7 @@ def simulate(
     ] = 10.0,
 ) -> None:
     """Run a simulated fleet of N agents in this process until SIGTERM or SIGINT."""
-    from opstatus import simulate as simulate_mod
+    from opstatus.agent import simulate as simulate_mod
 
     _logging()
     if not url:

@@ -59,7 +59,8 @@ from msgspec import Meta, Struct
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from opstatus.api import convert, schemas
+from opstatus import wire
+from opstatus.api import convert
 from opstatus.domain import errors
 from opstatus.domain.records import Execution, ExecutionUpdate
 from opstatus.domain.roles import Action
@@ -84,7 +85,7 @@ _T = TypeVar("_T")
 Secret = Annotated[str, Meta(min_length=1, max_length=500)]
 
 
-class UpdateIn(schemas.ExecutionUpdateIn, kw_only=True):
+class UpdateIn(wire.ExecutionUpdateIn, kw_only=True):
     """An update as an MQTT agent publishes it: the PATCH body plus the agent's key."""
 
     key: Secret
@@ -109,7 +110,7 @@ class Dispatched(Struct, kw_only=True, tag_field="type", tag="dispatched"):
 
     tenant: str
     target: str
-    items: list[schemas.InboxItemOut]
+    items: list[wire.InboxItemOut]
 
 
 class Rejected(Struct, kw_only=True, omit_defaults=True):
@@ -119,7 +120,7 @@ class Rejected(Struct, kw_only=True, omit_defaults=True):
     detail: str
     state: str | None = None
     parameter: str | None = None
-    current: schemas.ExecutionOut | None = None
+    current: wire.ExecutionOut | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -304,7 +305,7 @@ class MqttBridge:
             execution = await self.operations.get_execution(tenant, execution_id)
             principal.require(Action.REPORT, execution.target)
             execution = await self._apply(tenant, execution_id, request)
-        except errors.OpstatusError as exc:
+        except errors.DomainError as exc:
             log.info(
                 "MQTT update rejected",
                 extra={"fields": {"tenant": tenant, "execution": execution_id, "code": exc.code}},
@@ -337,7 +338,7 @@ class MqttBridge:
             principal = await self._principal(request.key, tenant)
             principal.require(Action.PULL, target)
             items = await self.operations.claim_inbox(tenant, target, request.limit)
-        except errors.OpstatusError as exc:
+        except errors.DomainError as exc:
             log.info(
                 "MQTT claim rejected",
                 extra={"fields": {"tenant": tenant, "target": target, "code": exc.code}},
@@ -382,7 +383,7 @@ def _reflects(current: Execution, request: UpdateIn) -> bool:
     return all(current.details.get(k) == v for k, v in details.items())
 
 
-def _rejected(exc: errors.OpstatusError) -> bytes:
+def _rejected(exc: errors.DomainError) -> bytes:
     current = exc.current if isinstance(exc, errors.VersionMismatch) else None
     state = exc.state if isinstance(exc, errors.Conflict) else None
     parameter = exc.context.get("parameter")

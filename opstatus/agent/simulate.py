@@ -12,9 +12,9 @@ import contextlib
 import random
 import signal
 
-from opstatus import _exceptions as exc
-from opstatus import _models as models
-from opstatus._client import AsyncClient
+from opstatus.client import _exceptions as exc
+from opstatus.client import _models as models
+from opstatus.client._client import AsyncClient
 
 STEPS = 10  #: progress reports per simulated run
 

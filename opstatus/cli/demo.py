@@ -29,7 +29,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from opstatus import _view
+from opstatus.cli import views as _view
 from opstatus.domain.states import OperationState, State
 
 EXAMPLE = "Example: opstatus demo --duration 30 --targets 8"

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
-from opstatus import _exceptions as exc
-from opstatus import _models as models
+from opstatus.client import _exceptions as exc
+from opstatus.client import _models as models
 
 T = TypeVar("T")
 SSE = "text/event-stream"

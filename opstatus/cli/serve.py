@@ -1,4 +1,4 @@
-"""The ``opstatus`` command: serve, database upgrades, administration (DESIGN.md §8)."""
+"""The server-side commands: ``serve``, ``db upgrade`` and ``admin`` (directly on the database)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import asyncpg
 import msgspec
 import typer
 
-from opstatus import cli_agent, cli_op, demo, logs
+from opstatus import logs
 from opstatus import settings as settings_mod
 from opstatus.domain import errors, ids
 from opstatus.domain.records import ApiKey, Tenant
@@ -30,22 +30,12 @@ from opstatus.store.urls import open_store, parse_url
 _T = TypeVar("_T")
 SLUG = ids.TENANT_SLUG
 
-app = typer.Typer(
-    help="Track asynchronous operations: trigger, watch, report.",
-    no_args_is_help=True,
-    add_completion=False,
-)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 admin_app = typer.Typer(help="Administration, directly on the database.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys (secrets are shown once, when made).", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(admin_app, name="admin")
 admin_app.add_typer(tenant_app, name="tenant")
 admin_app.add_typer(key_app, name="key")
-cli_agent.register(app)  # opstatus agent, opstatus simulate
-app.add_typer(cli_op.app, name="op")
-app.command("demo", epilog=demo.EXAMPLE)(demo.command)
 
 
 class Output(enum.StrEnum):
@@ -99,7 +89,7 @@ def _run(settings: settings_mod.Settings, work: Callable[[Store, int], Awaitable
 
     try:
         return asyncio.run(main())
-    except errors.OpstatusError as exc:
+    except errors.DomainError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
     except (OSError, sqlite3.Error, asyncpg.PostgresError) as exc:
         typer.echo(f"error: database: {exc}", err=True)
@@ -116,7 +106,6 @@ class LogLevel(enum.StrEnum):
     debug = "debug"
 
 
-@app.command(epilog="Example: opstatus serve --port 8080 --database sqlite:///opstatus.db")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.", min=0, max=65535)] = 8080,
@@ -172,7 +161,7 @@ def serve(
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
     uvicorn.run(
-        "opstatus.api.app:create_app",
+        "opstatus.server:create_app",
         factory=True,
         host=host,
         port=port,
@@ -382,10 +371,10 @@ def _rfc3339(value: datetime) -> str:
     return str(msgspec.json.decode(msgspec.json.encode(value)))
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
+def register(app: typer.Typer) -> None:
+    """Add ``serve``, ``db`` and ``admin`` to the ``opstatus`` app."""
+    app.command(epilog="Example: opstatus serve --port 8080 --database sqlite:///opstatus.db")(
+        serve
+    )
+    app.add_typer(db_app, name="db")
+    app.add_typer(admin_app, name="admin")

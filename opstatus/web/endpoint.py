@@ -16,14 +16,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from opstatus.api import auth, problems, render
-from opstatus.api.ratelimit import RateLimiter
 from opstatus.domain import errors
 from opstatus.domain.roles import Action, may
 from opstatus.service.credentials import Credentials, Principal
 from opstatus.service.notifier import Notifier
 from opstatus.service.operations import Operations
 from opstatus.service.webhooks import Webhooks
+from opstatus.web import auth, problems, render
+from opstatus.web.ratelimit import RateLimiter
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -152,7 +152,7 @@ def decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
         raise errors.Invalid("the body is nested too deeply", parameter="body") from None
 
 
-def starlette_route(ep: Endpoint) -> Route:
+def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = None) -> Route:
     """Wrap an endpoint: authenticate, limit, authorize, decode, handle, map errors."""
     decoder: msgspec.json.Decoder[Any] | None = (
         msgspec.json.Decoder(ep.body) if ep.body is not None else None
@@ -180,8 +180,8 @@ def starlette_route(ep: Endpoint) -> Route:
                 elif ep.body_required:
                     raise errors.Invalid("a JSON body is required", parameter="body")
             response = await ep.handler(Ctx(request, api, principal, body))
-        except errors.OpstatusError as exc:
-            response = problems.from_error(exc)
+        except errors.DomainError as exc:
+            response = problems.from_error(exc, current)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             response = problems.from_validation(exc)
         response.headers.update(limit_headers)
@@ -195,7 +195,9 @@ def starlette_route(ep: Endpoint) -> Route:
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
-def starlette_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
+def starlette_routes(
+    endpoints: Sequence[Endpoint], current: problems.CurrentRenderer | None = None
+) -> list[Route]:
     """Every endpoint's route; after each path's last one, a 405 for the methods it lacks.
 
     The 405 names all the path's methods in ``Allow`` (Starlette's own names only the
@@ -211,7 +213,7 @@ def starlette_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
         last[ep.path] = i
     routes = []
     for i, ep in enumerate(endpoints):
-        routes.append(starlette_route(ep))
+        routes.append(starlette_route(ep, current))
         if last[ep.path] == i:
             methods = sorted(allowed[ep.path])
             routes.append(

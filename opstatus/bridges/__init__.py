@@ -1,6 +1,6 @@
 """The agent side: how work reaches targets and their reports come back (DESIGN.md §7).
 
-``opstatus.agents.mqtt`` holds the MQTT bridge; it needs the ``mqtt`` extra
+``opstatus.bridges.mqtt`` holds the MQTT bridge; it needs the ``mqtt`` extra
 (``pip install 'opstatus[mqtt]'``), so it is imported only when a broker is configured.
 """
 

@@ -1,6 +1,6 @@
 """``Client`` and ``AsyncClient``: the Python SDK of the opstatus HTTP API (DESIGN.md §8).
 
-Both drive the same flows (``opstatus._protocol``); only the I/O differs.
+Both drive the same flows (``opstatus.client._protocol``); only the I/O differs.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from opstatus import _exceptions as exc
-from opstatus import _models as models
-from opstatus import _protocol as protocol
+from opstatus.client import _exceptions as exc
+from opstatus.client import _models as models
+from opstatus.client import _protocol as protocol
 
 T = TypeVar("T")
 #: read timeout of an event stream; the server sends a keep-alive every 15 s

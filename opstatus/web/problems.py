@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from opstatus.api import convert, schemas
+from opstatus import wire
 from opstatus.domain import errors
 from opstatus.domain.records import Execution
 
@@ -17,7 +18,7 @@ MEDIA = "application/problem+json"
 log = logging.getLogger("opstatus.api")
 
 #: error class -> HTTP status; the most specific class listed wins
-STATUS: dict[type[errors.OpstatusError], int] = {
+STATUS: dict[type[errors.DomainError], int] = {
     errors.Invalid: 400,
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
@@ -43,7 +44,7 @@ TITLES = {
 _encoder = msgspec.json.Encoder()
 
 
-def status_of(exc: errors.OpstatusError) -> int:
+def status_of(exc: errors.DomainError) -> int:
     """The status the table gives ``exc``'s class (or its nearest listed base)."""
     for cls in type(exc).__mro__:
         if cls in STATUS:
@@ -55,7 +56,7 @@ def problem(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> Response:
     """A problem response."""
-    body = schemas.Problem(
+    body = wire.Problem(
         type=f"urn:opstatus:problem:{code}",
         title=TITLES.get(status, "Error"),
         status=status,
@@ -66,16 +67,21 @@ def problem(
     return Response(_encoder.encode(body), status_code=status, headers=headers, media_type=MEDIA)
 
 
-def from_error(exc: errors.OpstatusError) -> Response:
-    """The problem response for a domain error, with its context."""
+#: renders the current execution a VersionMismatch carries (the canonical API's shape)
+CurrentRenderer = Callable[[Execution], Any]
+
+
+def from_error(exc: errors.DomainError, current: CurrentRenderer | None = None) -> Response:
+    """The problem response for a domain error, with its context (the current execution
+    rendered by ``current`` when it is given and the error carries one)."""
     status = status_of(exc)
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
     ctx = exc.context
     if isinstance(exc, errors.Conflict) and exc.state is not None:
         extra["state"] = exc.state
-    if isinstance(ctx.get("current"), Execution):
-        extra["current"] = convert.execution(ctx["current"])
+    if current is not None and isinstance(ctx.get("current"), Execution):
+        extra["current"] = current(ctx["current"])
         headers["ETag"] = f'"{ctx["current"].version}"'
     if ctx.get("parameter"):
         extra["parameter"] = str(ctx["parameter"])
