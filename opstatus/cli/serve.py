@@ -160,6 +160,12 @@ def serve(
             settings_mod.Settings.from_env()
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
+    from opstatus.web import protocol
+
+    try:
+        guard = settings_mod.Connections.from_env()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     uvicorn.run(
         "opstatus.server:create_app",
         factory=True,
@@ -168,7 +174,11 @@ def serve(
         workers=workers,
         backlog=backlog,
         loop="uvloop",
-        http="httptools",
+        # httptools with deadlines for request heads and bodies (slowloris), see protocol.py
+        http="opstatus.web.protocol:DeadlineProtocol",
+        ws="none",
+        timeout_keep_alive=guard.keepalive_timeout,
+        limit_concurrency=protocol.connection_limit(guard.max_connections),
         lifespan="on",
         # The access log is ours (opstatus.access, JSON, with request ids); uvicorn's is off.
         access_log=False,
