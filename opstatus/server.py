@@ -112,20 +112,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
         max_attempts=settings.webhook_max_attempts,
         retention=settings.retention_seconds,
     )
+    bridge = None
+    if settings.mqtt_url:
+        from opstatus.bridges.mqtt import MqttBridge  # the mqtt extra: only when asked for
+
+        bridge = MqttBridge(
+            settings.mqtt_url,
+            operations,
+            credentials,
+            allow_anonymous=settings.mqtt_allow_anonymous,
+        )
     api = Api(
         operations=operations,
         credentials=credentials,
         limiter=RateLimiter(settings.rate_limit),
         notifier=notifier,
         max_body=settings.max_body,
+        broker=bridge,
         webhooks=Webhooks(webhook_store, allow_private=settings.webhook_allow_private),
     )
     metrics = Metrics(notifier=notifier)
-    bridge = None
-    if settings.mqtt_url:
-        from opstatus.bridges.mqtt import MqttBridge  # the mqtt extra: only when asked for
-
-        bridge = MqttBridge(settings.mqtt_url, operations, credentials)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

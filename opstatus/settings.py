@@ -40,6 +40,8 @@ class Settings:
     webhook_max_attempts: int = 12
     #: ``mqtt://[user[:password]@]host[:port]`` of a broker: run the MQTT bridge there
     mqtt_url: str | None = None
+    #: run the bridge even on a broker that admits anonymous clients (never in production)
+    mqtt_allow_anonymous: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +88,7 @@ class Settings:
             webhook_allow_private=_flag(env, "OPSTATUS_WEBHOOK_ALLOW_PRIVATE"),
             webhook_max_attempts=_positive_int(env, "OPSTATUS_WEBHOOK_MAX_ATTEMPTS", 12),
             mqtt_url=_mqtt_url(env),
+            mqtt_allow_anonymous=_flag(env, "OPSTATUS_MQTT_ALLOW_ANONYMOUS"),
         )
 
 

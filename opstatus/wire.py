@@ -298,6 +298,18 @@ class KeyCreatedOut(KeyOut, kw_only=True):
     secret: str
 
 
+class MqttCredentialsOut(Struct, kw_only=True):
+    """``POST /v1/mqtt/credentials``: how an agent connects to the broker as itself."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str  #: the key id
+    password: str  #: shown once; the previous one stopped working
+    prefix: str  #: publish requests under it, subscribe to ``{prefix}/#`` for replies
+    inboxes: list[str]  #: subscribe to these for "work may be waiting" notices
+
+
 class KeyList(Struct, kw_only=True):
     """Keys of the tenant."""
 

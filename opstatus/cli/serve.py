@@ -157,9 +157,11 @@ def serve(
     if mqtt:
         os.environ["OPSTATUS_MQTT_URL"] = mqtt
         try:
-            settings_mod.Settings.from_env()
+            settings = settings_mod.Settings.from_env()
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
+    if settings.mqtt_url:
+        _check_broker(settings)
     from opstatus.web import protocol
 
     try:
@@ -188,6 +190,24 @@ def serve(
         log_config=logs.uvicorn_log_config(log_level.value),
         log_level=log_level.value,
     )
+
+
+def _check_broker(settings: settings_mod.Settings) -> None:
+    """Refuse, in one line, a bridge that cannot run: no mqtt extra, or a broker that is
+    not safe for agents (bridges/mqtt.py ``check_broker``)."""
+    try:
+        from opstatus.bridges import mqtt as bridge
+    except ModuleNotFoundError:
+        typer.echo(
+            "error: the MQTT bridge needs the mqtt extra: pip install 'opstatus[mqtt]'", err=True
+        )
+        raise typer.Exit(1) from None
+    broker = bridge.Broker.from_url(settings.mqtt_url or "")
+    try:
+        asyncio.run(bridge.check_broker(broker, allow_anonymous=settings.mqtt_allow_anonymous))
+    except bridge.BrokerRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @db_app.command(epilog="Example: opstatus db upgrade --database sqlite:///opstatus.db")

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from opstatus.domain import errors
 from opstatus.domain.roles import Action, may
+from opstatus.service.brokers import BrokerIdentities
 from opstatus.service.credentials import Credentials, Principal
 from opstatus.service.notifier import Notifier
 from opstatus.service.operations import Operations
@@ -37,6 +38,7 @@ class Api:
     max_body: int = 1 << 20  #: bytes; larger bodies answer 413
     max_wait: float = 60.0  #: longest long-poll, seconds
     webhooks: Webhooks | None = None  #: subscriptions and delivery log (SQL stores)
+    broker: BrokerIdentities | None = None  #: MQTT agents' broker identities (with --mqtt)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
