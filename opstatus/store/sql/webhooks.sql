@@ -1,4 +1,4 @@
--- Webhook subscriptions and their delivery log (store/webhooks.py). Every write of
+-- Webhook subscriptions and their delivery log (store/sqlwebhooks.py). Every write of
 -- the delivery worker names its lease owner: a worker whose lease ran out (another
 -- took the webhook over) changes nothing.
 
