@@ -222,11 +222,7 @@ class SqlStore(port.Store):
 
     async def get_operation(self, tenant: str, operation_id: str) -> Operation:
         """Read one operation (410 if tombstoned)."""
-        async with self._d.read() as tx:
-            row = await tx.fetchrow(self._q["op_get"], tenant, operation_id)
-            if row is None:
-                await self._missing(tx, "tombstone_get", tenant, operation_id)
-        return rows.operation(row, self._c)
+        return await self._operation("op_get", "tombstone_get", tenant, operation_id)
 
     async def get_operation_with_executions(
         self, tenant: str, operation_id: str
@@ -241,10 +237,15 @@ class SqlStore(port.Store):
 
     async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
         """Read one operation by number."""
+        return await self._operation("op_by_number", "tombstone_by_number", tenant, number)
+
+    async def _operation(self, block: str, tombstone: str, tenant: str, key: Any) -> Operation:
+        """The operation query ``block`` finds by ``key``; Gone when the ``tombstone``
+        query finds it buried, NotFound otherwise."""
         async with self._d.read() as tx:
-            row = await tx.fetchrow(self._q["op_by_number"], tenant, number)
+            row = await tx.fetchrow(self._q[block], tenant, key)
             if row is None:
-                await self._missing(tx, "tombstone_by_number", tenant, number)
+                await self._missing(tx, tombstone, tenant, key)
         return rows.operation(row, self._c)
 
     async def latest_operation(self, tenant: str) -> Operation:

@@ -24,6 +24,18 @@ WHERE (w.lease_owner IS NULL OR w.lease_expires_at <= $1)
                   WHERE d.webhook_id = w.id AND d.status = 'pending'))
 LIMIT 1
 
+-- name: webhook_lease
+UPDATE webhooks SET lease_owner = $1, lease_expires_at = $2
+WHERE id IN (
+    SELECT w.id FROM webhooks w JOIN tenants t ON t.id = w.tenant_id
+    WHERE (w.lease_owner IS NULL OR w.lease_expires_at <= $3)
+      AND ((w.cursor_seq < t.event_seq
+            AND (w.next_attempt_at IS NULL OR w.next_attempt_at <= $3))
+           OR EXISTS (SELECT 1 FROM webhook_deliveries d
+                      WHERE d.webhook_id = w.id AND d.status = 'pending'))
+    ORDER BY w.lease_expires_at NULLS FIRST, w.id LIMIT $4 /*:lock_leased*/)
+RETURNING *
+
 -- name: webhook_record
 UPDATE webhooks SET cursor_seq = $3, attempts = $4, next_attempt_at = $5,
                     lease_expires_at = $6, delivery_seq = delivery_seq + $7
