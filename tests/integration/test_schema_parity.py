@@ -160,13 +160,21 @@ _PG_COLUMNS = """
 SELECT table_name, column_name, is_nullable = 'YES' AS nullable, data_type
   FROM information_schema.columns WHERE table_schema = 'public'
 """
-_PG_INDEXES = """
+
+
+def _attnames(relation: str, numbers: str) -> str:
+    """SQL for the names of ``relation``'s columns numbered ``numbers``, in that order."""
+    return (
+        f"array(SELECT a.attname FROM unnest({numbers}) WITH ORDINALITY AS k(attnum, n) "
+        f"JOIN pg_attribute a ON a.attrelid = {relation} AND a.attnum = k.attnum ORDER BY k.n)"
+    )
+
+
+_PG_INDEXES = f"""
 SELECT t.relname AS table_name, i.relname AS index_name, ix.indisunique AS is_unique,
        ix.indisprimary AS is_primary, c.contype::text AS constraint_type,
        pg_get_expr(ix.indpred, ix.indrelid) AS predicate,
-       array(SELECT a.attname FROM unnest(ix.indkey) WITH ORDINALITY AS k(attnum, n)
-             JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
-             ORDER BY k.n) AS columns
+       {_attnames("t.oid", "ix.indkey")} AS columns
   FROM pg_index ix
   JOIN pg_class i ON i.oid = ix.indexrelid
   JOIN pg_class t ON t.oid = ix.indrelid
@@ -174,14 +182,10 @@ SELECT t.relname AS table_name, i.relname AS index_name, ix.indisunique AS is_un
   LEFT JOIN pg_constraint c ON c.conindid = ix.indexrelid AND c.contype IN ('p', 'u')
  WHERE ns.nspname = 'public'
 """
-_PG_FOREIGN_KEYS = """
+_PG_FOREIGN_KEYS = f"""
 SELECT t.relname AS table_name, p.relname AS parent, c.confdeltype::text AS on_delete,
-       array(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, n)
-             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
-             ORDER BY k.n) AS columns,
-       array(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY AS k(attnum, n)
-             JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum
-             ORDER BY k.n) AS parent_columns
+       {_attnames("c.conrelid", "c.conkey")} AS columns,
+       {_attnames("c.confrelid", "c.confkey")} AS parent_columns
   FROM pg_constraint c
   JOIN pg_class t ON t.oid = c.conrelid
   JOIN pg_class p ON p.oid = c.confrelid
