@@ -29,11 +29,7 @@ from opstatus.service.notifier import Notifier
 from opstatus.service.operations import Operations
 from opstatus.service.webhooks import Deliverer, Webhooks
 from opstatus.settings import Settings
-from opstatus.store.pgnotify import PostgresChannel
-from opstatus.store.port import Store
-from opstatus.store.postgres import PostgresStore
 from opstatus.store.urls import open_store
-from opstatus.store.webhooks import for_store
 from opstatus.web import problems
 from opstatus.web.endpoint import Api, starlette_routes
 from opstatus.web.metrics import Metrics, metrics_endpoint
@@ -69,24 +65,6 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-@contextlib.asynccontextmanager
-async def relayed(store: Store, notifier: Notifier) -> AsyncIterator[None]:
-    """On PostgreSQL, relay notifier keys between replicas with LISTEN/NOTIFY."""
-    if not isinstance(store, PostgresStore):
-        yield
-        return
-    channel = PostgresChannel(store.driver.dsn, notifier.wake)
-    await channel.start()
-    notifier.relay = channel.send
-    store.channel = channel  # its generation is the store's auth epoch
-    try:
-        yield
-    finally:
-        store.channel = None
-        notifier.relay = None
-        await channel.stop()
-
-
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app: store and service from ``settings`` (default: the environment).
 
@@ -103,7 +81,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     operations = Operations(store, notifier)
     credentials = Credentials(store, token_ttl=settings.token_ttl)
     engine = Engine(operations, retention=settings.retention_seconds)
-    webhook_store = for_store(store)
+    webhook_store = store.webhooks()
     deliverer = Deliverer(
         store,
         webhook_store,
@@ -141,7 +119,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if settings.bootstrap_admin_key:
                 await credentials.bootstrap(settings.bootstrap_admin_key)
             async with (
-                relayed(store, notifier),
+                store.relay(notifier),
                 engine.running(),
                 deliverer.running(),
                 bridge.running() if bridge else contextlib.nullcontext(),
