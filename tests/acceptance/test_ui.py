@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ BIG = 20_000  #: targets of the big operation
 TARGET_PAGE = 50  #: target cards on one page (TARGET_PAGE in app.js)
 ROW_MAX = 200  #: px: a list row's height may not grow with its operation's targets
 BAD = "rgb(201, 59, 59)"  #: --bad in style.css
+PARTIAL = "rgb(194, 106, 10)"  #: --partial in style.css
 
 if not CHROMIUM.exists():
     if os.environ.get("OPSTATUS_TEST_REQUIRE_BROWSER") == "1":
@@ -50,7 +52,12 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402  (after the skip)
+from playwright.sync_api import (  # noqa: E402  (after the skip)
+    Page,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 
 @pytest.fixture
@@ -248,6 +255,30 @@ def test_list_rows_stay_small_coloured_by_outcome_at_desktop_and_phone_width(
     counts = page.locator("#counts")
     for state, n in (("all", "4"), ("running", "1"), ("failed", "1"), ("cancelled", "1")):
         expect(counts.locator(f'[data-state="{state}"] .n')).to_have_text(n)
+
+
+def test_an_outcome_from_the_server_wins_over_the_state(
+    server: Server, fleet: Fleet, page: Page
+) -> None:
+    """With ``outcome`` in the list (newer servers), a failed rollout with successes is amber."""
+
+    def with_outcome(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        for op in body["items"]:
+            if op["id"] == fleet.failed["id"]:
+                op["outcome"] = "partially_failed"
+        route.fulfill(response=response, json=body)
+
+    page.route(re.compile(r"/v1/operations(\?|$)"), with_outcome)
+    sign_in(page, server, fleet.tenant.admin)
+    failed = row(page, fleet.failed)
+    expect(failed).to_have_attribute("data-tone", "partial")
+    expect(failed.locator(".state")).to_have_text("failed")
+    expect(failed.locator(".outcome")).to_have_text("partially failed")
+    colour = failed.locator(".state").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert colour == PARTIAL
+    expect(row(page, fleet.succeeded)).to_have_attribute("data-tone", "ok")  # no outcome: state
 
 
 def test_filters_live_in_the_url_and_survive_a_reload(

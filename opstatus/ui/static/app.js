@@ -455,6 +455,11 @@ function operationView(id, query) {
   $("targets").replaceChildren();
   $("timeline").replaceChildren();
   $("target-search").q.value = query.get("q") || "";
+  // The list's row of it comes without executions, so much sooner for a big one:
+  // the header and the counts show while the targets are still on their way.
+  api("/v1/operations", { id, limit: 1 }).then((page) => {
+    if (!model.op && page.items.length && !controller.signal.aborted) { model.op = page.items[0]; paint(); }
+  }, () => { /* the full read reports errors */ });
   load().then(() => stream(`/v1/operations/${encodeURIComponent(id)}/events`, {
     after: 0, signal: controller.signal, onState: setLive,
     onEvent(_, data) {
@@ -505,13 +510,18 @@ function selected(op, query) {
 function renderOperation(model) {
   const { op, query } = model;
   const executions = op.executions || [];
-  const counts = {};
-  for (const execution of executions) counts[execution.state] = (counts[execution.state] || 0) + 1;
+  const loading = op.executions === undefined; // only the list's row has been read yet
+  let counts = op.counts || {};
+  if (!loading) {
+    counts = {};
+    for (const execution of executions) counts[execution.state] = (counts[execution.state] || 0) + 1;
+  }
+  const total = Object.values(counts).reduce((sum, n) => sum + n, 0);
   const path = `/operations/${encodeURIComponent(op.id)}`;
   const keep = { state: query.get("state"), q: query.get("q"), target: query.get("target") };
-  renderHeader(op, executions.length ? counts : op.counts);
+  renderHeader(op, counts);
   chips("exec-counts", counts, { states: EXEC_STATES.filter((s) => counts[s]), chosen: keep.state || "",
-                                 total: executions.length, link: (state) => href(path, { ...keep, state }) });
+                                 total, link: (state) => href(path, { ...keep, state }) });
   const matching = selected(op, query);
   const pages = Math.max(1, Math.ceil(matching.length / TARGET_PAGE));
   const page = Math.min(pages, Math.max(1, Number(query.get("page")) || 1));
@@ -520,8 +530,7 @@ function renderOperation(model) {
   const to = (n) => href(path, { ...keep, page: n > 1 ? n : "" });
   put($("target-pager"),
     page > 1 ? el("a", { href: to(page - 1), class: "prev", rel: "prev" }, "← Previous") : null,
-    el("span", { class: "range" }, matching.length
-      ? `${number(first + 1)}–${number(first + shown.length)} of ${number(matching.length)}` : "no target matches"),
+    el("span", { class: "range" }, pagerText(loading, first, shown.length, matching.length)),
     page < pages ? el("a", { href: to(page + 1), class: "next", rel: "next" }, "Next →") : null);
   const chosen = query.get("target");
   $("targets").replaceChildren(...shown.map((execution) => targetCard(execution, model, {
@@ -529,6 +538,12 @@ function renderOperation(model) {
     link: href(path, { ...keep, page: page > 1 ? page : "", target: execution.target === chosen ? "" : execution.target }),
   })));
   renderTimeline(model.timeline);
+}
+
+function pagerText(loading, first, shown, matching) {
+  if (loading) return "loading targets…";
+  if (!matching) return "no target matches";
+  return `${number(first + 1)}–${number(first + shown)} of ${number(matching)}`;
 }
 
 function renderHeader(op, counts) {
@@ -662,14 +677,15 @@ function throughputChart(events, since, minutes) {
     bucket[event.state] = (bucket[event.state] || 0) + 1;
   }
   const sums = buckets.map((b) => Object.values(b).reduce((sum, n) => sum + n, 0));
-  const peak = Math.max(1, ...sums);
+  const peak = Math.max(0, ...sums);
+  const scale = Math.max(1, peak); // an empty window draws no bar, not a division by zero
   const chart = svg("svg", { viewBox: `0 0 ${BUCKETS * 10} 100`, preserveAspectRatio: "none", role: "img",
                              "aria-label": `targets finished per ${seconds(width / 1000)}` });
   buckets.forEach((bucket, i) => {
     let top = 100;
     for (const [state, hue] of FINISHED) {
       if (!bucket[state]) continue;
-      const height = (100 * bucket[state]) / peak;
+      const height = (100 * bucket[state]) / scale;
       top -= height;
       const start = new Date(since.getTime() + i * width).toLocaleTimeString();
       chart.append(svg("rect", { x: i * 10 + 1, y: top, width: 8, height, class: `tone-${hue}` },
