@@ -374,3 +374,9 @@ def test_the_fleet_view_charts_throughput_and_time_in_state(
     for selector in ("#throughput svg", "#time-in-state svg", "#fleet-ops"):
         assert_on_screen(page, selector)
     assert_fits(page)
+    # live: one more finished target shows without a reload (last: it changes the fleet)
+    agent = server.key(fleet.tenant, "agent", ["edge-c"])
+    server.create(fleet.tenant.admin, ["edge-c"], kind="cert.rotate")
+    [work] = server.pull(agent, "edge-c")
+    server.report(agent, work["id"], state="succeeded", progress=100)
+    expect(chart).to_have_attribute("data-total", "7", timeout=LIVE)

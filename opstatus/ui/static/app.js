@@ -45,7 +45,13 @@ async function api(path, params) {
   for (const [name, value] of Object.entries(params || {})) {
     if (value !== "" && value !== null && value !== undefined) url.searchParams.set(name, value);
   }
-  const response = await fetch(url, { headers: headers({ Accept: "application/json" }) });
+  let response = await fetch(url, { headers: headers({ Accept: "application/json" }) });
+  // The server limits requests per key; a burst of small reads waits its turn.
+  for (let retries = 0; response.status === 429 && retries < 3; retries++) {
+    const wait = Math.min(5, Number(response.headers.get("Retry-After")) || 1);
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+    response = await fetch(url, { headers: headers({ Accept: "application/json" }) });
+  }
   if (response.status === 401) throw new Unauthorized("the key was not accepted");
   if (!response.ok) {
     let detail = response.statusText;
@@ -122,13 +128,14 @@ async function tailSeq() {
   return high;
 }
 
-// The first seq whose events are at or after `cutoff` (a Date), by bisecting on "the
+// The seq after which the events are at or after `cutoff` (a Date), by bisecting on "the
 // first event after seq": events are numbered in commit order, so their times rise.
-async function seqSince(cutoff, tail) {
+// `from` may be the answer for an earlier cutoff: a later one's is never before it.
+async function seqSince(cutoff, tail, from) {
   const firstAfter = async (seq) => (await api("/v1/events", { after: seq, limit: 1 })).items[0];
   const old = (event) => event !== undefined && new Date(event.created_at) < cutoff;
-  if (!old(await firstAfter(0))) return 0;
-  let low = 0; // the first event after low is older than the cutoff
+  if (!old(await firstAfter(from))) return from;
+  let low = from; // the first event after low is older than the cutoff
   let high = tail; // ... and none after high is
   while (high - low > 1) {
     const middle = Math.floor((low + high) / 2);
@@ -176,8 +183,14 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-// replaceChildren() that skips null (replaceChildren itself would write "null").
-const put = (node, ...children) => node.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
+// replaceChildren() that skips null (replaceChildren itself would write "null") and
+// leaves links that did not change in place: a repaint must not swap the node a
+// pointer is clicking. For children without listeners (links, text).
+function put(node, ...children) {
+  const next = document.createElement(node.tagName);
+  next.append(...children.filter((c) => c !== null && c !== undefined));
+  if (next.innerHTML !== node.innerHTML) node.replaceChildren(...next.childNodes);
+}
 
 const SVG = "http://www.w3.org/2000/svg";
 function svg(tag, attrs, ...children) {
@@ -296,11 +309,12 @@ function throttle(fn, gap) {
 }
 
 // A view that shows `query` now and re-reads (throttled) on each of the tenant's
-// events from now on; its errors go to the element `where`.
-function tenantView({ controller, refresh, update, query, where }) {
+// events from now on (`onEvent`, when given, sees them first); its errors go to the
+// element `where`.
+function tenantView({ controller, refresh, onEvent, update, query, where }) {
   update(query);
   tailSeq().then((after) => stream("/v1/events", {
-    after, signal: controller.signal, onState: setLive, onEvent: refresh,
+    after, signal: controller.signal, onState: setLive, onEvent: onEvent || refresh,
   }), (error) => fail(where, error));
   return { update, stop() { refresh.cancel(); controller.abort(); } };
 }
@@ -327,7 +341,7 @@ function chips(into, counts, { states, chosen, more, link, total }) {
     href: link(chosen === state ? "" : state), dataset: { state: state || "all" },
     "aria-current": chosen === state ? "true" : null,
   }, el("span", { class: "n" }, `${number(n)}${more ? "+" : ""}`), ` ${state ? label(state) : "all"}`);
-  $(into).replaceChildren(chip("", total), ...states.map((s) => chip(s, counts[s] || 0)));
+  put($(into), chip("", total), ...states.map((s) => chip(s, counts[s] || 0)));
 }
 
 // -- sign in / out -------------------------------------------------------------------
@@ -384,6 +398,8 @@ function listView(query) {
   return tenantView({ controller, refresh, update, query, where: "list-error" });
 }
 
+let rows = new Map(); // operation id → {version, row} on screen
+
 async function loadList(filters, cursor, signal) {
   const scope = { kind: filters.kind, target: filters.target };
   try {
@@ -397,7 +413,15 @@ async function loadList(filters, cursor, signal) {
     for (const op of all.items) counts[op.state] = (counts[op.state] || 0) + 1;
     chips("counts", counts, { states: STATES, chosen: filters.state, more: Boolean(all.next_cursor),
                               total: all.items.length, link: (state) => href("/", { ...filters, state }) });
-    $("operations").replaceChildren(...page.items.map(operationRow));
+    // an unchanged operation keeps its row (and the pointer on it) across refreshes
+    const known = rows;
+    rows = new Map(page.items.map((op) => {
+      const kept = known.get(op.id);
+      return [op.id, kept && kept.version === op.version ? kept : { version: op.version, row: operationRow(op) }];
+    }));
+    const nodes = [...rows.values()].map((kept) => kept.row);
+    const now = $("operations").children;
+    if (nodes.length !== now.length || nodes.some((node, i) => node !== now[i])) $("operations").replaceChildren(...nodes);
     $("list-empty").hidden = page.items.length > 0;
     put($("list-pager"),
       cursor ? el("a", { href: href("/", filters), class: "first" }, "← Newest") : null,
@@ -436,7 +460,7 @@ $("target-search").addEventListener("submit", (event) => {
 // from the operation's event stream, re-reading the whole at most every second or so.
 function operationView(id, query) {
   const controller = new AbortController();
-  const model = { op: null, byId: new Map(), history: new Map(), timeline: [], query };
+  const model = { op: null, byId: new Map(), history: new Map(), timeline: [], query, cards: new Map() };
   const paint = debounce(() => { if (model.op) renderOperation(model); }, PAINT_DELAY);
   const load = async () => {
     try {
@@ -533,10 +557,25 @@ function renderOperation(model) {
     el("span", { class: "range" }, pagerText(loading, first, shown.length, matching.length)),
     page < pages ? el("a", { href: to(page + 1), class: "next", rel: "next" }, "Next →") : null);
   const chosen = query.get("target");
-  $("targets").replaceChildren(...shown.map((execution) => targetCard(execution, model, {
-    chosen: execution.target === chosen,
-    link: href(path, { ...keep, page: page > 1 ? page : "", target: execution.target === chosen ? "" : execution.target }),
-  })));
+  // A card is rebuilt only when what it shows changed: repainting on every event must
+  // not replace the node under a pointer that is clicking it.
+  const cards = new Map();
+  const nodes = shown.map((execution) => {
+    const options = {
+      chosen: execution.target === chosen,
+      link: href(path, { ...keep, page: page > 1 ? page : "", target: execution.target === chosen ? "" : execution.target }),
+    };
+    const events = model.history.get(execution.id) || [];
+    const signature = [execution.version, execution.state, events.length && events[events.length - 1].seq,
+                       options.chosen, options.link].join(" ");
+    const known = model.cards.get(execution.id);
+    const card = known && known.signature === signature ? known.card : targetCard(execution, model, options);
+    cards.set(execution.id, { signature, card });
+    return card;
+  });
+  const now = $("targets").children;
+  if (nodes.length !== now.length || nodes.some((node, i) => node !== now[i])) $("targets").replaceChildren(...nodes);
+  model.cards = cards;
   renderTimeline(model.timeline);
 }
 
@@ -610,12 +649,17 @@ $("fleet-window").addEventListener("change", (event) => go("/fleet", { window: e
 function fleetView(query) {
   const controller = new AbortController();
   let minutes = 60;
+  // the newest seq known, and the window's first seq found last: each refresh only
+  // bisects what is new instead of the tenant's whole history
+  const seen = { tail: null, start: 0, minutes: null };
   const load = async () => {
     try {
-      const tail = await tailSeq();
+      if (seen.tail === null) seen.tail = await tailSeq();
       const since = new Date(Date.now() - minutes * 60_000);
+      const start = await seqSince(since, seen.tail, seen.minutes === minutes ? seen.start : 0);
+      Object.assign(seen, { start, minutes });
       const [ops, events] = await Promise.all([
-        api("/v1/operations", { limit: COUNT_PAGE }), recentEvents(since, tail, controller.signal)]);
+        api("/v1/operations", { limit: COUNT_PAGE }), recentEvents(start, controller.signal)]);
       if (controller.signal.aborted) return;
       $("fleet-error").textContent = "";
       renderFleet(ops, events, since, minutes);
@@ -624,16 +668,20 @@ function fleetView(query) {
     }
   };
   const refresh = throttle(load, () => 5000);
+  const onEvent = (_, data) => {
+    seen.tail = Math.max(seen.tail || 0, JSON.parse(data).seq);
+    refresh();
+  };
   const update = (next) => {
     minutes = Number(next.get("window")) || 60;
     $("fleet-window").window.value = String(minutes);
     refresh();
   };
-  return tenantView({ controller, refresh, update, query, where: "fleet-error" });
+  return tenantView({ controller, refresh, onEvent, update, query, where: "fleet-error" });
 }
 
-async function recentEvents(since, tail, signal) {
-  let after = await seqSince(since, tail);
+async function recentEvents(start, signal) {
+  let after = start;
   const events = [];
   for (let pages = 0; pages < FLEET_PAGES && !signal.aborted; pages++) {
     const page = await api("/v1/events", { after, limit: 1000 });
