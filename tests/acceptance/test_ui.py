@@ -348,6 +348,17 @@ def test_a_20000_target_operation_renders_one_page_of_targets_and_keeps_the_sele
     assert_fits(page)
 
 
+def test_an_unknown_operation_says_so_and_leads_back_to_the_list(
+    server: Server, fleet: Fleet, page: Page
+) -> None:
+    """A link to an operation that does not exist shows the API's 404, not an empty page."""
+    sign_in(page, server, fleet.tenant.admin)
+    page.goto(f"{server.base_url}/ui/#/operations/op_unknown")
+    expect(page.locator("#operation-error")).to_contain_text("404", timeout=LIVE)
+    page.click("#back")
+    expect(row(page, fleet.big)).to_be_visible(timeout=LIVE)
+
+
 def test_the_fleet_view_charts_throughput_and_time_in_state(
     server: Server, fleet: Fleet, page: Page
 ) -> None:

@@ -457,7 +457,8 @@ $("target-search").addEventListener("submit", (event) => {
 
 // The page of one operation. It reads the operation with all its executions once (the
 // executions list has no paging), renders one page of them, and keeps them current
-// from the operation's event stream, re-reading the whole at most every second or so.
+// from the operation's event stream, re-reading the whole at most once a second (every
+// ten seconds past BIG targets, whose read is megabytes).
 function operationView(id, query) {
   const controller = new AbortController();
   const model = { op: null, byId: new Map(), history: new Map(), timeline: [], query, cards: new Map() };
@@ -484,13 +485,17 @@ function operationView(id, query) {
   api("/v1/operations", { id, limit: 1 }).then((page) => {
     if (!model.op && page.items.length && !controller.signal.aborted) { model.op = page.items[0]; paint(); }
   }, () => { /* the full read reports errors */ });
-  load().then(() => stream(`/v1/operations/${encodeURIComponent(id)}/events`, {
-    after: 0, signal: controller.signal, onState: setLive,
-    onEvent(_, data) {
-      if (remember(model, JSON.parse(data))) refresh();
-      paint();
-    },
-  }));
+  load().then(() => {
+    // an unknown or deleted operation has no events to follow
+    if (controller.signal.aborted || /^(404|410):/.test($("operation-error").textContent)) return;
+    stream(`/v1/operations/${encodeURIComponent(id)}/events`, {
+      after: 0, signal: controller.signal, onState: setLive,
+      onEvent(_, data) {
+        if (remember(model, JSON.parse(data))) refresh();
+        paint();
+      },
+    });
+  });
   return {
     update(next) {
       model.query = next;
