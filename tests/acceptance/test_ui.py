@@ -330,6 +330,8 @@ def test_a_20000_target_operation_renders_one_page_of_targets_and_keeps_the_sele
     )
     expect(cards).to_have_count(TARGET_PAGE)
     expect(cards.first).to_have_attribute("data-target", "node-00050")
+    expect(page.locator("#live:not(.off)")).to_be_visible(timeout=LIVE)  # followed again
+    expect(page.locator('#timeline [data-type="operation.created"]')).to_be_visible(timeout=LIVE)
     assert_fits(page)
     page.click('#exec-counts [data-state="failed"]')
     expect(cards).to_have_count(1)

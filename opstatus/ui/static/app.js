@@ -624,11 +624,12 @@ function targetCard(execution, model, { chosen, link }) {
   return card;
 }
 
+// A target's events: the badge says the state, so the type only when it says more.
 function historyList(events) {
   return el("ol", { class: "history" }, events.map((event) =>
-    el("li", { dataset: { seq: String(event.seq) } }, clock(event.created_at), " ",
-       el("span", { class: "type" }, event.type), " ", badge(event.state),
-       event.progress ? ` ${Math.round(event.progress)}%` : "")));
+    el("li", { dataset: { seq: String(event.seq), type: event.type } }, clock(event.created_at), " ",
+       event.type === `execution.${event.state}` ? null : [el("span", { class: "type" }, event.type), " "],
+       badge(event.state), event.progress ? ` ${Math.round(event.progress)}%` : "")));
 }
 
 function renderTimeline(timeline) {
@@ -641,7 +642,7 @@ function renderTimeline(timeline) {
         el("div", { class: "muted small" }, clock(event.created_at),
            event.progress ? ` · ${Math.round(event.progress)}%` : "",
            event.data && event.data.error ? ` · ${event.data.error}` : "")))));
-  if (!newest.length) $("timeline").append(el("li", { class: "muted" }, "no events yet"));
+  if (!newest.length) $("timeline").append(el("li", { class: "muted empty" }, "no events yet"));
 }
 
 // -- the fleet -----------------------------------------------------------------------
