@@ -8,10 +8,7 @@ code's own tables, so a change to either side that forgets the other fails here.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,7 @@ import pytest
 from opstatus.dialects import clanforge, commandstatus, rsa, sbc, webex
 from opstatus.domain import webhooks
 from opstatus.domain.states import TRANSITIONS, OperationState, State, Via
-from tests.server import Server, running
+from tests.server import Server, run_shell_example, running
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
@@ -67,26 +64,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 def test_the_dialect_examples_run_in_order_and_answer_as_shown(server: Server) -> None:
-    if shutil.which("curl") is None:
-        pytest.skip("curl is not installed; the examples need it")
     script = "\n".join(blocks(DIALECTS.read_text(), "bash"))
     assert script.startswith("set -euo pipefail\n")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "OPSTATUS_URL": server.url,
-        "ADMIN_KEY": server.admin_key,
-    }
-    result = subprocess.run(
-        ["bash", "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SCRIPT_DEADLINE,
-        check=False,
-    )
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    out = result.stdout
+    out = run_shell_example(script, server.url, server.admin_key, SCRIPT_DEADLINE)
     # What each example prints, as the page shows it.
     assert '"nodes":[{"nodeId":"node-1","status":"Dispatched"}' in out
     assert '"clusterId":"cluster-a"' in out
