@@ -191,3 +191,15 @@ def test_every_link_between_the_documents_reaches_a_file_and_heading() -> None:
                 if fragment not in {anchor(h) for h in headings}:
                     broken.append(f"{page.name}: {target} (no such heading)")
     assert broken == []
+
+
+def test_every_file_the_documents_name_exists() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    pattern = r"\b(?:opstatus|tests|bench|faults|docs)/[\w/.-]*\w\.(?:py|md|sql|json|lua|png)\b"
+    missing = [
+        f"{page.name}: {name}"
+        for page in pages
+        for name in sorted(set(re.findall(pattern, page.read_text())))
+        if not (ROOT / name).exists()
+    ]
+    assert missing == []
