@@ -1,4 +1,4 @@
-"""Request and response bodies of the canonical API (DESIGN.md §4a) as msgspec Structs.
+"""Request and response bodies of the canonical ``/v1`` API as msgspec Structs.
 
 The same types decode requests, encode responses and give the OpenAPI document
 its JSON Schemas, so the three cannot drift apart.
