@@ -30,7 +30,7 @@ from opstatus.service.operations import Operations
 from opstatus.service.webhooks import Deliverer, Webhooks
 from opstatus.settings import Settings
 from opstatus.store.urls import open_store
-from opstatus.web import problems
+from opstatus.web import problems, shutdown
 from opstatus.web.endpoint import Api, starlette_routes
 from opstatus.web.metrics import Metrics, metrics_endpoint
 from opstatus.web.middleware import Observe
@@ -124,7 +124,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 deliverer.running(),
                 bridge.running() if bridge else contextlib.nullcontext(),
             ):
-                yield
+                with shutdown.drain_on_signal(notifier):
+                    yield
         finally:
             await store.close()
 
