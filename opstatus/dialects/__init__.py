@@ -44,6 +44,6 @@ def openapi() -> list[dict[str, Any]]:
 
 
 def not_found(fallback: HttpHandler) -> HttpHandler:
-    """Starlette's 404/405 in the shape of the dialect whose prefix the path is under,
+    """Starlette's 404 in the shape of the dialect whose prefix the path is under,
     ``fallback`` elsewhere."""
     return http_exception(dialects(), fallback)

@@ -58,6 +58,12 @@ class InvalidBody(errors.Invalid):
     code = "invalid_body"
 
 
+class MethodNotAllowed(errors.DomainError):
+    """The path does not take this method."""
+
+    code = "method_not_allowed"
+
+
 class Unexpected(errors.DomainError):
     """Something went wrong on the server."""
 
@@ -200,7 +206,7 @@ class Dialect:
             spec = table.get(request.method)
             if spec is None:
                 detail = f"{request.method} is not supported here; use {allow}"
-                response = self.render(request, 405, errors.DomainError(detail))
+                response = self.render(request, 405, MethodNotAllowed(detail))
                 response.headers["Allow"] = allow
             else:
                 response = await self._run(request, spec)
@@ -332,22 +338,16 @@ HttpHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def http_exception(dialects: Sequence[Dialect], fallback: HttpHandler) -> HttpHandler:
-    """Starlette's own 404 (no route) and 405 under a dialect's prefix in that dialect's
-    shape; ``fallback`` (the canonical problem+json) for every other path."""
+    """Starlette's own 404 (no route matched) under a dialect's prefix in that dialect's
+    shape; ``fallback`` (the canonical problem+json) for every other path and status.
+    (A dialect's paths answer their other methods 405 themselves.)"""
 
     async def handle(request: Request, exc: Exception) -> Response:
         owner = next((d for d in dialects if d.owns(request.url.path)), None)
-        status = int(getattr(exc, "status_code", 500))
-        if owner is None or status not in (404, 405):
+        if owner is None or getattr(exc, "status_code", None) != 404:
             return await fallback(request, exc)
-        if status == 404:
-            error: errors.DomainError = errors.NotFound(
-                f"no {owner.tag} resource {request.url.path}"
-            )
-        else:
-            error = errors.DomainError(f"{request.method} is not supported here")
-        response = owner.render(request, status, error)
-        response.headers.update(getattr(exc, "headers", None) or {})
+        error = errors.NotFound(f"no {owner.tag} resource {request.url.path}")
+        response = owner.render(request, 404, error)
         if owner.finish is not None:
             owner.finish(request, response)
         return response

@@ -9,8 +9,9 @@ device = one target). Credentials: ``X-API-Key`` (also ``Authorization: Bearer``
   50) and ``offset``. Newest first.
 - ``GET /commands/v0/status/{id}/`` — one status object.
 - ``PUT /commands/v0/status/{id}/`` — body ``{"state", "reason"}``; ``state`` is required
-  and must be one the vendor lists for PUT (otherwise 400). The transition table decides the
-  step; one it does not list answers 409 with the current state (docs/dialects.md), e.g.
+  and must be one the vendor lists for PUT (otherwise 400). The transition table
+  (:mod:`opstatus.domain.states`) decides the step; one it does not list answers 409 with
+  the current state, e.g.
   ``Command Scheduled`` (nothing steps back to scheduled) or ``Command Cancelled`` on work
   in progress (that needs a forced cancel). ``reason`` becomes the execution's ``error``
   for ``Command Failure``/``Command TimeOut`` and ``details.reason`` otherwise.
