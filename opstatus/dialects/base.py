@@ -50,6 +50,8 @@ ERROR_HEADERS: dict[int, tuple[str, ...]] = {
 }  # fmt: skip
 _PATH_PARAM = re.compile(r"\{([^}:]+)\}")
 _STRING: dict[str, Any] = {"type": "string"}
+#: what a required parameter must be: an empty value is a missing one (400)
+NONEMPTY: dict[str, Any] = {"type": "string", "minLength": 1}
 
 
 class InvalidBody(errors.Invalid):
@@ -314,6 +316,11 @@ class Dialect:
         return out
 
 
+def required(name: str, description: str = "") -> Param:
+    """A required query parameter, documented as non-empty."""
+    return Param(name=name, required=True, schema=NONEMPTY, description=description)
+
+
 class _Resource:
     """An ASGI app, not a function, so Starlette routes every method to it (a function
     endpoint would only get GET) and the dialect answers the others 405 itself."""
@@ -331,7 +338,7 @@ def _path_params(path: str, described: set[str]) -> Iterable[dict[str, Any]]:
     """The path's parameters that no :class:`Param` describes, as plain strings."""
     for name in _PATH_PARAM.findall(path):
         if name not in described:
-            yield {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            yield {"name": name, "in": "path", "required": True, "schema": NONEMPTY}
 
 
 HttpHandler = Callable[[Request, Exception], Awaitable[Response]]

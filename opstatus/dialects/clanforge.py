@@ -42,7 +42,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from opstatus.dialects.base import Call, Dialect
+from opstatus.dialects.base import Call, Dialect, required
 from opstatus.domain import derive, errors, states
 from opstatus.domain.roles import Action
 from opstatus.domain.states import OperationState, State
@@ -144,13 +144,13 @@ DIALECT = Dialect(
         "required": ["success", "error"],
     },
 )  # fmt: skip
-ACCOUNT = Param(name="accountserviceid", required=True, description="the tenant")
+ACCOUNT = required("accountserviceid", "the tenant")
 
 
 @DIALECT.route(
     "GET", "/cfp/v1/imageupdate/create",
     params=(
-        *(Param(name=n, required=True) for n in ("imageid", "desc", "machineid")),
+        *(required(n) for n in ("imageid", "desc", "machineid")),
         ACCOUNT, Param(name="url"),
     ),
     errors=(400, 403),

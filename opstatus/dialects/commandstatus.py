@@ -43,7 +43,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from opstatus.dialects.base import Call, Dialect
+from opstatus.dialects.base import Call, Dialect, required
 from opstatus.domain import errors
 from opstatus.domain.records import (
     Execution,
@@ -114,7 +114,6 @@ DIALECT = Dialect(
         "required": ["code", "message", "content"],
     },
 )  # fmt: skip
-ID = Param(name="id", where="path", required=True)
 
 
 def status_object(e: Execution, op: Operation) -> dict[str, Any]:
@@ -209,7 +208,7 @@ async def list_status(call: Call) -> Response:
     return _envelope(0, "Status list for a command request", content)
 
 
-@DIALECT.route("GET", "/commands/v0/status/{id}/", params=(ID,), errors=(400, 403, 404))
+@DIALECT.route("GET", "/commands/v0/status/{id}/", errors=(400, 403, 404))
 async def get_status(call: Call) -> Response:
     """Get a command status."""
     params.only(call.request, [])
@@ -218,7 +217,7 @@ async def get_status(call: Call) -> Response:
 
 
 @DIALECT.route(
-    "PUT", "/commands/v0/status/{id}/", params=(ID,), body=StatusUpdate,
+    "PUT", "/commands/v0/status/{id}/", body=StatusUpdate,
     body_missing="a JSON body {state, reason} is required", errors=(400, 403, 404, 409),
 )  # fmt: skip
 async def put_status(call: Call) -> Response:
@@ -242,7 +241,7 @@ async def put_status(call: Call) -> Response:
 
 @DIALECT.route(
     "GET", "/v2/command-inbox/",
-    params=(Param(name="device_id", required=True, description="target ids, comma-separated"),),
+    params=(required("device_id", "target ids, comma-separated"),),
     errors=(400, 403),
 )  # fmt: skip
 async def inbox(call: Call) -> Response:

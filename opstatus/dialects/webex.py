@@ -22,13 +22,12 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from opstatus.dialects.base import Call, Dialect
+from opstatus.dialects.base import Call, Dialect, required
 from opstatus.domain import errors
 from opstatus.domain.roles import Action
 from opstatus.domain.states import State
 from opstatus.service.operations import OperationView
 from opstatus.service.requests import CreateOperation
-from opstatus.web.endpoint import Param
 
 #: canonical execution state -> Webex node ``status``; nothing else spells them
 STATUS: dict[State, str] = {
@@ -212,7 +211,7 @@ async def trigger_node(call: Call) -> Response:
 
 @route(
     "GET", "/v1/videoMesh/testStatus", action=Action.READ, response=TestStatus,
-    params=(Param(name="commandId", required=True, description="the test's id"),),
+    params=(required("commandId", "the test's id"),),
     errors=(400, 403, 404, 410),
 )  # fmt: skip
 async def read_status(call: Call) -> Response:
