@@ -10,8 +10,9 @@ decoded body) → map a :class:`~opstatus.domain.errors.DomainError` through the
 status table (:func:`opstatus.web.problems.status_of`) to the dialect's own error
 answer → merge the RateLimit-* headers and the dialect's per-answer headers.
 
-A path answers other methods 405 with ``Allow``, and unknown paths under a dialect's
-prefixes answer 404 (:func:`http_exception`), both in the dialect's error shape.
+A path answers other methods 405 with ``Allow``, unknown paths under a dialect's
+prefixes answer 404 (:func:`http_exception`) and an unforeseen failure 500 (logged),
+all in the dialect's error shape.
 The module keeps only its translation: request → service call → vendor response.
 """
 
