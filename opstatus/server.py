@@ -135,7 +135,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics_endpoint, methods=["GET"]),  # no auth: firewall it
         *starlette_routes(ENDPOINTS, current=convert.execution),
         *dialects.routes(),
-        *openapi.routes(ENDPOINTS),
+        *openapi.routes(ENDPOINTS, dialects.openapi()),
         *ui.routes(),  # the dashboard's static files; not in the OpenAPI document
     ]
     app = Starlette(
@@ -143,7 +143,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         middleware=[Middleware(Observe, metrics=metrics)],
         exception_handlers={
-            HTTPException: problems.http_exception,
+            # a dialect's own 404/405 under its prefixes, problem+json elsewhere
+            HTTPException: dialects.not_found(problems.http_exception),
             Exception: problems.unexpected,
         },
     )
