@@ -20,7 +20,8 @@ from opstatus.domain import errors
 from opstatus.domain import webhooks as hooks
 from opstatus.domain.records import Event
 from opstatus.domain.roles import Action
-from opstatus.service.webhooks import MAX_URL, Webhooks
+from opstatus.service.delivery import MAX_URL
+from opstatus.service.webhooks import Webhooks
 from opstatus.web import params, render
 from opstatus.web.endpoint import Ctx, Param, Router
 
