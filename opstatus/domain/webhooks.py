@@ -1,7 +1,7 @@
 """Webhooks as data: subscriptions, delivery attempts, event filters, signatures, backoff.
 
-Pure functions and frozen records; the store keeps them and ``service.webhooks``
-does the I/O (DNS, HTTP).
+Pure functions and frozen records; the store keeps them, ``service.webhooks`` runs the
+worker and ``service.delivery`` does the outbound I/O (DNS, HTTP).
 """
 
 from __future__ import annotations
