@@ -165,10 +165,9 @@ async def create_webhook(ctx: Ctx) -> Response:
 )  # fmt: skip
 async def list_webhooks(ctx: Ctx) -> Response:
     """The tenant's subscriptions by id (never a secret)."""
-    service = _service(ctx)
     items, next_cursor = await pages.read(
         ctx.request,
-        lambda after, most: service.find(ctx.tenant, after=after, limit=most),
+        lambda after, most: _service(ctx).find(ctx.tenant, after=after, limit=most),
         lambda w: w.id,
     )
     page = WebhookList(items=[_webhook(w) for w in items], next_cursor=next_cursor)
