@@ -30,11 +30,8 @@ from opstatus.service.notifier import Notifier
 from opstatus.service.operations import Operations
 from opstatus.service.webhooks import Deliverer, Webhooks
 from opstatus.settings import Settings
-from opstatus.store.pgnotify import PostgresChannel
 from opstatus.store.port import Store
-from opstatus.store.postgres import PostgresStore
 from opstatus.store.urls import open_store
-from opstatus.store.webhooks import for_store
 from opstatus.web import problems
 from opstatus.web.endpoint import Api, starlette_routes
 from opstatus.web.metrics import Metrics, metrics_endpoint
@@ -73,24 +70,6 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-@contextlib.asynccontextmanager
-async def relayed(store: Store, notifier: Notifier) -> AsyncIterator[None]:
-    """On PostgreSQL, relay notifier keys between replicas with LISTEN/NOTIFY."""
-    if not isinstance(store, PostgresStore):
-        yield
-        return
-    channel = PostgresChannel(store.driver.dsn, notifier.wake)
-    await channel.start()
-    notifier.relay = channel.send
-    store.channel = channel  # its generation is the store's auth epoch
-    try:
-        yield
-    finally:
-        store.channel = None
-        notifier.relay = None
-        await channel.stop()
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Services:
     """What one app runs on: the store, the use cases and the background workers."""
@@ -115,7 +94,7 @@ class Services:
             if self.settings.bootstrap_admin_key:
                 await self.credentials.bootstrap(self.settings.bootstrap_admin_key)
             async with (
-                relayed(self.store, self.notifier),
+                self.store.relay(self.notifier),
                 self.engine.running(),
                 self.deliverer.running(),
                 self.bridge.running() if self.bridge else contextlib.nullcontext(),
@@ -135,7 +114,8 @@ def build_services(settings: Settings) -> Services:
     notifier = Notifier()
     operations = Operations(store, notifier)
     credentials = Credentials(store, token_ttl=settings.token_ttl)
-    webhook_store = for_store(store)
+    webhook_store = store.webhooks()
+    bridge = mqtt_bridge(settings, operations, credentials)
     return Services(
         settings=settings,
         store=store,
@@ -157,10 +137,11 @@ def build_services(settings: Settings) -> Services:
             limiter=RateLimiter(settings.rate_limit),
             notifier=notifier,
             max_body=settings.max_body,
+            broker=bridge,
             webhooks=Webhooks(webhook_store, allow_private=settings.webhook_allow_private),
         ),
         metrics=Metrics(notifier=notifier),
-        bridge=mqtt_bridge(settings, operations, credentials),
+        bridge=bridge,
     )
 
 
@@ -172,7 +153,9 @@ def mqtt_bridge(
         return None
     from opstatus.bridges.mqtt import MqttBridge  # the mqtt extra: only when asked for
 
-    return MqttBridge(settings.mqtt_url, operations, credentials)
+    return MqttBridge(
+        settings.mqtt_url, operations, credentials, allow_anonymous=settings.mqtt_allow_anonymous
+    )
 
 
 def build_routes() -> list[BaseRoute]:

@@ -38,8 +38,7 @@ from opstatus.service.delivery import (
     Sender,
     resolve_host,
 )
-from opstatus.store.port import Store
-from opstatus.store.webhooks import WebhookStore
+from opstatus.store.port import Store, WebhookStore
 
 log = logging.getLogger("opstatus.webhooks")
 
