@@ -1,4 +1,4 @@
-"""Webhooks (admin): subscriptions, their delivery log, replays (DESIGN.md §7).
+"""Webhooks (admin): subscriptions, their delivery log, replays (docs/architecture.md, Webhooks).
 
 Receivers get each event as the canonical event JSON (:func:`event_body`), signed
 ``Opstatus-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``.
