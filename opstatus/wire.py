@@ -1,4 +1,4 @@
-"""Request and response bodies of the canonical API (DESIGN.md §4a) as msgspec Structs.
+"""Request and response bodies of the canonical ``/v1`` API as msgspec Structs.
 
 The same types decode requests, encode responses and give the OpenAPI document
 its JSON Schemas, so the three cannot drift apart.
@@ -13,7 +13,10 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from opstatus.domain.roles import Role
-from opstatus.domain.states import OperationState, State
+
+# Re-exported: the client side takes the states from here, as it imports no domain module.
+from opstatus.domain.states import OperationState as OperationState
+from opstatus.domain.states import State as State
 
 Id = Annotated[str, Meta(min_length=1, max_length=200, description="an id")]
 Seconds = Annotated[float, Meta(gt=0, le=31_536_000, description="seconds")]

@@ -313,7 +313,7 @@ def key_create(
         str,
         typer.Option(
             metavar="[admin|operator|viewer|agent]",
-            help="What the key may do (DESIGN.md §5).",
+            help="What the key may do: admin, operator, viewer or agent (docs/architecture.md).",
             show_default=False,
         ),
     ],

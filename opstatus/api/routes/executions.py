@@ -113,7 +113,8 @@ async def _known_target(ctx: Ctx, target: str) -> None:
     """NotFound for a target the tenant never registered nor aimed work at.
 
     Target ids are per tenant, so another tenant's target must answer 404 here as
-    on ``GET /v1/targets/{id}`` (DESIGN.md §5), not an empty inbox of the same name.
+    on ``GET /v1/targets/{id}`` (docs/architecture.md, Security), not an empty inbox of
+    the same name.
     """
     ops = ctx.api.operations
     try:
@@ -147,7 +148,8 @@ async def inbox(ctx: Ctx) -> Response:
     waiter = ctx.api.notifier.subscribe(notifier.inbox_key(ctx.tenant, target))
     try:
         items = await ops.claim_inbox(ctx.tenant, target, limit)
-        if not items and wait and await ctx.api.notifier.wait(waiter, wait) is not None:
+        woke = not items and wait and await ctx.api.notifier.wait(waiter, wait) is not None
+        if woke and not ctx.api.notifier.closing:  # shutting down: an empty page, no lease
             items = await ops.claim_inbox(ctx.tenant, target, limit)
     finally:
         waiter.cancel()
