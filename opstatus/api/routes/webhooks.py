@@ -1,4 +1,4 @@
-"""Webhooks (admin): subscriptions, their delivery log, replays (DESIGN.md §7).
+"""Webhooks (admin): subscriptions, their delivery log, replays (docs/architecture.md#webhooks).
 
 Receivers get each event as the canonical event JSON (:func:`event_body`), signed
 ``Opstatus-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``.
@@ -7,7 +7,6 @@ Receivers get each event as the canonical event JSON (:func:`event_body`), signe
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
@@ -15,6 +14,7 @@ import msgspec
 from msgspec import Meta, Struct
 from starlette.responses import Response
 
+from opstatus import wire
 from opstatus.api import convert
 from opstatus.domain import errors
 from opstatus.domain import webhooks as hooks
@@ -56,69 +56,20 @@ class WebhookIn(Struct, forbid_unknown_fields=True, kw_only=True):
     )
 
 
-class WebhookOut(Struct, kw_only=True):
-    """A subscription (never its secret) and how far its deliveries got."""
-
-    id: str
-    url: str
-    events: list[str]
-    created_at: datetime
-    cursor: int  #: last event seq delivered, dead-lettered or skipped
-    attempts: int  #: failed attempts at the next event
-    next_attempt_at: datetime | None  #: when that event is tried again
-
-
-class WebhookCreatedOut(WebhookOut, kw_only=True):
-    """A new subscription: the only time its signing secret is shown."""
-
-    secret: str
-
-
-class WebhookList(Struct, kw_only=True):
-    """A page of subscriptions by id."""
-
-    items: list[WebhookOut]
-    next_cursor: str | None
-
-
-class DeliveryOut(Struct, kw_only=True):
-    """One attempt (or requested replay) in the delivery log."""
-
-    id: str
-    webhook_id: str
-    seq: int
-    type: str
-    attempt: int
-    status: hooks.DeliveryStatus
-    status_code: int | None
-    error: str | None
-    replay_of: str | None
-    next_attempt_at: datetime | None
-    created_at: datetime
-    delivered_at: datetime | None
-
-
-class DeliveryList(Struct, kw_only=True):
-    """A page of the delivery log, newest first."""
-
-    items: list[DeliveryOut]
-    next_cursor: str | None
-
-
 def event_body(event: Event) -> bytes:
     """What a receiver gets: the canonical event JSON (as ``GET /v1/events`` has it)."""
     return msgspec.json.encode(convert.event(event))
 
 
-def _webhook(w: hooks.Webhook) -> WebhookOut:
-    return WebhookOut(
+def _webhook(w: hooks.Webhook) -> wire.WebhookOut:
+    return wire.WebhookOut(
         id=w.id, url=w.url, events=list(w.events), created_at=w.created_at, cursor=w.cursor,
         attempts=w.attempts, next_attempt_at=w.next_attempt_at,
     )  # fmt: skip
 
 
-def _delivery(d: hooks.Delivery) -> DeliveryOut:
-    return DeliveryOut(
+def _delivery(d: hooks.Delivery) -> wire.DeliveryOut:
+    return wire.DeliveryOut(
         id=str(d.number), webhook_id=d.webhook_id, seq=d.seq, type=d.type, attempt=d.attempt,
         status=d.status, status_code=d.status_code, error=d.error,
         replay_of=None if d.replay_of is None else str(d.replay_of),
@@ -145,7 +96,8 @@ PAGE = (
 
 @router.route(
     "POST", "/v1/webhooks", action=Action.MANAGE_KEYS, body=WebhookIn,
-    response=WebhookCreatedOut, status=201, errors=(400, 413, 415, 422), headers=("Location",),
+    response=wire.WebhookCreatedOut, status=201, errors=(400, 413, 415, 422),
+    headers=("Location",),
 )  # fmt: skip
 async def create_webhook(ctx: Ctx) -> Response:
     """Subscribe a URL to events; the signing secret is shown in this answer only.
@@ -157,7 +109,7 @@ async def create_webhook(ctx: Ctx) -> Response:
     body: WebhookIn = ctx.body
     webhook, secret = await _service(ctx).create(ctx.tenant, body.url, body.events)
     w = webhook
-    created = WebhookCreatedOut(
+    created = wire.WebhookCreatedOut(
         id=w.id, url=w.url, events=list(w.events), created_at=w.created_at, cursor=w.cursor,
         attempts=w.attempts, next_attempt_at=w.next_attempt_at, secret=secret,
     )  # fmt: skip
@@ -174,8 +126,8 @@ async def create_webhook(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "GET", "/v1/webhooks", action=Action.MANAGE_KEYS, response=WebhookList, errors=(400,),
-    params=PAGE,
+    "GET", "/v1/webhooks", action=Action.MANAGE_KEYS, response=wire.WebhookList,
+    errors=(400,), params=PAGE,
 )  # fmt: skip
 async def list_webhooks(ctx: Ctx) -> Response:
     """The tenant's subscriptions by id (never a secret)."""
@@ -189,7 +141,7 @@ async def list_webhooks(ctx: Ctx) -> Response:
     found = found[:limit]
     return render.respond(
         r,
-        WebhookList(
+        wire.WebhookList(
             items=[_webhook(w) for w in found],
             next_cursor=found[-1].id if more and found else None,
         ),
@@ -198,7 +150,8 @@ async def list_webhooks(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "GET", "/v1/webhooks/{id}", action=Action.MANAGE_KEYS, response=WebhookOut, errors=(404,),
+    "GET", "/v1/webhooks/{id}", action=Action.MANAGE_KEYS, response=wire.WebhookOut,
+    errors=(404,),
 )  # fmt: skip
 async def get_webhook(ctx: Ctx) -> Response:
     """One subscription and how far its deliveries got."""
@@ -208,7 +161,7 @@ async def get_webhook(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "DELETE", "/v1/webhooks/{id}", action=Action.MANAGE_KEYS, response=WebhookOut,
+    "DELETE", "/v1/webhooks/{id}", action=Action.MANAGE_KEYS, response=wire.WebhookOut,
     errors=(404,),
 )  # fmt: skip
 async def delete_webhook(ctx: Ctx) -> Response:
@@ -219,8 +172,8 @@ async def delete_webhook(ctx: Ctx) -> Response:
 
 
 @router.route(
-    "GET", "/v1/webhooks/{id}/deliveries", action=Action.MANAGE_KEYS, response=DeliveryList,
-    errors=(400, 404),
+    "GET", "/v1/webhooks/{id}/deliveries", action=Action.MANAGE_KEYS,
+    response=wire.DeliveryList, errors=(400, 404),
     params=(
         PAGE[0],
         Param(name="cursor", description="next_cursor of the previous page",
@@ -247,7 +200,7 @@ async def list_deliveries(ctx: Ctx) -> Response:
     found = found[:limit]
     return render.respond(
         r,
-        DeliveryList(
+        wire.DeliveryList(
             items=[_delivery(d) for d in found],
             next_cursor=str(found[-1].number) if more and found else None,
         ),
@@ -257,7 +210,7 @@ async def list_deliveries(ctx: Ctx) -> Response:
 
 @router.route(
     "POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/replay", action=Action.MANAGE_KEYS,
-    response=DeliveryOut, status=202, errors=(404, 409),
+    response=wire.DeliveryOut, status=202, errors=(404, 409),
 )  # fmt: skip
 async def replay_delivery(ctx: Ctx) -> Response:
     """Send a delivered or dead-lettered event again; the answer is the new, pending
