@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from opstatus.cli.remote import Output
 from tests.acceptance.conftest import Key, Server, Tenant, clean_env, opstatus_command
 
 #: seconds a command may take; watch commands wait for the test to finish the work
@@ -287,12 +286,11 @@ def test_the_config_file_serves_agent_and_resource_commands(
 
 
 def test_every_output_option_is_o_table_or_json_and_version() -> None:
-    import click
     import typer.main
 
     from opstatus.cli import app
 
-    def commands(group: click.Command, path: str) -> Iterator[tuple[str, click.Command]]:
+    def commands(group: Any, path: str) -> Iterator[tuple[str, Any]]:
         yield path, group
         for name, sub in getattr(group, "commands", {}).items():
             yield from commands(sub, f"{path} {name}")
@@ -302,11 +300,10 @@ def test_every_output_option_is_o_table_or_json_and_version() -> None:
         for param in command.params:
             if param.name == "output":
                 found += 1
-                assert isinstance(param, click.Option) and param.opts == ["--output", "-o"], path
-                assert isinstance(param.type, click.Choice), path
-                choices = set(param.type.choices)
+                assert param.opts == ["--output", "-o"], path
+                choices = {c.value for c in param.type_descriptor.annotation}
                 assert choices in ({"table", "json"}, {"table", "text", "json"}), path
-                assert param.default in ("table", Output.table), path
+                assert param.default == "table", path
     assert found > 20
     version = subprocess.run(
         [*opstatus_command(), "--version"], capture_output=True, text=True, check=True
