@@ -9,7 +9,7 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
@@ -24,6 +24,7 @@ T = TypeVar("T")
 P = ParamSpec("P")
 _Events = list[models.Event]  # aliases: ``list`` is a method name in the classes
 _InboxItems = list[models.InboxItem]
+_EventStream = Generator[models.Event, None, None]  #: ``close()`` it to stop early
 OnChange = Callable[[models.Operation], object] | None
 
 
@@ -260,7 +261,7 @@ class Client(_Base):
         flow = protocol.wait(operation_id, timeout, on_change=on_change, **self._opts())
         return self._run(flow)
 
-    def watch(self, operation_id: str, after: int = 0) -> Iterator[models.Event]:
+    def watch(self, operation_id: str, after: int = 0) -> _EventStream:
         """Yield the operation's events live (SSE) until one says it finished.
 
         Starts after seq ``after`` (0: from the beginning, so a finished operation
@@ -270,11 +271,11 @@ class Client(_Base):
         """
         return self._stream(protocol.Watch(operation_id, after, retries=self.retries))
 
-    def tail(self, after: int = 0) -> Iterator[models.Event]:
+    def tail(self, after: int = 0) -> _EventStream:
         """Yield every event of the tenant after seq ``after`` live (SSE), without end."""
         return self._stream(protocol.Watch(None, after, retries=self.retries))
 
-    def _stream(self, session: protocol.Watch) -> Iterator[models.Event]:
+    def _stream(self, session: protocol.Watch) -> _EventStream:
         while True:
             try:
                 with self._http.stream(**self._args(session.call())) as response:
