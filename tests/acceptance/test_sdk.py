@@ -280,6 +280,8 @@ def test_targets_groups_keys_numbers_retry_and_delete(
     made = client.create("deploy", groups=["web"])
     for ref in (str(made.number), f"#{made.number}"):  # as lists show it
         assert client.get(ref).id == made.id
+    with pytest.raises(opstatus.NotFound):
+        client.get(f"#{made.number + 1000}")
     with Client(server.base_url, agent_key.secret) as agent:
         [item] = agent.inbox("web-1", wait=5)
         agent.report(item.id, state="failed", error="boom")
