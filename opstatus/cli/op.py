@@ -24,7 +24,7 @@ from opstatus.cli.remote import (
     fail,
     operation_id,
     pairs,
-    print_events,
+    show_events,
     usage_error,
 )
 from opstatus.client._models import Operation
@@ -170,15 +170,7 @@ def events(
 ) -> None:
     """Print an operation's recorded changes; --follow streams them as they happen."""
     with connect(url, key) as client:
-        op_id = operation_id(client, op_id)
-        if not follow:
-            page = client.events_page(op_id)
-            if output is Output.json:
-                emit_json(page)
-            else:
-                Console().print(_view.events_table(_view.plain(page.items)))
-            return
-        print_events(client.watch(op_id), output)  # it ends with the finishing event
+        show_events(client, operation_id(client, op_id), 0, follow, output)
 
 
 @app.command(epilog="Example: opstatus op watch 01J9Z8K3V6 && echo deployed")

@@ -148,6 +148,27 @@ def print_events(events: Iterable[Event], output: Output) -> None:
             console.print("  ".join(str(cell) for cell in _view.event_row(_view.plain(event))))
 
 
+def show_events(
+    client: Client, op_id: str | None, after: int, follow: bool, output: Output
+) -> None:
+    """One operation's events (``op_id`` None: the tenant's) after seq ``after``: a page,
+    or with ``follow`` live until the operation finishes (the tenant's: until Ctrl-C)."""
+    if not follow:
+        page = client.events_page(op_id, after)
+        if output is Output.json:
+            emit_json(page)
+        else:
+            Console().print(_view.events_table(_view.plain(page.items)))
+        return
+    events = client.tail(after) if op_id is None else client.watch(op_id, after)
+    try:
+        print_events(events, output)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    finally:
+        events.close()
+
+
 def pairs(option: str, texts: list[str] | None) -> Iterator[tuple[str, str]]:
     """``k=v`` texts as (k, v); a usage error for one without ``=`` or a name."""
     for text in texts or []:

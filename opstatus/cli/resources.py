@@ -23,7 +23,7 @@ from opstatus.cli.remote import (
     connect,
     emit_json,
     pairs,
-    print_events,
+    show_events,
 )  # fmt: skip
 from opstatus.wire import Role
 
@@ -56,6 +56,32 @@ def show(found: Any, output: Output, columns: Iterable[str] | None = None) -> No
         Console().print(_view.records_table(_view.plain(found), columns))
 
 
+def by_id(app: typer.Typer, name: str, method: str, summary: str, example: str) -> None:
+    """Add ``NAME ID``: one SDK call on one resource by id, printed with ``-o``."""
+
+    def command(
+        item_id: Id, url: Url = None, key: Key = None, output: OutputOption = Output.table
+    ) -> None:
+        with connect(url, key) as client:
+            show(getattr(client, method)(item_id), output)
+
+    app.command(name, help=summary, epilog=f"Example: {example}")(command)
+
+
+def listing(
+    app: typer.Typer, method: str, columns: tuple[str, ...], summary: str, example: str
+) -> None:
+    """Add ``list [--limit N]``: a paged SDK listing, printed with ``-o``."""
+
+    def command(
+        limit: Limit = None, url: Url = None, key: Key = None, output: OutputOption = Output.table
+    ) -> None:
+        with connect(url, key) as client:
+            show(list(getattr(client, method)(limit=limit)), output, columns)
+
+    app.command("list", help=summary, epilog=f"Example: {example}")(command)
+
+
 # targets ----------------------------------------------------------------------------
 @target_app.command(
     "put", epilog="Example: opstatus target put web-1 --name 'Web 1' --label rack=a"
@@ -76,24 +102,6 @@ def target_put(
         show(client.put_target(target_id, name, labels), output)
 
 
-@target_app.command("get", epilog="Example: opstatus target get web-1 -o json")
-def target_get(
-    target_id: Id, url: Url = None, key: Key = None, output: OutputOption = Output.table
-) -> None:
-    """Print one target."""
-    with connect(url, key) as client:
-        show(client.get_target(target_id), output)
-
-
-@target_app.command("list", epilog="Example: opstatus target list --limit 20")
-def target_list(
-    limit: Limit = None, url: Url = None, key: Key = None, output: OutputOption = Output.table
-) -> None:
-    """List targets by id."""
-    with connect(url, key) as client:
-        show(list(client.targets(limit=limit)), output, TARGET_COLUMNS)
-
-
 # groups -----------------------------------------------------------------------------
 @group_app.command("put", epilog="Example: opstatus group put web --target web-1 --target web-2")
 def group_put(
@@ -109,15 +117,6 @@ def group_put(
     """Create a group, or replace its name and members."""
     with connect(url, key) as client:
         show(client.put_group(group_id, target or [], name), output)
-
-
-@group_app.command("get", epilog="Example: opstatus group get web")
-def group_get(
-    group_id: Id, url: Url = None, key: Key = None, output: OutputOption = Output.table
-) -> None:
-    """Print one group with its members."""
-    with connect(url, key) as client:
-        show(client.get_group(group_id), output)
 
 
 # keys -------------------------------------------------------------------------------
@@ -146,15 +145,6 @@ def key_list(url: Url = None, key: Key = None, output: OutputOption = Output.tab
         show(client.keys(), output, KEY_COLUMNS)
 
 
-@key_app.command("revoke", epilog="Example: opstatus key revoke key_01J9Z8K3V6")
-def key_revoke(
-    key_id: Id, url: Url = None, key: Key = None, output: OutputOption = Output.table
-) -> None:
-    """Revoke a key and every token it issued, at once."""
-    with connect(url, key) as client:
-        show(client.revoke_key(key_id), output)
-
-
 # webhooks ---------------------------------------------------------------------------
 @webhook_app.command(
     "create",
@@ -175,33 +165,6 @@ def webhook_create(
     """Subscribe a URL to events; the signing secret is shown this once."""
     with connect(url, key) as client:
         show(client.create_webhook(hook_url, event or None), output)
-
-
-@webhook_app.command("list", epilog="Example: opstatus webhook list")
-def webhook_list(
-    limit: Limit = None, url: Url = None, key: Key = None, output: OutputOption = Output.table
-) -> None:
-    """List your subscriptions (never a secret)."""
-    with connect(url, key) as client:
-        show(list(client.webhooks(limit=limit)), output, WEBHOOK_COLUMNS)
-
-
-@webhook_app.command("get", epilog="Example: opstatus webhook get wh_01J9Z8K3V6")
-def webhook_get(
-    webhook_id: Id, url: Url = None, key: Key = None, output: OutputOption = Output.table
-) -> None:
-    """Print one subscription and how far its deliveries got."""
-    with connect(url, key) as client:
-        show(client.get_webhook(webhook_id), output)
-
-
-@webhook_app.command("delete", epilog="Example: opstatus webhook delete wh_01J9Z8K3V6")
-def webhook_delete(
-    webhook_id: Id, url: Url = None, key: Key = None, output: OutputOption = Output.table
-) -> None:
-    """Unsubscribe: deliveries stop and the delivery log goes with it."""
-    with connect(url, key) as client:
-        show(client.delete_webhook(webhook_id), output)
 
 
 @webhook_app.command(
@@ -248,17 +211,29 @@ def events(
 ) -> None:
     """Print every event of your tenant after --after; --follow tails them live."""
     with connect(url, key) as client:
-        if follow:
-            try:
-                print_events(client.tail(after), output)
-            except KeyboardInterrupt:
-                raise typer.Exit(130) from None
-            return
-        page = client.events_page(None, after)
-    if output is Output.json:
-        emit_json(page)
-    else:
-        Console().print(_view.events_table(_view.plain(page.items)))
+        show_events(client, None, after, follow, output)
+
+
+listing(target_app, "targets", TARGET_COLUMNS, "List targets by id.", "opstatus target list")
+listing(
+    webhook_app, "webhooks", WEBHOOK_COLUMNS, "List your subscriptions (never a secret).",
+    "opstatus webhook list -o json",
+)  # fmt: skip
+by_id(target_app, "get", "get_target", "Print one target.", "opstatus target get web-1 -o json")
+by_id(group_app, "get", "get_group", "Print one group with its members.", "opstatus group get web")
+by_id(
+    key_app, "revoke", "revoke_key", "Revoke a key and every token it issued, at once.",
+    "opstatus key revoke key_01J9Z8K3V6",
+)  # fmt: skip
+by_id(
+    webhook_app, "get", "get_webhook", "Print one subscription and how far its deliveries got.",
+    "opstatus webhook get wh_01J9Z8K3V6",
+)  # fmt: skip
+by_id(
+    webhook_app, "delete", "delete_webhook",
+    "Unsubscribe: deliveries stop and the delivery log goes with it.",
+    "opstatus webhook delete wh_01J9Z8K3V6",
+)  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
