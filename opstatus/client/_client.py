@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Mapping
@@ -28,6 +29,14 @@ _EventStream = Generator[models.Event, None, None]  #: ``close()`` it to stop ea
 OnChange = Callable[[models.Operation], object] | None
 
 
+def _shown(function: Callable[..., Any], *, drop_first: bool) -> inspect.Signature:
+    """The signature ``help()`` shows for a method made of ``function``: without the
+    ``Opts`` the client passes, and without the flow or pager it returns."""
+    signature = inspect.signature(function)
+    parameters = list(signature.parameters.values())[1 if drop_first else 0 :]
+    return signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty)
+
+
 class _Method(Generic[P, T]):
     """An SDK method written once, as a flow, and run by both clients: ``Client`` returns
     its result, ``AsyncClient`` a coroutine of it."""
@@ -35,6 +44,7 @@ class _Method(Generic[P, T]):
     def __init__(self, flow: Callable[Concatenate[protocol.Opts, P], protocol.Flow[T]]) -> None:
         self.flow = flow
         self.__doc__ = flow.__doc__
+        self.signature = _shown(flow, drop_first=True)
 
     @overload
     def __get__(self, obj: Client, owner: type[Any]) -> Callable[P, T]: ...
@@ -53,6 +63,7 @@ class _Method(Generic[P, T]):
         def method(*args: P.args, **kwargs: P.kwargs) -> Any:
             return obj._run(flow(obj._o, *args, **kwargs))
 
+        method.__signature__ = self.signature  # type: ignore[attr-defined]
         return method
 
 
@@ -63,6 +74,7 @@ class _Listing(Generic[P, T]):
     def __init__(self, pager: Callable[P, protocol.Pager[T]]) -> None:
         self.pager = pager
         self.__doc__ = pager.__doc__
+        self.signature = _shown(pager, drop_first=False)
 
     @overload
     def __get__(self, obj: Client, owner: type[Any]) -> Callable[P, Iterator[T]]: ...
@@ -79,6 +91,7 @@ class _Listing(Generic[P, T]):
         def method(*args: P.args, **kwargs: P.kwargs) -> Any:
             return obj._paged(pager(*args, **kwargs))
 
+        method.__signature__ = self.signature  # type: ignore[attr-defined]
         return method
 
 
@@ -148,7 +161,9 @@ class Client(_Base):
     """A blocking client. ``Client(url, key)``; both default to $OPSTATUS_URL / $OPSTATUS_KEY.
 
     Use it as a context manager, or call :meth:`close`. Every method raises an
-    :class:`~opstatus.OpstatusError` subclass when the server refuses.
+    :class:`~opstatus.OpstatusError` subclass when the server refuses. Besides the
+    operation methods here, it has those written once for both clients on ``_Base``:
+    ``list``, ``retry``, ``delete``, targets, groups, keys and webhooks.
     """
 
     def __init__(
