@@ -173,9 +173,11 @@ def test_usage_errors_exit_2(server: Server, operator: Key, tmp_path: Path) -> N
     assert op(env, "create", "k", "--target", "a", "--param", "novalue").returncode == 2
     assert op(env, "create", "k", "--target", "a", "--param-json", "n=not json").returncode == 2
     no_url = clean_env(OPSTATUS_CONFIG=str(tmp_path / "absent.toml"))
-    result = op(no_url, "list")
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: no server URL")
+    for args in (("op", "list"), ("target", "list"), ("agent", "--target", "a", "--exec", "true"),
+                 ("simulate", "--targets", "1")):  # fmt: skip
+        result = run(no_url, *args)  # one resolver: the same answer everywhere
+        assert result.returncode == 2, args
+        assert result.stderr.startswith("error: no server URL"), args
 
 
 def test_config_file_fallback(server: Server, operator: Key, tmp_path: Path) -> None:
