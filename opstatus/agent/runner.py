@@ -1,24 +1,25 @@
 """``opstatus agent``: pull a target's work and run a shell command per execution.
 
 For each execution from the inbox (long-polled) the agent reports
-``acknowledged`` then ``in_progress``, runs the command through the shell with
-``OPSTATUS_PARAMETERS`` (JSON), ``OPSTATUS_EXECUTION_ID``, ``OPSTATUS_OPERATION_ID``
-and ``OPSTATUS_TARGET`` in its environment, turns each stdout line ``PROGRESS n``
-into a progress report, and reports ``succeeded`` (exit 0) or ``failed`` with the
-output's tail.
+``acknowledged`` then ``in_progress`` and runs the command through the shell. The
+command gets the execution's parameters (JSON) three ways: on its standard input,
+in the file named by ``OPSTATUS_PARAMETERS_FILE`` (removed when the command ends),
+and — when they take at most :data:`ENV_LIMIT` bytes — in ``OPSTATUS_PARAMETERS``
+(an environment holds little: a large document there makes the spawn fail). It also
+gets ``OPSTATUS_EXECUTION_ID``, ``OPSTATUS_OPERATION_ID`` and ``OPSTATUS_TARGET``.
+Each stdout line ``PROGRESS n`` becomes a progress report; the agent reports
+``succeeded`` (exit 0) or ``failed`` with the output's tail. A command that cannot
+be started at all is reported ``failed`` with the reason.
 
-Liveness: leases only cover ``dispatched`` work; once acknowledged, the
-operation's *run* timeout applies instead. So a long job is kept visibly alive by
-re-reporting ``in_progress`` every ``heartbeat`` seconds, which records that the
-agent still holds it.
+Liveness: every started execution has a heartbeat deadline that each report renews;
+the agent re-reports ``in_progress`` every ``heartbeat`` seconds while the command
+runs, so a long job stays alive and a dead agent's work is taken back by the engine.
 
-Stopping (SIGTERM/SIGINT): the agent takes no new work, sends SIGTERM to the
-running commands (their whole process group; SIGKILL after ``grace`` seconds),
+Stopping (SIGTERM/SIGINT): the agent takes no new work and sends SIGTERM to the
+running commands (their whole process group; SIGKILL after ``grace`` seconds), then
 reports each as ``failed`` with error ``agent stopped (SIGTERM)`` and exits 0.
-Giving the work back instead is not possible: the table allows ``dispatched →
-queued`` only, and the agent acknowledges at once; a retry policy on the
-operation (``retries``) re-queues the failed execution for another run. Work
-delivered but not yet acknowledged returns to the queue when its lease lapses.
+Work delivered but not yet acknowledged returns to the queue when its lease lapses;
+a killed agent's started work comes back when its heartbeat deadline passes.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ import logging
 import os
 import re
 import signal
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from opstatus.client import _exceptions as exc
@@ -45,6 +47,8 @@ PROGRESS = re.compile(rb"^\s*PROGRESS\s+(\d+(?:\.\d+)?)\s*$")
 TAIL_LINES = 20
 TAIL_BYTES = 4096
 STOPPED = "agent stopped (SIGTERM)"
+#: largest parameters document (bytes of JSON) also passed in ``OPSTATUS_PARAMETERS``
+ENV_LIMIT = 64 * 1024
 
 
 def tail_text(lines: collections.deque[bytes]) -> str:
@@ -200,15 +204,23 @@ class Agent:
             return
         if not await self._report(item, state="in_progress"):
             return
-        proc = await asyncio.create_subprocess_shell(
-            self.command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **environment(item)},
-            start_new_session=True,  # its own process group: SIGTERM reaches the children
-        )
-        ending = await _Run(self, item, proc).finish()
+        with parameters_file(item) as path:
+            try:
+                proc = await asyncio.create_subprocess_shell(
+                    self.command,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env={**os.environ, **environment(item, path)},
+                    start_new_session=True,  # its own process group: SIGTERM reaches children
+                )
+            except OSError as error:  # nothing ran: say so, never leave the work hanging
+                log.warning("execution %s: the command could not start: %s", item.id, error)
+                await self._report(item, state="failed", error=f"could not start: {error}")
+                return
+            feeding = asyncio.create_task(_feed(proc, item))
+            ending = await _Run(self, item, proc).finish()
+            feeding.cancel()
         fields = final_report(ending)
         if fields is None:
             log.info("execution %s ended on the server; command stopped", item.id)
@@ -228,14 +240,41 @@ class Agent:
                 continue
 
 
-def environment(item: models.InboxItem) -> dict[str, str]:
+def environment(item: models.InboxItem, parameters_path: str) -> dict[str, str]:
     """What the command learns of its execution, as environment variables."""
-    return {
-        "OPSTATUS_PARAMETERS": json.dumps(item.parameters),
+    env = {
+        "OPSTATUS_PARAMETERS_FILE": parameters_path,
         "OPSTATUS_EXECUTION_ID": item.id,
         "OPSTATUS_OPERATION_ID": item.operation_id,
         "OPSTATUS_TARGET": item.target,
     }
+    document = json.dumps(item.parameters)
+    if len(document.encode()) <= ENV_LIMIT:
+        env["OPSTATUS_PARAMETERS"] = document
+    return env
+
+
+@contextlib.contextmanager
+def parameters_file(item: models.InboxItem) -> Iterator[str]:
+    """A private file holding the execution's parameters, removed afterwards."""
+    fd, path = tempfile.mkstemp(prefix="opstatus-parameters-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(item.parameters, out)
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+async def _feed(proc: asyncio.subprocess.Process, item: models.InboxItem) -> None:
+    """The parameters on the command's stdin; a command that never reads them is fine."""
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        proc.stdin.write(json.dumps(item.parameters).encode())
+        await proc.stdin.drain()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
+        proc.stdin.close()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
