@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import Key, Server, Tenant
+from tests.server import Key, Server, Tenant
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -75,7 +75,7 @@ def page() -> Iterator[Page]:
 
 def sign_in(page: Page, server: Server, key: Key) -> None:
     """Open the dashboard and sign in with ``key``."""
-    page.goto(f"{server.base_url}/ui/")
+    page.goto(f"{server.url}/ui/")
     page.fill("#api-key", key.secret)
     page.click("#sign-in button[type=submit]")
     expect(page.locator("#list-view")).to_be_visible()
@@ -147,7 +147,7 @@ def test_dashboard_signs_in_lists_and_follows_an_operation_live(server: Server, 
     [work] = server.pull(agent, "edge-3")
     server.report(agent, work["id"], state="succeeded", progress=100)
 
-    page.goto(f"{server.base_url}/ui")
+    page.goto(f"{server.url}/ui")
     expect(page.locator("#sign-in")).to_be_visible()
     page.fill("#api-key", admin.secret)
     page.click("#sign-in button[type=submit]")
@@ -355,7 +355,7 @@ def test_an_unknown_operation_says_so_and_leads_back_to_the_list(
 ) -> None:
     """A link to an operation that does not exist shows the API's 404, not an empty page."""
     sign_in(page, server, fleet.tenant.admin)
-    page.goto(f"{server.base_url}/ui/#/operations/op_unknown")
+    page.goto(f"{server.url}/ui/#/operations/op_unknown")
     expect(page.locator("#operation-error")).to_contain_text("404", timeout=LIVE)
     page.click("#back")
     expect(row(page, fleet.big)).to_be_visible(timeout=LIVE)
