@@ -117,7 +117,7 @@ class Mosquitto:
 
 
 def _correlated(correlation: bytes) -> Properties:
-    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties = Properties(PacketTypes.PUBLISH)
     properties.CorrelationData = correlation
     return properties
 

@@ -14,11 +14,14 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.server import Key, Server, Tenant
+
+if TYPE_CHECKING:  # playwright is imported below, once the browser is known to exist
+    from playwright.sync_api import ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -33,8 +36,8 @@ CHROMIUM_ARGS = [
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 #: ms to wait for something the server pushes to show on the page
 LIVE = 15_000
-DESKTOP = {"width": 1400, "height": 900}
-PHONE = {"width": 420, "height": 860}
+DESKTOP: ViewportSize = {"width": 1400, "height": 900}
+PHONE: ViewportSize = {"width": 420, "height": 860}
 BIG = 20_000  #: targets of the big operation
 TARGET_PAGE = 50  #: target cards on one page (TARGET_PAGE in app.js)
 ROW_MAX = 200  #: px: a list row's height may not grow with its operation's targets
