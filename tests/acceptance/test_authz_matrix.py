@@ -18,7 +18,7 @@ import pytest
 
 from opstatus.api import ENDPOINTS
 from opstatus.web.endpoint import Endpoint
-from tests.acceptance.conftest import Key, Server, Tenant
+from tests.server import Key, Server, Tenant
 
 ROLES = ("admin", "operator", "viewer", "agent")
 #: an execution target name both tenants use, and both tenants' agents are bound to:

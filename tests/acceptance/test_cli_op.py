@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import Key, Server, Tenant, clean_env, opstatus_command
+from tests.server import Key, Server, Tenant, clean_env, opstatus_command
 
 #: seconds a command may take; watch commands wait for the test to finish the work
 DEADLINE = 60.0
@@ -40,7 +40,7 @@ def operator(server: Server, tenant: Tenant) -> Key:
 
 def env_for(server: Server, key: Key, tmp_path: Path, **extra: str) -> dict[str, str]:
     """OPSTATUS_URL/OPSTATUS_KEY for ``key``, and no config file of the caller's."""
-    env = clean_env(OPSTATUS_URL=server.base_url, OPSTATUS_KEY=key.secret, COLUMNS="200")
+    env = clean_env(OPSTATUS_URL=server.url, OPSTATUS_KEY=key.secret, COLUMNS="200")
     env["OPSTATUS_CONFIG"] = str(tmp_path / "absent.toml")
     env.update(extra)
     return env
@@ -182,7 +182,7 @@ def test_usage_errors_exit_2(server: Server, operator: Key, tmp_path: Path) -> N
 
 def test_config_file_fallback(server: Server, operator: Key, tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    config.write_text(f'url = "{server.base_url}"\nkey = "{operator.secret}"\n')
+    config.write_text(f'url = "{server.url}"\nkey = "{operator.secret}"\n')
     made = server.create(operator, ["cfg-1"])
     env = clean_env(OPSTATUS_CONFIG=str(config))
     assert op_json(env, "get", made["id"])["id"] == made["id"]
@@ -269,7 +269,7 @@ def test_the_config_file_serves_agent_and_resource_commands(
     server: Server, tenant: Tenant, tmp_path: Path
 ) -> None:
     config = tmp_path / "config.toml"
-    config.write_text(f'url = "{server.base_url}"\nkey = "{tenant.admin.secret}"\n')
+    config.write_text(f'url = "{server.url}"\nkey = "{tenant.admin.secret}"\n')
     env = clean_env(OPSTATUS_CONFIG=str(config))
     assert run_json(env, "target", "put", "cfg-agent")["id"] == "cfg-agent"
     made = server.create(tenant.admin, ["cfg-agent"])

@@ -34,7 +34,7 @@ def connect(server: Server) -> socket.socket:
 
 def read_until_closed(sock: socket.socket) -> bytes:
     """Everything the server sends until it closes the connection."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = sock.recv(65536)
         if not chunk:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import getpass
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -22,14 +21,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.acceptance.conftest import (
-    Key,
-    Server,
-    Tenant,
-    free_port,
-    opstatus_command,
-    running_server,
-)
+from tests.server import Key, Server, Tenant, clean_env, free_port, opstatus_command, running
 
 DYNSEC_PLUGIN = next(
     (
@@ -125,7 +117,7 @@ class Mosquitto:
 
 
 def _correlated(correlation: bytes) -> Properties:
-    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties = Properties(PacketTypes.PUBLISH)
     properties.CorrelationData = correlation
     return properties
 
@@ -264,16 +256,16 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 @pytest.fixture
 def server(store_url: str, tmp_path: Path, broker: Mosquitto) -> Iterator[Server]:
     """``opstatus serve`` with the bridge on ``broker`` (ids name the store)."""
-    with running_server(store_url, tmp_path, {"OPSTATUS_MQTT_URL": broker.url}) as running:
-        yield running
+    with running(store_url, tmp_path, {"OPSTATUS_MQTT_URL": broker.url}) as srv:
+        yield srv
 
 
 @pytest.fixture
 def sqlite_server(tmp_path: Path, broker: Mosquitto) -> Iterator[Server]:
     """The same on SQLite only, for what the store plays no part in."""
     database = f"sqlite:///{tmp_path}/bridge.db"
-    with running_server(database, tmp_path, {"OPSTATUS_MQTT_URL": broker.url}) as running:
-        yield running
+    with running(database, tmp_path, {"OPSTATUS_MQTT_URL": broker.url}) as srv:
+        yield srv
 
 
 def agent_key(server: Server, target: str) -> Key:
@@ -532,16 +524,16 @@ def test_serve_refuses_a_broker_that_admits_anonymous_clients(tmp_path: Path) ->
     try:
         env = {"OPSTATUS_MQTT_URL": f"mqtt://someone:pw@127.0.0.1:{open_broker.port}",
                "OPSTATUS_MQTT_ALLOW_ANONYMOUS": "1"}  # fmt: skip
-        with running_server(f"sqlite:///{tmp_path}/anon.db", tmp_path, env) as running:
-            assert running.http.get("/healthz").status_code == 200
-            assert "admits anonymous clients" in running.log.read_text()
+        with running(f"sqlite:///{tmp_path}/anon.db", tmp_path, env) as anonymous:
+            assert anonymous.http.get("/healthz").status_code == 200
+            assert "admits anonymous clients" in anonymous.log.read_text()
     finally:
         open_broker.kill()
 
 
 def run_serve(workdir: Path, mqtt_url: str) -> subprocess.CompletedProcess[str]:
     """``opstatus serve --mqtt URL`` that is expected to refuse to start."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSTATUS_")}
+    env = clean_env()
     port = str(free_port())
     return subprocess.run(
         [*opstatus_command(), "serve", "--port", port, "--database",

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from opstatus import dialects
-from tests.acceptance.conftest import BOOTSTRAP_SECRET, clean_env, running_server
+from tests.server import BOOTSTRAP_SECRET, clean_env, running
 
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 #: examples per operation and phase: enough to find the trouble, small enough for CI
@@ -61,12 +61,12 @@ def test_the_api_conforms_to_its_openapi_document(tmp_path: Path) -> None:
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     database = f"sqlite:///{tmp_path}/opstatus.db"
-    with running_server(database, tmp_path, {"OPSTATUS_RATE_LIMIT": "off"}) as server:
+    with running(database, tmp_path, {"OPSTATUS_RATE_LIMIT": "off"}) as server:
         started = time.monotonic()
         result = subprocess.run(
             [
                 *schemathesis_command(), "--no-color", "--config-file", str(config),
-                "run", f"{server.base_url}/openapi.json",
+                "run", f"{server.url}/openapi.json",
                 "--checks", "all",
                 "--max-examples", str(MAX_EXAMPLES),
                 "--seed", SEED,

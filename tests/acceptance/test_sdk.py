@@ -16,7 +16,7 @@ import opstatus
 from opstatus import AsyncClient, Client
 from opstatus.client._protocol import MAX_POLL
 from opstatus.domain.states import OperationState, State
-from tests.acceptance.conftest import Key, Server, Tenant, running_server
+from tests.server import Key, Server, Tenant, running
 
 #: how long a test waits for something that should happen at once
 DEADLINE = 15.0
@@ -55,7 +55,7 @@ def agent_key(server: Server, tenant: Tenant) -> Key:
 @pytest.fixture
 def client(server: Server, tenant: Tenant) -> Iterator[Client]:
     """An SDK client with the tenant's admin key."""
-    with Client(server.base_url, tenant.admin.secret) as c:
+    with Client(server.url, tenant.admin.secret) as c:
         yield c
 
 
@@ -68,7 +68,7 @@ def test_import_is_lazy_and_exports_the_surface() -> None:
 def test_url_and_key_from_the_environment(
     server: Server, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OPSTATUS_URL", server.base_url)
+    monkeypatch.setenv("OPSTATUS_URL", server.url)
     monkeypatch.setenv("OPSTATUS_KEY", tenant.admin.secret)
     with Client() as c:
         assert c.create("env.check", targets=["web-1"]).kind == "env.check"
@@ -118,7 +118,7 @@ def test_errors_carry_status_code_detail_and_problem(client: Client) -> None:
 
 def test_inbox_report_and_wait(server: Server, client: Client, agent_key: Key) -> None:
     made = client.create("deploy", targets=["web-1"], parameters={"n": 1})
-    with Client(server.base_url, agent_key.secret) as agent:
+    with Client(server.url, agent_key.secret) as agent:
         [item] = agent.inbox("web-1", wait=5)
         assert item.operation_id == made.id and item.parameters == {"n": 1}
         assert item.kind == "deploy" and item.state is State.DISPATCHED
@@ -137,8 +137,8 @@ def test_wait_returns_one_wake_up_after_the_report_that_completes_it(
 ) -> None:
     transport = Recording()
     with (
-        Client(server.base_url, tenant.admin.secret, transport=transport) as client,
-        Client(server.base_url, agent_key.secret) as agent,
+        Client(server.url, tenant.admin.secret, transport=transport) as client,
+        Client(server.url, agent_key.secret) as agent,
     ):
         made = client.create("deploy", targets=["web-1"])
         [item] = agent.inbox("web-1", wait=5)
@@ -175,7 +175,7 @@ def test_watch_yields_events_until_the_operation_finishes(
     seen: list[opstatus.Event] = []
     watcher = threading.Thread(target=lambda: seen.extend(client.watch(made.id)))
     watcher.start()
-    with Client(server.base_url, agent_key.secret) as agent:
+    with Client(server.url, agent_key.secret) as agent:
         [item] = agent.inbox("web-1", wait=5)
         agent.report(item.id, state="in_progress", progress=40)
         agent.report(item.id, state="succeeded")
@@ -193,8 +193,8 @@ def test_watch_yields_events_until_the_operation_finishes(
 
 async def test_async_client_does_the_same(server: Server, tenant: Tenant, agent_key: Key) -> None:
     async with (
-        AsyncClient(server.base_url, tenant.admin.secret) as client,
-        AsyncClient(server.base_url, agent_key.secret) as agent,
+        AsyncClient(server.url, tenant.admin.secret) as client,
+        AsyncClient(server.url, agent_key.secret) as agent,
     ):
         made = await client.create("deploy", targets=["web-2"], parameters={"a": 1})
         assert (await client.get(made.id)).id == made.id
@@ -216,7 +216,7 @@ async def test_async_client_does_the_same(server: Server, tenant: Tenant, agent_
     assert final.state is OperationState.FAILED and final.executions[0].error == "boom"  # type: ignore[index]
     assert types[-1] == "operation.failed"
     with pytest.raises(opstatus.WaitTimeout):
-        async with AsyncClient(server.base_url, tenant.admin.secret) as c:
+        async with AsyncClient(server.url, tenant.admin.secret) as c:
             other = await c.create("deploy", targets=["web-1"])
             await c.wait(other.id, timeout=0.2)
 
@@ -224,13 +224,13 @@ async def test_async_client_does_the_same(server: Server, tenant: Tenant, agent_
 @pytest.fixture
 def rate_limited(store_url: str, tmp_path: Path) -> Iterator[Server]:
     """A server allowing 2 requests per second per credential."""
-    with running_server(store_url, tmp_path, {"OPSTATUS_RATE_LIMIT": "2/second"}) as running:
-        yield running
+    with running(store_url, tmp_path, {"OPSTATUS_RATE_LIMIT": "2/second"}) as srv:
+        yield srv
 
 
 def test_429_is_retried_after_exactly_what_the_server_asks(rate_limited: Server) -> None:
     transport = Recording()
-    with Client(rate_limited.base_url, rate_limited.admin.secret, transport=transport) as client:
+    with Client(rate_limited.url, rate_limited.admin.secret, transport=transport) as client:
         made = client.create("deploy", targets=["web-1"])
         for _ in range(4):
             assert client.get(made.id).id == made.id
@@ -238,7 +238,7 @@ def test_429_is_retried_after_exactly_what_the_server_asks(rate_limited: Server)
         with pytest.raises(opstatus.WaitTimeout):
             client.wait(made.id, timeout=1.5)
     assert 429 in transport.statuses, "the limit was never reached"
-    with Client(rate_limited.base_url, rate_limited.admin.secret, retries=0) as eager:
+    with Client(rate_limited.url, rate_limited.admin.secret, retries=0) as eager:
         with pytest.raises(opstatus.RateLimited) as caught:
             for _ in range(10):
                 eager.get(made.id)
@@ -254,12 +254,12 @@ def test_429_is_retried_after_exactly_what_the_server_asks(rate_limited: Server)
     ids=["list", "targets", "keys", "get_target", "create_key"],
 )  # fmt: skip
 def test_a_wrong_key_raises_on_the_first_call(server: Server, call: Any) -> None:
-    with Client(server.base_url, "wrong") as c, pytest.raises(opstatus.Unauthorized):
+    with Client(server.url, "wrong") as c, pytest.raises(opstatus.Unauthorized):
         call(c)  # not only once the result is iterated
 
 
 async def test_the_async_client_raises_on_the_first_step(server: Server) -> None:
-    async with AsyncClient(server.base_url, "wrong") as c:
+    async with AsyncClient(server.url, "wrong") as c:
         with pytest.raises(opstatus.Unauthorized):
             await anext(c.list())
         with pytest.raises(opstatus.Unauthorized):
@@ -282,7 +282,7 @@ def test_targets_groups_keys_numbers_retry_and_delete(
         assert client.get(ref).id == made.id
     with pytest.raises(opstatus.NotFound):
         client.get(f"#{made.number + 1000}")
-    with Client(server.base_url, agent_key.secret) as agent:
+    with Client(server.url, agent_key.secret) as agent:
         [item] = agent.inbox("web-1", wait=5)
         agent.report(item.id, state="failed", error="boom")
     again = client.retry(item.id)
@@ -299,7 +299,7 @@ def test_targets_groups_keys_numbers_retry_and_delete(
     made_key = client.create_key("viewer", name="ro")
     assert made_key.secret and made_key.role == "viewer"
     assert made_key.id in [k.id for k in client.keys()]
-    with Client(server.base_url, made_key.secret) as viewer:
+    with Client(server.url, made_key.secret) as viewer:
         assert viewer.get_target("web-1").id == "web-1"
         assert client.revoke_key(made_key.id).revoked_at is not None
         with pytest.raises(opstatus.Unauthorized):

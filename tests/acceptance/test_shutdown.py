@@ -3,9 +3,7 @@ them is answered at once (never a 5xx), the streams end cleanly, and the process
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -14,33 +12,10 @@ from typing import Any
 
 import httpx
 
-from tests.server import ADMIN_SECRET, free_port, opstatus_command
+from tests.server import BOOTSTRAP_SECRET, free_port, serve_process, wait_healthy
 
 #: how long everything may take once the signal is sent (uvicorn's own cap is 10 s)
 PROMPT = 5.0
-
-
-def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = free_port()
-    log = tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSTATUS_")}
-    env.update({"OPSTATUS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET, "OPSTATUS_RATE_LIMIT": "off"})
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*opstatus_command(), "serve", "--port", str(port),
-             "--database", f"sqlite:///{tmp_path}/shutdown.db"],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url, log
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)  # polling the start-up, with a deadline
 
 
 def _in_background(
@@ -58,9 +33,13 @@ def _in_background(
 
 
 def test_sigterm_answers_open_long_polls_and_ends_streams_then_exits_0(tmp_path: Path) -> None:
-    proc, url, log = _start(tmp_path)
-    admin = {"X-API-Key": ADMIN_SECRET}
-    try:
+    port = free_port()
+    url, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
+    args = ["--port", str(port), "--database", f"sqlite:///{tmp_path}/shutdown.db"]
+    env = {"OPSTATUS_BOOTSTRAP_ADMIN_KEY": BOOTSTRAP_SECRET, "OPSTATUS_RATE_LIMIT": "off"}
+    admin = {"X-API-Key": BOOTSTRAP_SECRET}
+    with serve_process(args, tmp_path, log, env) as proc:
+        wait_healthy(url, proc, log)
         with httpx.Client(base_url=url, headers=admin, timeout=30) as http:
             assert http.post("/v1/targets", json={"id": "lamp-1"}).status_code in (200, 201)
             key = http.post(
@@ -100,10 +79,6 @@ def test_sigterm_answers_open_long_polls_and_ends_streams_then_exits_0(tmp_path:
         assert not any(t.is_alive() for t in threads), outcomes
         assert proc.wait(PROMPT) == 0
         assert time.monotonic() - signalled < PROMPT
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert outcomes["long_poll"] == 200
     assert outcomes["inbox"] == (200, {"items": []})  # an empty page: nothing was leased
     for name in ("op_stream", "tenant_stream"):

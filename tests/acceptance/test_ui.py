@@ -14,11 +14,14 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.acceptance.conftest import Key, Server, Tenant
+from tests.server import Key, Server, Tenant
+
+if TYPE_CHECKING:  # playwright is imported below, once the browser is known to exist
+    from playwright.sync_api import ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -33,8 +36,8 @@ CHROMIUM_ARGS = [
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 #: ms to wait for something the server pushes to show on the page
 LIVE = 15_000
-DESKTOP = {"width": 1400, "height": 900}
-PHONE = {"width": 420, "height": 860}
+DESKTOP: ViewportSize = {"width": 1400, "height": 900}
+PHONE: ViewportSize = {"width": 420, "height": 860}
 BIG = 20_000  #: targets of the big operation
 TARGET_PAGE = 50  #: target cards on one page (TARGET_PAGE in app.js)
 ROW_MAX = 200  #: px: a list row's height may not grow with its operation's targets
@@ -75,7 +78,7 @@ def page() -> Iterator[Page]:
 
 def sign_in(page: Page, server: Server, key: Key) -> None:
     """Open the dashboard and sign in with ``key``."""
-    page.goto(f"{server.base_url}/ui/")
+    page.goto(f"{server.url}/ui/")
     page.fill("#api-key", key.secret)
     page.click("#sign-in button[type=submit]")
     expect(page.locator("#list-view")).to_be_visible()
@@ -147,7 +150,7 @@ def test_dashboard_signs_in_lists_and_follows_an_operation_live(server: Server, 
     [work] = server.pull(agent, "edge-3")
     server.report(agent, work["id"], state="succeeded", progress=100)
 
-    page.goto(f"{server.base_url}/ui")
+    page.goto(f"{server.url}/ui")
     expect(page.locator("#sign-in")).to_be_visible()
     page.fill("#api-key", admin.secret)
     page.click("#sign-in button[type=submit]")
@@ -355,7 +358,7 @@ def test_an_unknown_operation_says_so_and_leads_back_to_the_list(
 ) -> None:
     """A link to an operation that does not exist shows the API's 404, not an empty page."""
     sign_in(page, server, fleet.tenant.admin)
-    page.goto(f"{server.base_url}/ui/#/operations/op_unknown")
+    page.goto(f"{server.url}/ui/#/operations/op_unknown")
     expect(page.locator("#operation-error")).to_contain_text("404", timeout=LIVE)
     page.click("#back")
     expect(row(page, fleet.big)).to_be_visible(timeout=LIVE)

@@ -20,14 +20,7 @@ from typing import Any
 import pytest
 
 import opstatus
-from tests.acceptance.conftest import (
-    Key,
-    Server,
-    Tenant,
-    clean_env,
-    opstatus_command,
-    running_server,
-)
+from tests.server import Key, Server, Tenant, clean_env, opstatus_command, running
 
 #: attempts per event on the test server (1 s, then 2 s between them)
 MAX_ATTEMPTS = 3
@@ -118,8 +111,8 @@ def hooks_server(
         "OPSTATUS_WEBHOOK_ALLOW_PRIVATE": "1",
         "OPSTATUS_WEBHOOK_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
     }
-    with running_server(module_database, tmp_path_factory.mktemp("hooks"), env) as running:
-        yield running
+    with running(module_database, tmp_path_factory.mktemp("hooks"), env) as srv:
+        yield srv
 
 
 def subscribe(server: Server, tenant: Tenant, url: str, events: list[str]) -> dict[str, Any]:
@@ -329,7 +322,7 @@ def test_the_sdk_and_the_cli_manage_webhooks_and_check_a_real_delivery(
     hooks_server: Server, receiver: Receiver, tmp_path: Path
 ) -> None:
     server, tenant = hooks_server, hooks_server.tenant("wh")
-    with opstatus.Client(server.base_url, tenant.admin.secret) as client:
+    with opstatus.Client(server.url, tenant.admin.secret) as client:
         made = client.create_webhook(receiver.url, ["operation.created"])
         assert made.secret and made.events == ["operation.created"]
         assert client.get_webhook(made.id).id == made.id
@@ -353,7 +346,7 @@ def test_the_sdk_and_the_cli_manage_webhooks_and_check_a_real_delivery(
         receiver.wait(lambda r: len(r) >= 2, "the replay")
 
         env = clean_env(
-            OPSTATUS_URL=server.base_url, OPSTATUS_KEY=tenant.admin.secret,
+            OPSTATUS_URL=server.url, OPSTATUS_KEY=tenant.admin.secret,
             OPSTATUS_CONFIG=str(tmp_path / "absent.toml"), COLUMNS="200",
         )  # fmt: skip
 
@@ -380,8 +373,8 @@ def test_the_sdk_and_the_cli_manage_webhooks_and_check_a_real_delivery(
 @pytest.fixture
 def strict_server(store_url: str, tmp_path: Path) -> Iterator[Server]:
     """A server with the default: webhooks reach public addresses only."""
-    with running_server(store_url, tmp_path, {"OPSTATUS_RATE_LIMIT": "off"}) as running:
-        yield running
+    with running(store_url, tmp_path, {"OPSTATUS_RATE_LIMIT": "off"}) as srv:
+        yield srv
 
 
 def test_private_and_loopback_urls_are_refused(strict_server: Server) -> None:

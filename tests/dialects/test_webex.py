@@ -253,8 +253,12 @@ def test_cluster_without_nodes_picks_up_to_ten_at_random(server: Server) -> None
     big, members = make_cluster(server, 12)
     small, few = make_cluster(server, 3)
     with webex(server) as c:
-        picked = []
-        for test_type, body in (("NetworkTest", {}), ("ReachabilityTest", {"nodes": []})):
+        picked: list[set[str]] = []
+        cases: list[tuple[str, dict[str, list[str]]]] = [
+            ("NetworkTest", {}),
+            ("ReachabilityTest", {"nodes": []}),
+        ]
+        for test_type, body in cases:
             r = c.post(
                 f"/v1/videoMesh/triggerTest/clusters/{big}", json={"type": test_type, **body}
             )

@@ -206,8 +206,8 @@ async def postgres_schema(url: str) -> Schema:
         for row in await conn.fetch(_PG_COLUMNS):
             # an array column (event_appends only) has no word in the vocabulary
             word = POSTGRES_TYPES.get(row["data_type"], row["data_type"])
-            table = schema.columns.setdefault(row["table_name"], {})
-            table[row["column_name"]] = Column(row["column_name"], row["nullable"], word)
+            in_table = schema.columns.setdefault(row["table_name"], {})
+            in_table[row["column_name"]] = Column(row["column_name"], row["nullable"], word)
         for table in schema.columns:
             schema.uniques[table] = set()
             schema.foreign_keys[table] = set()

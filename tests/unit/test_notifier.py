@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -16,12 +17,12 @@ async def test_waiters_woken_by_one_publish_share_one_read_started_after_it() ->
     n = notify.Notifier()
     key = notify.operation_key(T, "op1")
     waiters = [n.subscribe(key) for _ in range(50)]
-    state = {"value": "before", "reads": 0}
+    state: dict[str, Any] = {"value": "before", "reads": 0}
 
     async def read() -> str:
         state["reads"] += 1
         await asyncio.sleep(0)
-        return state["value"]
+        return str(state["value"])
 
     async def long_poll(waiter: asyncio.Future[notify.Wake]) -> str:
         wake = await n.wait(waiter, 5)
