@@ -112,6 +112,27 @@ def test_progress_lines_and_exit_0_succeed(
     assert progress.index(30) < progress.index(70)
 
 
+def test_a_large_parameters_document_reaches_the_command_on_stdin_and_in_a_file(
+    server: Server, client: Client, agent_key: Key, tmp_path: Path
+) -> None:
+    """900 KB of parameters once made the spawn fail (one environment variable) and
+    stranded the work in progress; now the command reads them from stdin or the file."""
+    command = script(
+        tmp_path,
+        "from_stdin=$(wc -c)\n"
+        'from_file=$(wc -c < "$OPSTATUS_PARAMETERS_FILE")\n'
+        'echo "stdin=$from_stdin file=$from_file env=${#OPSTATUS_PARAMETERS}"\n',
+    )
+    parameters = {"blob": "x" * 900_000}
+    size = len(json.dumps(parameters))
+    with agent(server, agent_key, command, tmp_path):
+        made = client.create("deploy", targets=[TARGET], parameters=parameters)
+        final = client.wait(made.id, timeout=DEADLINE)
+    assert final.state is OperationState.SUCCEEDED, final
+    [execution] = final.executions  # type: ignore[misc]
+    assert execution.result["output_tail"].split() == [f"stdin={size}", f"file={size}", "env=0"]
+
+
 def test_a_non_zero_exit_fails_with_the_output_tail(
     server: Server, client: Client, agent_key: Key, tmp_path: Path
 ) -> None:
