@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from opstatus import dialects, ui
@@ -29,6 +31,7 @@ from opstatus.service.notifier import Notifier
 from opstatus.service.operations import Operations
 from opstatus.service.webhooks import Deliverer, Webhooks
 from opstatus.settings import Settings
+from opstatus.store.port import Store
 from opstatus.store.urls import open_store
 from opstatus.web import problems
 from opstatus.web.endpoint import Api, starlette_routes
@@ -38,6 +41,7 @@ from opstatus.web.ratelimit import RateLimiter
 
 #: longest /readyz waits for the database before it answers 503
 READY_TIMEOUT = 5.0
+log = logging.getLogger("opstatus.server")
 
 
 class JSONResponse(Response):
@@ -63,6 +67,48 @@ async def readyz(request: Request) -> Response:
         detail = str(exc) or type(exc).__name__
         return JSONResponse({"status": "unavailable", "detail": detail}, status_code=503)
     return JSONResponse({"status": "ready"})
+
+
+async def home(request: Request) -> Response:
+    """``GET /``: the dashboard (a browser pointed at the server lands somewhere useful)."""
+    root = request.scope.get("root_path", "").rstrip("/")
+    return RedirectResponse(f"{root}/ui/", status_code=307)
+
+
+def _without_password(url: str) -> str:
+    """``url`` with any password masked, fit for a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def first_run(store: Store, credentials: Credentials, settings: Settings) -> None:
+    """Bootstrap the admin key when asked, and say in the log what a first run needs.
+
+    A bootstrap key on a database that already has a tenant changes nothing: that is
+    logged, so an operator does not wait for a key that will never work. An empty
+    database without one gets the commands that make the first admin key.
+    """
+    if settings.bootstrap_admin_key:
+        if await credentials.bootstrap(settings.bootstrap_admin_key) is None:
+            log.warning(
+                "OPSTATUS_BOOTSTRAP_ADMIN_KEY is ignored: the database already has a tenant "
+                "(it only makes the first admin key of an empty database); make keys with "
+                "opstatus admin key create"
+            )
+        return
+    if not await store.any_tenant():
+        database = _without_password(settings.database_url)
+        log.warning(
+            "the database is empty and nobody can sign in yet; make the first admin key with: "
+            "opstatus admin tenant create default --database '%s' && "
+            "opstatus admin key create --tenant default --role admin --database '%s' "
+            "(or restart with OPSTATUS_BOOTSTRAP_ADMIN_KEY set to a secret of your own)",
+            database,
+            database,
+        )
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -116,8 +162,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await store.open()
         try:
             await store.migrate()
-            if settings.bootstrap_admin_key:
-                await credentials.bootstrap(settings.bootstrap_admin_key)
+            await first_run(store, credentials, settings)
             async with (
                 store.relay(notifier),
                 engine.running(),
@@ -129,6 +174,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await store.close()
 
     routes: list[BaseRoute] = [
+        Route("/", home, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),  # no auth: firewall it
