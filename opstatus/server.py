@@ -38,6 +38,7 @@ from opstatus.web.endpoint import Api, starlette_routes
 from opstatus.web.metrics import Metrics, metrics_endpoint
 from opstatus.web.middleware import Observe
 from opstatus.web.ratelimit import RateLimiter
+from opstatus.web.waits import WaitSlots
 
 #: longest /readyz waits for the database before it answers 503
 READY_TIMEOUT = 5.0
@@ -122,6 +123,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
         pool_size=settings.pool_size,
+        pool_timeout=settings.pool_timeout,
+        list_timeout=settings.list_timeout,
     )
     notifier = Notifier()
     operations = Operations(store, notifier)
@@ -154,6 +157,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         max_body=settings.max_body,
         broker=bridge,
         webhooks=Webhooks(webhook_store, allow_private=settings.webhook_allow_private),
+        waits=WaitSlots(settings.max_waits),
     )
     metrics = Metrics(notifier=notifier)
 

@@ -93,6 +93,12 @@ class Unavailable(DomainError):
     code = "unavailable"
 
 
+class QueryTimeout(DomainError):
+    """The query ran past its time budget; narrow the filters or page with a cursor."""
+
+    code = "query_timeout"
+
+
 class TooLarge(DomainError):
     """The request body is too large."""
 

@@ -39,8 +39,10 @@ _SCHEMA_VERSION_TABLE = (
 class SqlStore(port.Store):
     """The Store port on a SQL database reached through ``driver``."""
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, *, list_timeout: float | None = None) -> None:
         self._d = driver
+        #: seconds a list query may run (QueryTimeout beyond); None: no budget
+        self.list_timeout = list_timeout
         self._q = driver.queries
         self._c = driver.codec
         self.name = driver.name
@@ -323,7 +325,8 @@ class SqlStore(port.Store):
                 args.append(value)
                 parts.append(self._q[fragment].format(p=f"${len(args)}"))
         sql = self._q[block].format(filters=" ".join(parts), limit=int(limit), offset=int(offset))
-        async with self._d.read() as tx:
+        budget = self.list_timeout
+        async with self._d.read(budget=budget) if budget else self._d.read() as tx:
             return await tx.fetch(sql, *args)
 
     async def get_execution(self, tenant: str, execution_id: str) -> Execution:

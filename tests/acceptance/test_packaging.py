@@ -14,13 +14,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.acceptance.conftest import clean_env, free_port
+from tests.acceptance.test_serve import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 #: what setuptools and pip print when the project's metadata is out of date
@@ -103,23 +103,10 @@ def _serves(script: Path, workdir: Path) -> None:
         )  # fmt: skip
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            _wait_ready(http, proc, log)
+            wait_healthy(http, proc, log)  # after the lifespan: migrations ran
             # the migrations (SQL files) ran; the dashboard's static files are there
             assert http.get("/ui/").status_code == 200
             assert http.get("/openapi.json").status_code == 200
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def _wait_ready(http: httpx.Client, proc: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(400):
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited {proc.returncode}:\n{log.read_text()}")
-        try:
-            if http.get("/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"serve never became ready:\n{log.read_text()}")

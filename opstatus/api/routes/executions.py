@@ -144,6 +144,8 @@ async def inbox(ctx: Ctx) -> Response:
         await _known_target(ctx, target)
     wait = params.number(r, "wait", high=ctx.api.max_wait)
     limit = params.integer(r, "limit", 10, low=1, high=ops.limits.max_claim) or 10
+    if wait:
+        ctx.api.waits.take()
     waiter = ctx.api.notifier.subscribe(notifier.inbox_key(ctx.tenant, target))
     try:
         items = await ops.claim_inbox(ctx.tenant, target, limit)
@@ -151,6 +153,8 @@ async def inbox(ctx: Ctx) -> Response:
             items = await ops.claim_inbox(ctx.tenant, target, limit)
     finally:
         waiter.cancel()
+        if wait:
+            ctx.api.waits.give()
     return render.respond(
         r, wire.InboxOut(items=[convert.inbox_item(i) for i in items]), root="inbox"
     )

@@ -131,7 +131,7 @@ async def _retry_after(ctx: Ctx, kind: str) -> int:
 
 @router.route(
     "GET", "/v1/operations", action=Action.READ, response=wire.OperationList,
-    errors=(400,), params=_LIST_PARAMS,
+    errors=(400, 504), params=_LIST_PARAMS,
 )  # fmt: skip
 async def list_operations(ctx: Ctx) -> Response:
     """List operations, newest first, with filters and paging."""
@@ -188,6 +188,7 @@ async def get_operation(ctx: Ctx) -> Response:
     if known is None:
         known = _if_none_match(ctx)
     if wait:
+        ctx.api.waits.take()
         waiter = ctx.api.notifier.subscribe(notifier.operation_key(ctx.tenant, op_id))
         try:
             view = await ops.get(ctx.tenant, op_id)
@@ -199,6 +200,7 @@ async def get_operation(ctx: Ctx) -> Response:
                     view = await woke.share("view", lambda: ops.get(ctx.tenant, op_id))
         finally:
             waiter.cancel()
+            ctx.api.waits.give()
     else:
         view = await ops.get(ctx.tenant, op_id)
     if _if_none_match(ctx) == view.operation.version:
