@@ -159,7 +159,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         webhooks=Webhooks(webhook_store, allow_private=settings.webhook_allow_private),
         waits=WaitSlots(settings.max_waits),
     )
-    metrics = Metrics(notifier=notifier)
+    metrics = Metrics(notifier=notifier, store=store, webhooks=webhook_store)
+    store.on_transition = metrics.transition
+    engine.on_stall = metrics.stall
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
