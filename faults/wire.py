@@ -112,11 +112,11 @@ class RawConnection:
         self.host, self.port = host, port
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def exchange(self, request: bytes, timeout: float = 30.0) -> Reply:
-        """Send ``request`` and read its whole answer (within ``timeout`` seconds)."""
+    async def exchange(self, request: bytes, seconds: float = 30.0) -> Reply:
+        """Send ``request`` and read its whole answer (within ``seconds``)."""
         import httptools
 
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             if self._streams is None:
                 self._streams = await asyncio.open_connection(self.host, self.port)
             reader, writer = self._streams

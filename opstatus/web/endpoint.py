@@ -83,6 +83,18 @@ class Param:
     description: str = ""
     required: bool = False
 
+    def document(self) -> dict[str, Any]:
+        """The OpenAPI Parameter Object."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "in": self.where,
+            "required": self.required,
+            "schema": self.schema,
+        }
+        if self.description:
+            out["description"] = self.description
+        return out
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Endpoint:

@@ -112,7 +112,8 @@ async def test_past_max_waits_a_long_poll_is_503_with_retry_after(app: Starlette
         op = made.json()["id"]
         first = asyncio.create_task(c.get(f"/v1/operations/{op}", params={"wait": 30}))
         waits: WaitSlots = app.state.api.waits
-        while waits.held < 1:  # the first long-poll is waiting
+        # nothing signals a slot taken: look until the first long-poll holds one
+        while waits.held < 1:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         refused = [
             await c.get(f"/v1/operations/{op}", params={"wait": 30}),
