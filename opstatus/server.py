@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from opstatus import dialects, ui
@@ -37,12 +39,14 @@ from opstatus.web.endpoint import Api, starlette_routes
 from opstatus.web.metrics import Metrics, metrics_endpoint
 from opstatus.web.middleware import Observe
 from opstatus.web.ratelimit import RateLimiter
+from opstatus.web.waits import WaitSlots
 
 if TYPE_CHECKING:  # the mqtt extra may be missing; it is imported only when asked for
     from opstatus.bridges.mqtt import MqttBridge
 
 #: longest /readyz waits for the database before it answers 503
 READY_TIMEOUT = 5.0
+log = logging.getLogger("opstatus.server")
 
 
 class JSONResponse(Response):
@@ -70,6 +74,48 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
+async def home(request: Request) -> Response:
+    """``GET /``: the dashboard (a browser pointed at the server lands somewhere useful)."""
+    root = request.scope.get("root_path", "").rstrip("/")
+    return RedirectResponse(f"{root}/ui/", status_code=307)
+
+
+def _without_password(url: str) -> str:
+    """``url`` with any password masked, fit for a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def first_run(store: Store, credentials: Credentials, settings: Settings) -> None:
+    """Bootstrap the admin key when asked, and say in the log what a first run needs.
+
+    A bootstrap key on a database that already has a tenant changes nothing: that is
+    logged, so an operator does not wait for a key that will never work. An empty
+    database without one gets the commands that make the first admin key.
+    """
+    if settings.bootstrap_admin_key:
+        if await credentials.bootstrap(settings.bootstrap_admin_key) is None:
+            log.warning(
+                "OPSTATUS_BOOTSTRAP_ADMIN_KEY is ignored: the database already has a tenant "
+                "(it only makes the first admin key of an empty database); make keys with "
+                "opstatus admin key create"
+            )
+        return
+    if not await store.any_tenant():
+        database = _without_password(settings.database_url)
+        log.warning(
+            "the database is empty and nobody can sign in yet; make the first admin key with: "
+            "opstatus admin tenant create default --database '%s' && "
+            "opstatus admin key create --tenant default --role admin --database '%s' "
+            "(or restart with OPSTATUS_BOOTSTRAP_ADMIN_KEY set to a secret of your own)",
+            database,
+            database,
+        )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Services:
     """What one app runs on: the store, the use cases and the background workers."""
@@ -91,8 +137,7 @@ class Services:
         await self.store.open()
         try:
             await self.store.migrate()
-            if self.settings.bootstrap_admin_key:
-                await self.credentials.bootstrap(self.settings.bootstrap_admin_key)
+            await first_run(self.store, self.credentials, self.settings)
             async with (
                 self.store.relay(self.notifier),
                 self.engine.running(),
@@ -111,19 +156,25 @@ def build_services(settings: Settings) -> Services:
         settings.database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
         pool_size=settings.pool_size,
+        pool_timeout=settings.pool_timeout,
+        list_timeout=settings.list_timeout,
     )
     notifier = Notifier()
     operations = Operations(store, notifier)
     credentials = Credentials(store, token_ttl=settings.token_ttl)
     webhook_store = store.webhooks()
     bridge = mqtt_bridge(settings, operations, credentials)
+    engine = Engine(operations, retention=settings.retention_seconds)
+    metrics = Metrics(notifier=notifier, store=store, webhooks=webhook_store)
+    store.on_transition = metrics.transition  # time per state, by kind
+    engine.on_stall = metrics.stall
     return Services(
         settings=settings,
         store=store,
         notifier=notifier,
         operations=operations,
         credentials=credentials,
-        engine=Engine(operations, retention=settings.retention_seconds),
+        engine=engine,
         deliverer=Deliverer(
             store,
             webhook_store,
@@ -140,8 +191,9 @@ def build_services(settings: Settings) -> Services:
             max_body=settings.max_body,
             broker=bridge,
             webhooks=Webhooks(webhook_store, allow_private=settings.webhook_allow_private),
+            waits=WaitSlots(settings.max_waits),
         ),
-        metrics=Metrics(notifier=notifier),
+        metrics=metrics,
         bridge=bridge,
     )
 
@@ -162,6 +214,7 @@ def mqtt_bridge(
 def build_routes() -> list[BaseRoute]:
     """Every route the app serves: probes, the canonical API, dialects, docs, dashboard."""
     return [
+        Route("/", home, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),  # no auth: firewall it

@@ -24,6 +24,12 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     #: most PostgreSQL connections one process holds
     pool_size: int = 10
+    #: seconds a request waits for a free PostgreSQL connection before it answers 503
+    pool_timeout: float = 5.0
+    #: seconds a list query may run before it answers 504 (``None``: no budget)
+    list_timeout: float | None = 10.0
+    #: long-polls and event streams one process holds at once (503 beyond)
+    max_waits: int = 20_000
     #: requests per credential, ``limits`` notation (``"100/second"``); ``None``: unlimited
     rate_limit: str | None = "100/second"
     #: largest request body in bytes (413 beyond)
@@ -80,6 +86,9 @@ class Settings:
             database_url=env.get("OPSTATUS_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
             sqlite_synchronous=synchronous,
             pool_size=pool_size,
+            pool_timeout=_positive_number(env, "OPSTATUS_POOL_TIMEOUT", 5.0),
+            list_timeout=_positive_number(env, "OPSTATUS_LIST_TIMEOUT", 10.0),
+            max_waits=_positive_int(env, "OPSTATUS_MAX_WAITS", 20_000),
             rate_limit=rate_limit,
             max_body=_positive_int(env, "OPSTATUS_MAX_BODY_BYTES", 1 << 20),
             token_ttl=float(_positive_int(env, "OPSTATUS_TOKEN_TTL", 900)),
@@ -136,6 +145,19 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise SettingsError(f"{name} must be 1 or 0, not {raw!r}")
+
+
+def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds, not {raw!r}")
+    return value
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -69,6 +69,7 @@ PROBLEM_HEADERS: dict[int, tuple[str, ...]] = {
     401: ("WWW-Authenticate",),
     423: ("Retry-After",),
     429: ("Retry-After",),
+    503: ("Retry-After",),
 }
 _PATH_PARAM = re.compile(r"\{([^}:]+)\}")
 _STRING = {"type": "string"}
@@ -182,7 +183,9 @@ def _responses(ep: Endpoint) -> dict[str, Any]:
             "description": "Not Modified: the version named by If-None-Match is current",
             "headers": _headers(("ETag", *RATE_LIMIT_HEADERS), required=("ETag",)),
         }
-    statuses = {*ep.errors, 400, 429}  # 400: any route refuses a bad ``format``
+    # 400: any route refuses a bad ``format``; 503: any route may find the database away
+    # or its connections all busy (and a long-poll, every wait slot held)
+    statuses = {*ep.errors, 400, 429, 503}
     if not ep.public:
         statuses |= {401, 403}
     if ep.body is not None:

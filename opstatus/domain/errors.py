@@ -82,6 +82,10 @@ class Unavailable(DomainError):
     """The database cannot be reached right now; retry shortly."""
 
 
+class QueryTimeout(DomainError):
+    """The query ran past its time budget; narrow the filters or page with a cursor."""
+
+
 class TooLarge(DomainError):
     """The request body is too large."""
 

@@ -23,6 +23,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "operation.deleted",
     "operation.purged",
     *(f"execution.{s}" for s in State),
+    "execution.stalled",  #: held work runs far longer than its kind usually takes (watch.py)
 )
 #: what a subscription's ``events`` may list: everything, a family, or one type
 EVENT_PATTERNS: tuple[str, ...] = ("*", "operation.*", "execution.*", *EVENT_TYPES)

@@ -88,8 +88,9 @@ class Driver(Protocol):
     def write(self) -> AbstractAsyncContextManager[Tx]:
         """A write transaction: exclusive on SQLite, row-locking on PostgreSQL."""
 
-    def read(self) -> AbstractAsyncContextManager[Tx]:
-        """A connection for reads."""
+    def read(self, *, budget: float | None = None) -> AbstractAsyncContextManager[Tx]:
+        """A connection for reads; with ``budget``, a query running longer than that
+        many seconds is stopped and raises QueryTimeout."""
 
     async def bulk_insert(
         self, tx: Tx, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]

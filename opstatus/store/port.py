@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
@@ -30,7 +31,22 @@ from opstatus.domain.records import (
     Target,
     Tenant,
 )
+from opstatus.domain.states import State
 from opstatus.domain.webhooks import Delivery, DeliveryStatus, Webhook
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Backlog:
+    """Unfinished executions of one kind in one state, across tenants (for metrics)."""
+
+    kind: str
+    state: State
+    count: int
+    oldest_queued_at: datetime | None  #: the earliest ``queued_at`` among them
+
+
+#: told of every state change a store writes: (kind, state left, seconds spent in it)
+TransitionSink = Callable[[str, State, float], None]
 
 
 class Wakeable(Protocol):
@@ -261,6 +277,28 @@ class Store(abc.ABC):
         """Purge up to ``limit`` operations finished before ``cutoff``, leaving
         tombstones, and events older than ``cutoff``; return the purged operations."""
 
+    # monitoring ---------------------------------------------------------------------
+    #: told of every execution state change the store writes (the app's metrics)
+    on_transition: TransitionSink | None = None
+
+    @abc.abstractmethod
+    async def backlog(self) -> list[Backlog]:
+        """Unfinished executions per kind and state, across tenants."""
+
+    @abc.abstractmethod
+    async def running_since(
+        self, started_before: datetime, limit: int
+    ) -> list[tuple[Execution, str]]:
+        """Executions a target holds (dispatched to in progress) since before
+        ``started_before`` with no ``execution.stalled`` event for their attempt yet,
+        oldest first, each with its operation's kind; across tenants."""
+
+    @abc.abstractmethod
+    async def mark_stalled(self, event: Event) -> bool:
+        """Append an ``execution.stalled`` event unless its execution has moved on (no
+        longer held, another attempt) or has one for this attempt; True if appended.
+        Safe in every replica at once: one of them appends it."""
+
 
 class WebhookStore(abc.ABC):
     """Persistence for webhook subscriptions, their delivery leases and delivery log.
@@ -347,6 +385,10 @@ class WebhookStore(abc.ABC):
     @abc.abstractmethod
     async def purge_deliveries(self, cutoff: datetime) -> None:
         """Drop finished log entries recorded before ``cutoff``."""
+
+    @abc.abstractmethod
+    async def oldest_undelivered(self) -> datetime | None:
+        """When the oldest event some webhook has still to deliver was recorded."""
 
     # the delivery log ----------------------------------------------------------------
     @abc.abstractmethod

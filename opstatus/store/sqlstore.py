@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from opstatus.domain import changes, deadlines, derive, errors
+from opstatus.domain import changes, deadlines, derive, errors, watch
 from opstatus.domain.records import (
     ApiKey,
     Event,
@@ -25,7 +25,7 @@ from opstatus.domain.records import (
     Tenant,
     evolve,
 )
-from opstatus.domain.states import OperationState
+from opstatus.domain.states import OperationState, State
 from opstatus.store import port, rows
 from opstatus.store.driver import Driver, Duplicate, Row, Tx
 from opstatus.store.sqlwebhooks import SqlWebhookStore
@@ -39,8 +39,10 @@ _SCHEMA_VERSION_TABLE = (
 class SqlStore(port.Store):
     """The Store port on a SQL database reached through ``driver``."""
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, *, list_timeout: float | None = None) -> None:
         self._d = driver
+        #: seconds a list query may run (QueryTimeout beyond); None: no budget
+        self.list_timeout = list_timeout
         self._q = driver.queries
         self._c = driver.codec
         self.name = driver.name
@@ -323,7 +325,8 @@ class SqlStore(port.Store):
                 args.append(value)
                 parts.append(self._q[fragment].format(p=f"${len(args)}"))
         sql = self._q[block].format(filters=" ".join(parts), limit=int(limit), offset=int(offset))
-        async with self._d.read() as tx:
+        budget = self.list_timeout
+        async with self._d.read(budget=budget) if budget else self._d.read() as tx:
             return await tx.fetch(sql, *args)
 
     async def get_execution(self, tenant: str, execution_id: str) -> Execution:
@@ -487,6 +490,64 @@ class SqlStore(port.Store):
             await tx.execute(q["events_purge"], c.ts(cutoff))
         return found
 
+    # monitoring ---------------------------------------------------------------------
+    async def backlog(self) -> list[port.Backlog]:
+        """Unfinished executions per kind and state (one grouped scan of the partial
+        index ``executions_unfinished``)."""
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["backlog"])
+        return [
+            port.Backlog(
+                kind=r["kind"], state=State(r["state"]), count=int(r["n"]),
+                oldest_queued_at=self._c.dt(r["oldest"]),
+            )
+            for r in found
+        ]  # fmt: skip
+
+    async def running_since(
+        self, started_before: datetime, limit: int
+    ) -> list[tuple[Execution, str]]:
+        """Held work started before ``started_before``, not yet marked stalled."""
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["exec_running_since"], self._c.ts(started_before), limit)
+        return [(rows.execution(r, self._c), r["kind"]) for r in found]
+
+    async def mark_stalled(self, event: Event) -> bool:
+        """Append the event under the execution's row lock, after checking again."""
+        assert event.execution_id is not None
+        async with self._d.write() as tx:
+            row = await tx.fetchrow(self._q["exec_lock"], event.tenant, event.execution_id)
+            if row is None:
+                return False
+            current = rows.execution(row, self._c)
+            if not current.state.active or current.started_at is None:
+                return False
+            if event.data.get("attempt") != current.attempt:
+                return False
+            marked = await tx.fetchrow(
+                self._q["exec_stalled_event"], event.tenant, current.operation_id,
+                current.id, self._c.ts(current.started_at),
+            )  # fmt: skip
+            if marked is not None:
+                return False
+            await self._append(tx, event.tenant, [event])
+        return True
+
+    def _observe(
+        self, kind: str, pairs: Sequence[tuple[Execution | None, Execution]], now: datetime
+    ) -> None:
+        """Tell ``on_transition`` how long each execution that changed state sat in the
+        state it left (seen inside the writing transaction: a rare rollback after it
+        leaves one observation too many, which a histogram of durations can bear)."""
+        sink = self.on_transition
+        if sink is None:
+            return
+        for before, after in pairs:
+            if before is not None and before.state is not after.state:
+                seconds = watch.state_seconds(before, now)
+                if seconds is not None:
+                    sink(kind, before.state, seconds)
+
     async def _bury(self, tx: Tx, op: Operation, now: datetime, reason: str) -> None:
         """Delete an operation and its executions, leave a tombstone, record the event."""
         q, c = self._q, self._c
@@ -644,6 +705,7 @@ class SqlStore(port.Store):
             current = rows.operation(row, c)
             timed = [(b, evolve(a, due_at=deadlines.due(a, current))) for b, a in by_op[op_id]]
             op, op_events = changes.settle(current, timed, now, **event_data)
+            self._observe(current.kind, by_op[op_id], now)
             await tx.execute(q["op_update"], *rows.operation_update_args(op, c))
             folded[op_id] = op
             events.extend(op_events)

@@ -155,6 +155,12 @@ class SqlWebhookStore(WebhookStore):
         async with self._d.write() as tx:
             await tx.execute(self._q["delivery_purge"], self._c.ts(cutoff))
 
+    async def oldest_undelivered(self) -> datetime | None:
+        """The creation time of the event after the furthest-behind webhook's cursor."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["webhook_oldest_pending"])
+        return None if row is None else self._c.dt(row["oldest"])
+
     async def list_deliveries(
         self, tenant: str, webhook_id: str, *, before: int | None, limit: int
     ) -> list[Delivery]:

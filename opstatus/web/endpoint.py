@@ -25,6 +25,7 @@ from opstatus.service.operations import Operations
 from opstatus.service.webhooks import Webhooks
 from opstatus.web import auth, problems, render
 from opstatus.web.ratelimit import RateLimiter
+from opstatus.web.waits import WaitSlots
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -39,6 +40,8 @@ class Api:
     max_wait: float = 60.0  #: longest long-poll, seconds
     webhooks: Webhooks | None = None  #: subscriptions and delivery log (SQL stores)
     broker: BrokerIdentities | None = None  #: MQTT agents' broker identities (with --mqtt)
+    #: long-polls and streams in progress, capped (OPSTATUS_MAX_WAITS)
+    waits: WaitSlots = dataclasses.field(default_factory=lambda: WaitSlots(20_000))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

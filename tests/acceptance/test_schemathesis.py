@@ -48,6 +48,14 @@ include-operation-id = "create_webhook"
 checks.positive_data_acceptance.expected-statuses = [
   "2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx",
 ]
+
+# A schema-valid as_of may name a moment before the operation was created or in the
+# future, or come with wait: 400, as documented on the parameter.
+[[operations]]
+include-operation-id = "get_operation"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", "400", "401", "403", "404", "409", "410", "412", "423", "429", "5xx",
+]
 """
 
 

@@ -18,6 +18,7 @@ CODES = {
     errors.Unauthorized: "unauthorized",
     errors.RateLimited: "rate_limited",
     errors.Unavailable: "unavailable",
+    errors.QueryTimeout: "query_timeout",
     errors.TooLarge: "too_large",
     errors.UnsupportedMediaType: "unsupported_media_type",
     errors.PreconditionFailed: "precondition_failed",

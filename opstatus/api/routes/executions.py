@@ -46,7 +46,7 @@ async def list_executions(ctx: Ctx) -> Response:
 
 @router.route(
     "GET", "/v1/executions/{id}", action=(Action.READ, Action.PULL), response=wire.ExecutionOut,
-    errors=(403, 404), headers=("ETag",),
+    errors=(403, 404, 410), headers=("ETag",),
 )  # fmt: skip
 async def get_execution(ctx: Ctx) -> Response:
     """One execution (agents: only their own targets')."""
@@ -60,7 +60,7 @@ async def get_execution(ctx: Ctx) -> Response:
 
 @router.route(
     "PATCH", "/v1/executions/{id}", action=Action.REPORT, body=wire.ExecutionUpdateIn,
-    response=wire.ExecutionOut, errors=(400, 403, 404, 409, 412, 413, 415, 422),
+    response=wire.ExecutionOut, errors=(400, 403, 404, 409, 410, 412, 413, 415, 422),
     params=(Param(name="If-Match", where="header", description="the version you read (ETag)",
                   schema={"type": "string", "pattern": '^(W/)?"*[0-9]{1,18}"*$'}),),
     headers=("ETag",),
@@ -99,7 +99,7 @@ async def update_execution(ctx: Ctx) -> Response:
 
 @router.route(
     "POST", "/v1/executions/{id}/retry", action=Action.CANCEL, response=wire.ExecutionOut,
-    errors=(403, 404, 409),
+    errors=(403, 404, 409, 410),
 )  # fmt: skip
 async def retry_execution(ctx: Ctx) -> Response:
     """Queue a failed or timed-out execution again."""
@@ -145,6 +145,8 @@ async def inbox(ctx: Ctx) -> Response:
         await _known_target(ctx, target)
     wait = params.number(r, "wait", high=ctx.api.max_wait)
     limit = params.integer(r, "limit", 10, low=1, high=ops.limits.max_claim) or 10
+    if wait:
+        ctx.api.waits.take()
     waiter = ctx.api.notifier.subscribe(notifier.inbox_key(ctx.tenant, target))
     try:
         items = await ops.claim_inbox(ctx.tenant, target, limit)
@@ -153,6 +155,8 @@ async def inbox(ctx: Ctx) -> Response:
             items = await ops.claim_inbox(ctx.tenant, target, limit)
     finally:
         waiter.cancel()
+        if wait:
+            ctx.api.waits.give()
     return render.respond(
         r, wire.InboxOut(items=[convert.inbox_item(i) for i in items]), root="inbox"
     )

@@ -217,3 +217,29 @@ ORDER BY completed_at LIMIT $2 /*:lock_rows_skip_locked*/
 
 -- name: op_dispatched_since
 SELECT count(*) AS n FROM executions WHERE operation_id = $1 AND started_at > $2
+
+-- name: backlog
+-- Unfinished executions per kind and state, and the oldest queue time of each group
+-- (read for the queued ones). The predicate is executions_unfinished's.
+SELECT o.kind AS kind, e.state AS state, count(*) AS n, min(e.queued_at) AS oldest
+FROM executions e JOIN operations o ON o.id = e.operation_id
+WHERE e.state <> 'succeeded' AND e.state <> 'failed' AND e.state <> 'timed_out'
+  AND e.state <> 'cancelled'
+GROUP BY o.kind, e.state
+
+-- name: exec_running_since
+-- Work a target holds since before $1 that has no execution.stalled event yet for
+-- this attempt (the event is written after the attempt's start), with its kind.
+SELECT e.*, o.kind AS kind FROM executions e JOIN operations o ON o.id = e.operation_id
+WHERE e.state <> 'succeeded' AND e.state <> 'failed' AND e.state <> 'timed_out'
+  AND e.state <> 'cancelled'
+  AND e.state IN ('dispatched', 'acknowledged', 'in_progress') AND e.started_at < $1
+  AND NOT EXISTS (SELECT 1 FROM events v WHERE v.tenant_id = e.tenant_id
+                  AND v.operation_id = e.operation_id AND v.execution_id = e.id
+                  AND v.type = 'execution.stalled' AND v.created_at >= e.started_at)
+ORDER BY e.started_at LIMIT $2
+
+-- name: exec_stalled_event
+SELECT seq FROM events WHERE tenant_id = $1 AND operation_id = $2 AND execution_id = $3
+  AND type = 'execution.stalled' AND created_at >= $4
+LIMIT 1

@@ -81,3 +81,8 @@ DELETE FROM webhook_deliveries WHERE created_at < $1 AND status <> 'pending'
 
 -- name: event_get
 SELECT * FROM events WHERE tenant_id = $1 AND seq = $2
+
+-- name: webhook_oldest_pending
+-- The creation time of the oldest event some webhook has still to deliver (or skip).
+SELECT min(v.created_at) AS oldest FROM webhooks w
+JOIN events v ON v.tenant_id = w.tenant_id AND v.seq = w.cursor_seq + 1
