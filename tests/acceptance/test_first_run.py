@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.acceptance.test_serve import free_port, opstatus_command, run_cli, serve, wait_healthy
+from tests.server import clean_env, free_port, opstatus_command, run_cli, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,9 +22,14 @@ def _start(
 ) -> tuple[subprocess.Popen[bytes], httpx.Client, Path]:
     port = free_port()
     log = tmp_path / f"serve-{port}.log"
-    proc = serve(["--port", str(port), "--database", database], tmp_path, log, env)
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-    wait_healthy(http, proc, log)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*opstatus_command(), "serve", "--port", str(port), "--database", database],
+            cwd=tmp_path, env=clean_env(**(env or {})), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, proc, log)
+    http = httpx.Client(base_url=url, timeout=10)
     return proc, http, log
 
 

@@ -19,8 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.acceptance.conftest import clean_env, free_port
-from tests.acceptance.test_serve import wait_healthy
+from tests.server import clean_env, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 #: what setuptools and pip print when the project's metadata is out of date
@@ -102,8 +101,9 @@ def _serves(script: Path, workdir: Path) -> None:
             cwd=workdir, env=clean_env(), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            wait_healthy(http, proc, log)  # after the lifespan: migrations ran
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc, log)  # after the lifespan: migrations ran
+        with httpx.Client(base_url=url, timeout=5) as http:
             # the migrations (SQL files) ran; the dashboard's static files are there
             assert http.get("/ui/").status_code == 200
             assert http.get("/openapi.json").status_code == 200
