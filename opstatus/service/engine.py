@@ -40,6 +40,7 @@ class Engine:
         self.purge_every = min(purge_every, max(interval, retention / 2))
         self.batch = batch
         self._since_purge = purge_every  # purge on the first tick
+        self._wake = asyncio.Event()
 
     async def tick(self) -> int:
         """One sweep: every passed deadline, then retention when it is due; count changes."""
@@ -84,7 +85,13 @@ class Engine:
                 raise
             except Exception:
                 log.exception("engine tick failed; retrying")
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Sweep now instead of after the interval (the clock jumped: deadlines passed)."""
+        self._wake.set()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
