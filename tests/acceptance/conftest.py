@@ -175,14 +175,21 @@ async def _tenant_with_admin(url: str, tenant_id: str, *, create: bool) -> tuple
 
 @contextlib.contextmanager
 def running_server(
-    database_url: str, workdir: Path, env: Mapping[str, str] | None = None
+    database_url: str,
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    options: Sequence[str] = (),
 ) -> Iterator[Server]:
-    """Start ``opstatus serve`` on a free port; stop it (SIGTERM, exit 0) afterwards."""
+    """Start ``opstatus serve [options]`` on a free port; stop it (SIGTERM, exit 0)
+    afterwards."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log = workdir / f"serve-{port}.log"
     environment = clean_env(OPSTATUS_BOOTSTRAP_ADMIN_KEY=BOOTSTRAP_SECRET, **(env or {}))
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--database", database_url]
+    args = [
+        "serve", "--host", "127.0.0.1", "--port", str(port), "--database", database_url,
+        *options,
+    ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [*opstatus_command(), *args], cwd=workdir, env=environment,
