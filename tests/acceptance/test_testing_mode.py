@@ -9,12 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.acceptance.conftest import Key, Server, Tenant, running_server
+from tests.acceptance.test_serve import run_cli
 
 #: generous: a scenario runs its few steps in well under this
 SETTLE_DEADLINE = 30.0
@@ -78,7 +80,7 @@ def operation(server: Server, key: Key, op_id: str) -> dict[str, Any]:
 # -- off without the flag, admin only, per tenant --------------------------------------
 
 
-def test_without_the_flag_every_testing_route_is_404(tmp_path: Any) -> None:
+def test_without_the_flag_every_testing_route_is_404(tmp_path: Path) -> None:
     with running_server(f"sqlite:///{tmp_path}/plain.db", tmp_path) as plain:
         for method, path in [
             ("POST", "/v1/testing/faults"), ("GET", "/v1/testing/faults"),
@@ -88,6 +90,12 @@ def test_without_the_flag_every_testing_route_is_404(tmp_path: Any) -> None:
         ]:  # fmt: skip
             response = call(plain, plain.admin, method, path, json={})
             assert response.status_code == 404, (method, path, response.text)
+
+
+def test_the_testing_mode_runs_one_worker(tmp_path: Path) -> None:
+    result = run_cli("serve", "--testing", "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "one worker" in result.stderr
 
 
 def test_only_admin_keys_steer(server: Server, tenant: Tenant) -> None:
