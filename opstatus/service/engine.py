@@ -90,7 +90,9 @@ class Engine:
             self._wake.clear()
 
     def wake(self) -> None:
-        """Sweep now instead of after the interval (the clock jumped: deadlines passed)."""
+        """Sweep, and purge, now instead of after the interval (the clock jumped:
+        deadlines and retention may have passed)."""
+        self._since_purge = self.purge_every
         self._wake.set()
 
     @contextlib.asynccontextmanager

@@ -296,6 +296,21 @@ def test_the_clock_moves_scheduled_starts_and_timestamps(server: Server, tenant:
     )  # fmt: skip
 
 
+def test_retention_purges_as_soon_as_the_clock_passes_it(server: Server, tenant: Tenant) -> None:
+    key = tenant.admin
+    target(server, key, "old", scenario="succeed")
+    op = server.create(key, ["old"])
+    found = settled(lambda: operation(server, key, op["id"]), lambda o: o["state"] == "succeeded")
+    assert found["state"] == "succeeded"
+    call(server, key, "POST", "/v1/testing/clock", json={"advance": 31 * 86400})
+
+    def read() -> dict[str, Any]:
+        return {"status": call(server, key, "GET", f"/v1/operations/{op['id']}").status_code}
+
+    # the engine purges once a minute of its own; after an advance it purges at once
+    assert settled(read, lambda r: r["status"] == 410)["status"] == 410
+
+
 # -- reset and the journal -----------------------------------------------------------
 
 
