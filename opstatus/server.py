@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from opstatus import dialects, ui
 from opstatus.api import ENDPOINTS, convert, openapi
 from opstatus.api.routes import webhooks
+from opstatus.domain.clock import Clock, Controllable, utcnow
 from opstatus.service.credentials import Credentials
 from opstatus.service.engine import Engine
 from opstatus.service.notifier import Notifier
@@ -43,6 +44,7 @@ from opstatus.web.waits import WaitSlots
 
 if TYPE_CHECKING:  # the mqtt extra may be missing; it is imported only when asked for
     from opstatus.bridges.mqtt import MqttBridge
+    from opstatus.testing.lab import Lab
 
 #: longest /readyz waits for the database before it answers 503
 READY_TIMEOUT = 5.0
@@ -130,6 +132,7 @@ class Services:
     api: Api
     metrics: Metrics
     bridge: MqttBridge | None  #: the MQTT bridge, when ``settings.mqtt_url`` asks for one
+    lab: Lab | None = None  #: the testing mode's state, when ``settings.testing`` asks for it
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -143,6 +146,7 @@ class Services:
                 self.engine.running(),
                 self.deliverer.running(),
                 self.bridge.running() if self.bridge else contextlib.nullcontext(),
+                self.lab.driver.running() if self.lab else contextlib.nullcontext(),
             ):
                 with shutdown.drain_on_signal(self.notifier):
                     yield
@@ -160,14 +164,24 @@ def build_services(settings: Settings) -> Services:
         list_timeout=settings.list_timeout,
     )
     notifier = Notifier()
-    operations = Operations(store, notifier)
-    credentials = Credentials(store, token_ttl=settings.token_ttl)
+    # One clock for every use case, so every deadline and timestamp agrees; the testing
+    # mode's can be moved forward (POST /v1/testing/clock).
+    testing_clock = Controllable() if settings.testing else None
+    clock: Clock = testing_clock or utcnow
+    operations = Operations(store, notifier, clock=clock)
+    credentials = Credentials(store, token_ttl=settings.token_ttl, clock=clock)
     webhook_store = store.webhooks()
     bridge = mqtt_bridge(settings, operations, credentials)
     engine = Engine(operations, retention=settings.retention_seconds)
     metrics = Metrics(notifier=notifier, store=store, webhooks=webhook_store)
     store.on_transition = metrics.transition  # time per state, by kind
     engine.on_stall = metrics.stall
+    lab = None
+    if testing_clock is not None:
+        from opstatus.testing.lab import Lab  # the testing mode: only when asked for
+
+        testing_clock.on_advance(engine.wake)  # deadlines passed by the jump fire at once
+        lab = Lab.build(testing_clock, operations)
     return Services(
         settings=settings,
         store=store,
@@ -175,10 +189,12 @@ def build_services(settings: Settings) -> Services:
         operations=operations,
         credentials=credentials,
         engine=engine,
+        lab=lab,
         deliverer=Deliverer(
             store,
             webhook_store,
             webhooks.event_body,
+            clock=clock,
             allow_private=settings.webhook_allow_private,
             max_attempts=settings.webhook_max_attempts,
             retention=settings.retention_seconds,
@@ -190,7 +206,9 @@ def build_services(settings: Settings) -> Services:
             notifier=notifier,
             max_body=settings.max_body,
             broker=bridge,
-            webhooks=Webhooks(webhook_store, allow_private=settings.webhook_allow_private),
+            webhooks=Webhooks(
+                webhook_store, allow_private=settings.webhook_allow_private, clock=clock
+            ),
             waits=WaitSlots(settings.max_waits),
         ),
         metrics=metrics,
@@ -211,13 +229,21 @@ def mqtt_bridge(
     )
 
 
-def build_routes() -> list[BaseRoute]:
-    """Every route the app serves: probes, the canonical API, dialects, docs, dashboard."""
+def build_routes(*, testing: bool = False) -> list[BaseRoute]:
+    """Every route the app serves: probes, the canonical API, dialects, docs, dashboard,
+    and with ``testing`` the testing API (not in the OpenAPI document: it is no part of
+    the service a client is written against)."""
+    extra: list[BaseRoute] = []
+    if testing:
+        from opstatus.testing import routes as testing_routes
+
+        extra = list(starlette_routes(testing_routes.ENDPOINTS))
     return [
         Route("/", home, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),  # no auth: firewall it
+        *extra,
         *starlette_routes(ENDPOINTS, current=convert.execution),
         *dialects.routes(),
         *openapi.routes(ENDPOINTS, dialects.openapi()),
@@ -233,9 +259,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """
     services = build_services(settings or Settings.from_env())
     app = Starlette(
-        routes=build_routes(),
+        routes=build_routes(testing=services.lab is not None),
         lifespan=lambda app: services.running(),
-        middleware=[Middleware(Observe, metrics=services.metrics)],
+        middleware=build_middleware(services),
         exception_handlers={
             # a dialect's own 404/405 under its prefixes, problem+json elsewhere
             HTTPException: dialects.not_found(problems.http_exception),
@@ -248,4 +274,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.api = services.api
     app.state.metrics = services.metrics
     app.state.mqtt = services.bridge
+    app.state.lab = services.lab
     return app
+
+
+def build_middleware(services: Services) -> list[Middleware]:
+    """Request ids, metrics and the access log; inside them, with the testing mode, its
+    faults and journal (so injected answers are counted and logged too)."""
+    middleware = [Middleware(Observe, metrics=services.metrics)]
+    if services.lab is not None:
+        from opstatus.testing.middleware import Inject
+
+        middleware.append(
+            Middleware(
+                Inject,
+                faults=services.lab.faults,
+                journal=services.lab.journal,
+                credentials=services.credentials,
+                dialects=dialects.dialects(),
+            )
+        )
+    return middleware

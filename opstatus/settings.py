@@ -48,6 +48,9 @@ class Settings:
     mqtt_url: str | None = None
     #: run the bridge even on a broker that admits anonymous clients (never in production)
     mqtt_allow_anonymous: bool = False
+    #: the stand-in mode for client developers: /v1/testing/* (faults, scenarios, clock,
+    #: reset, journal); never in production (docs/testing.md)
+    testing: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -98,6 +101,7 @@ class Settings:
             webhook_max_attempts=_positive_int(env, "OPSTATUS_WEBHOOK_MAX_ATTEMPTS", 12),
             mqtt_url=_mqtt_url(env),
             mqtt_allow_anonymous=_flag(env, "OPSTATUS_MQTT_ALLOW_ANONYMOUS"),
+            testing=_flag(env, "OPSTATUS_TESTING"),
         )
 
 

@@ -144,6 +144,16 @@ def serve(
             case_sensitive=False,
         ),
     ] = LogLevel.info,
+    testing: Annotated[
+        bool,
+        typer.Option(
+            "--testing",
+            help="Stand in for the vendor APIs in client tests: /v1/testing/* injects "
+            "faults, drives scenario targets, moves the clock, resets a tenant and lists "
+            "recent requests (admin keys only; one worker; never in production; "
+            "default: $OPSTATUS_TESTING).",
+        ),
+    ] = False,
 ) -> None:
     """Run the HTTP service (uvicorn, uvloop, httptools) until SIGINT or SIGTERM.
 
@@ -161,6 +171,12 @@ def serve(
     signal.signal(signal.SIGTERM, _exit_zero)
     # The app factory reads its settings from the environment, in every worker process.
     os.environ["OPSTATUS_DATABASE_URL"] = settings.database_url
+    if testing:
+        os.environ["OPSTATUS_TESTING"] = "1"
+        settings = dataclasses.replace(settings, testing=True)
+    if settings.testing and workers > 1:
+        # faults, the clock and the journal live in one process's memory
+        raise typer.BadParameter("the testing mode runs one worker", param_hint="--workers")
     if mqtt:
         os.environ["OPSTATUS_MQTT_URL"] = mqtt
         try:

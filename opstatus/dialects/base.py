@@ -189,6 +189,15 @@ class Dialect:
             response.headers["WWW-Authenticate"] = f'{scheme} realm="{self.realm}"'
         return response
 
+    def outside(self, request: Request, status: int, exc: errors.DomainError) -> Response:
+        """An error answered outside the route pipeline — Starlette's 404, or a fault the
+        testing mode injects (opstatus/testing) — with ``status`` as given, in this
+        dialect's shape and with the headers every answer of it carries."""
+        response = self.render(request, status, exc)
+        if self.finish is not None:
+            self.finish(request, response)
+        return response
+
     def routes(self) -> list[BaseRoute]:
         """One Starlette route per path, dispatching on the method itself (405 here)."""
         by_path: dict[str, dict[str, Spec]] = {}
@@ -355,9 +364,6 @@ def http_exception(dialects: Sequence[Dialect], fallback: HttpHandler) -> HttpHa
         if owner is None or getattr(exc, "status_code", None) != 404:
             return await fallback(request, exc)
         error = errors.NotFound(f"no {owner.tag} resource {request.url.path}")
-        response = owner.render(request, 404, error)
-        if owner.finish is not None:
-            owner.finish(request, response)
-        return response
+        return owner.outside(request, 404, error)
 
     return handle

@@ -49,6 +49,7 @@ class Engine:
         self.on_stall: Callable[[str], None] | None = None
         self._since_purge = purge_every  # purge on the first tick
         self._since_stall = stall_every  # look for stalls on the first tick
+        self._wake = asyncio.Event()
 
     async def tick(self) -> int:
         """One sweep: every passed deadline, then retention when it is due; count changes."""
@@ -129,7 +130,15 @@ class Engine:
                 raise
             except Exception:
                 log.exception("engine tick failed; retrying")
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Sweep, and purge, now instead of after the interval (the clock jumped:
+        deadlines and retention may have passed)."""
+        self._since_purge = self.purge_every
+        self._wake.set()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

@@ -453,6 +453,14 @@ class Operations:
             await self.store.get_operation(tenant, operation_id)
         return await self.store.events_after(tenant, after, limit=limit, operation_id=operation_id)
 
+    async def reset(self, tenant: str) -> None:
+        """Wipe the tenant's operations, executions, events, targets, groups and
+        webhooks (its keys stay): the testing mode's clean state before every test."""
+        await self.store.reset_tenant(tenant)
+        self._paces = {k: v for k, v in self._paces.items() if k[0] != tenant}
+        # Waiters on the wiped state (long-polls, streams) look again and find it gone.
+        self.notifier.publish([notify.events_key(tenant)])
+
     def announce(self, executions: Sequence[Execution]) -> None:
         """Wake whoever waits on these executions' operations, inboxes and events."""
         for execution in executions:

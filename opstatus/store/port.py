@@ -273,6 +273,11 @@ class Store(abc.ABC):
         return the executions as changed. Safe in every replica at once."""
 
     @abc.abstractmethod
+    async def reset_tenant(self, tenant: str) -> None:
+        """Delete the tenant's operations, executions, events, tombstones, targets, groups
+        and webhooks, and restart its numbering; the tenant and its keys stay (testing)."""
+
+    @abc.abstractmethod
     async def purge(self, cutoff: datetime, now: datetime, limit: int) -> list[Operation]:
         """Purge up to ``limit`` operations finished before ``cutoff``, leaving
         tombstones, and events older than ``cutoff``; return the purged operations."""

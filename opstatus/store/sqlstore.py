@@ -36,6 +36,14 @@ _SCHEMA_VERSION_TABLE = (
 )
 
 
+#: the named blocks :meth:`SqlStore.reset_tenant` runs, children before their parents
+RESET_BLOCKS = (
+    "reset_webhook_deliveries", "reset_webhooks", "reset_events", "reset_tombstones",
+    "reset_execution_tombstones", "reset_executions", "reset_operations",
+    "reset_group_members", "reset_groups", "reset_targets", "reset_counters",
+)  # fmt: skip
+
+
 class SqlStore(port.Store):
     """The Store port on a SQL database reached through ``driver``."""
 
@@ -547,6 +555,13 @@ class SqlStore(port.Store):
                 seconds = watch.state_seconds(before, now)
                 if seconds is not None:
                     sink(kind, before.state, seconds)
+
+    async def reset_tenant(self, tenant: str) -> None:
+        """Wipe the tenant's state but its row and keys, in one transaction."""
+        async with self._d.write() as tx:
+            await self._require_tenant(tx, tenant)
+            for name in RESET_BLOCKS:
+                await tx.execute(self._q[name], tenant)
 
     async def _bury(self, tx: Tx, op: Operation, now: datetime, reason: str) -> None:
         """Delete an operation and its executions, leave a tombstone, record the event."""

@@ -81,6 +81,9 @@ class DeadlineProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._arm(self.body_timeout)
         super().on_headers_complete()
+        # The request's scope (the cycle's own dict) gets a way to cut the connection
+        # without an answer: the testing mode's dropped-connection fault.
+        self.scope.setdefault("extensions", {})["opstatus.abort"] = {"abort": self.transport.abort}
 
     def on_message_complete(self) -> None:
         self._disarm()

@@ -79,6 +79,16 @@ RULES = (
     ),
     Rule("web imports neither api nor dialects", below("web"), forbidden=below("api", "dialects")),
     Rule(
+        "the pytest plugin speaks HTTP only: it imports nothing of ours",
+        ("opstatus.testing.pytest_plugin",),
+        allowed=(),
+    ),
+    Rule(
+        "only the server mounts the testing mode",
+        below("domain", "store", "service", "web", "api", "dialects", "bridges", "client"),
+        forbidden=below("testing"),
+    ),
+    Rule(
         "store and service import no web, api, dialects or starlette",
         below("store", "service"),
         forbidden=(*below("web", "api", "dialects"), "starlette", "starlette.*"),
@@ -87,7 +97,7 @@ RULES = (
 #: the parts whose imports must not form a cycle (``opstatus.X`` for X here)
 PARTS = (
     "domain", "store", "service", "web", "api", "dialects", "bridges", "ui", "server",
-    "wire", "client", "agent", "cli", "settings", "logs",
+    "wire", "client", "agent", "cli", "settings", "logs", "testing",
 )  # fmt: skip
 #: what importing the SDK must not load in a fresh interpreter
 NOT_LOADED_BY_THE_SDK = (

@@ -243,3 +243,38 @@ ORDER BY e.started_at LIMIT $2
 SELECT seq FROM events WHERE tenant_id = $1 AND operation_id = $2 AND execution_id = $3
   AND type = 'execution.stalled' AND created_at >= $4
 LIMIT 1
+
+-- Testing mode (opstatus/testing): wipe one tenant's state but its tenant row and keys,
+-- children before parents, in one transaction (SqlStore.reset_tenant runs them in order).
+-- name: reset_webhook_deliveries
+DELETE FROM webhook_deliveries WHERE tenant_id = $1
+
+-- name: reset_webhooks
+DELETE FROM webhooks WHERE tenant_id = $1
+
+-- name: reset_events
+DELETE FROM events WHERE tenant_id = $1
+
+-- name: reset_tombstones
+DELETE FROM tombstones WHERE tenant_id = $1
+
+-- name: reset_execution_tombstones
+DELETE FROM execution_tombstones WHERE tenant_id = $1
+
+-- name: reset_executions
+DELETE FROM executions WHERE tenant_id = $1
+
+-- name: reset_operations
+DELETE FROM operations WHERE tenant_id = $1
+
+-- name: reset_group_members
+DELETE FROM group_members WHERE tenant_id = $1
+
+-- name: reset_groups
+DELETE FROM groups WHERE tenant_id = $1
+
+-- name: reset_targets
+DELETE FROM targets WHERE tenant_id = $1
+
+-- name: reset_counters
+UPDATE tenants SET op_seq = 0, event_seq = 0 WHERE id = $1
