@@ -30,7 +30,7 @@ from opstatus.domain.clock import Clock, Controllable, utcnow
 from opstatus.service.credentials import Credentials
 from opstatus.service.engine import Engine
 from opstatus.service.notifier import Notifier
-from opstatus.service.operations import Operations
+from opstatus.service.operations import Limits, Operations
 from opstatus.service.webhooks import Deliverer, Webhooks
 from opstatus.settings import Settings
 from opstatus.store.port import Store
@@ -168,7 +168,9 @@ def build_services(settings: Settings) -> Services:
     # mode's can be moved forward (POST /v1/testing/clock).
     testing_clock = Controllable() if settings.testing else None
     clock: Clock = testing_clock or utcnow
-    operations = Operations(store, notifier, clock=clock)
+    operations = Operations(
+        store, notifier, clock=clock, limits=Limits(max_targets=settings.max_targets)
+    )
     credentials = Credentials(store, token_ttl=settings.token_ttl, clock=clock)
     webhook_store = store.webhooks()
     bridge = mqtt_bridge(settings, operations, credentials)

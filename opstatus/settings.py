@@ -30,6 +30,8 @@ class Settings:
     list_timeout: float | None = 10.0
     #: long-polls and event streams one process holds at once (503 beyond)
     max_waits: int = 20_000
+    #: targets one operation may name (more: 400)
+    max_targets: int = 100_000
     #: requests per credential, ``limits`` notation (``"100/second"``); ``None``: unlimited
     rate_limit: str | None = "100/second"
     #: largest request body in bytes (413 beyond)
@@ -92,6 +94,7 @@ class Settings:
             pool_timeout=_positive_number(env, "OPSTATUS_POOL_TIMEOUT", 5.0),
             list_timeout=_positive_number(env, "OPSTATUS_LIST_TIMEOUT", 10.0),
             max_waits=_positive_int(env, "OPSTATUS_MAX_WAITS", 20_000),
+            max_targets=_positive_int(env, "OPSTATUS_MAX_TARGETS", 100_000),
             rate_limit=rate_limit,
             max_body=_positive_int(env, "OPSTATUS_MAX_BODY_BYTES", 1 << 20),
             token_ttl=float(_positive_int(env, "OPSTATUS_TOKEN_TTL", 900)),

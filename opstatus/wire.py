@@ -217,6 +217,9 @@ class OperationOut(Struct, kw_only=True, omit_defaults=True):
     rollout: RolloutOut
     version: int
     executions: list[ExecutionOut] | UnsetType = UNSET
+    #: only the first executions (and their targets) are embedded, by target;
+    #: GET /v1/operations/{id}/executions pages through all of them
+    executions_truncated: bool | UnsetType = UNSET
 
 
 class EventOut(Struct, kw_only=True):
@@ -241,9 +244,10 @@ class OperationList(Struct, kw_only=True):
 
 
 class ExecutionList(Struct, kw_only=True):
-    """Executions of one operation."""
+    """Executions of one operation, a page at a time."""
 
     items: list[ExecutionOut]
+    next_cursor: str | None = None
 
 
 class InboxOut(Struct, kw_only=True):

@@ -56,6 +56,7 @@ def operation(view: OperationView, now: datetime) -> wire.OperationOut:
             msgspec.UNSET if view.executions is None
             else [execution(e) for e in view.executions]
         ),
+        executions_truncated=True if view.truncated else msgspec.UNSET,
     )  # fmt: skip
 
 

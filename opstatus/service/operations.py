@@ -35,7 +35,9 @@ from opstatus.store.port import Store
 class Limits:
     """Bounds every request is held to."""
 
-    max_targets: int = 1_000_000
+    max_targets: int = 100_000
+    #: executions embedded in a single operation read; the rest through its executions list
+    max_embedded: int = 1000
     max_page: int = 1000
     max_claim: int = 100
     max_kind_length: int = 200
@@ -56,6 +58,8 @@ class OperationView:
     operation: Operation
     targets: Sequence[str]
     executions: Sequence[Execution] | None = None
+    #: the executions (and targets) are the first ``Limits.max_embedded`` of more, by target
+    truncated: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -230,10 +234,15 @@ class Operations:
     ) -> OperationView:
         """One operation, with its executions unless told otherwise."""
         if executions:
-            operation, found = await self.store.get_operation_with_executions(tenant, operation_id)
-            return OperationView(
-                operation=operation, targets=sorted(e.target for e in found), executions=found
+            embed = self.limits.max_embedded
+            operation, found = await self.store.get_operation_with_executions(
+                tenant, operation_id, limit=embed + 1
             )
+            shown = found[:embed]  # by target; a larger operation is paged through its list
+            return OperationView(
+                operation=operation, targets=[e.target for e in shown], executions=shown,
+                truncated=len(found) > embed,
+            )  # fmt: skip
         operation = await self.store.get_operation(tenant, operation_id)
         targets = await self.store.operation_targets(tenant, [operation_id])
         return OperationView(operation=operation, targets=targets[operation_id])
@@ -318,9 +327,11 @@ class Operations:
         self._paces[handle] = (now, typical)
         return typical
 
-    async def executions(self, tenant: str, operation_id: str) -> list[Execution]:
-        """Every execution of one operation."""
-        return await self.store.list_executions(tenant, operation_id)
+    async def executions(
+        self, tenant: str, operation_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[Execution]:
+        """An operation's executions by target: all, or ``limit`` after target ``after``."""
+        return await self.store.list_executions(tenant, operation_id, after=after, limit=limit)
 
     async def find_executions(self, tenant: str, query: ExecutionQuery) -> list[Execution]:
         """Executions across operations, newest first (filters of ExecutionQuery)."""

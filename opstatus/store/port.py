@@ -155,9 +155,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_operation_with_executions(
-        self, tenant: str, operation_id: str
+        self, tenant: str, operation_id: str, limit: int | None = None
     ) -> tuple[Operation, list[Execution]]:
-        """One operation and its executions from one snapshot; NotFound or Gone."""
+        """One operation and its executions (the first ``limit`` by target, when given)
+        from one snapshot; NotFound or Gone."""
 
     @abc.abstractmethod
     async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
@@ -178,8 +179,10 @@ class Store(abc.ABC):
         """Target ids of each operation, sorted."""
 
     @abc.abstractmethod
-    async def list_executions(self, tenant: str, operation_id: str) -> list[Execution]:
-        """All executions of one operation, by target."""
+    async def list_executions(
+        self, tenant: str, operation_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[Execution]:
+        """Executions of one operation by target: all, or ``limit`` after target ``after``."""
 
     @abc.abstractmethod
     async def find_executions(self, tenant: str, query: ExecutionQuery) -> list[Execution]:

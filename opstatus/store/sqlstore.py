@@ -235,14 +235,17 @@ class SqlStore(port.Store):
         return await self._operation("op_get", "tombstone_get", tenant, operation_id)
 
     async def get_operation_with_executions(
-        self, tenant: str, operation_id: str
+        self, tenant: str, operation_id: str, limit: int | None = None
     ) -> tuple[Operation, list[Execution]]:
         """The status read: operation and executions on one connection and snapshot."""
         async with self._d.read() as tx:
             row = await tx.fetchrow(self._q["op_get"], tenant, operation_id)
             if row is None:
                 await self._missing(tx, "tombstone_get", tenant, operation_id)
-            found = await tx.fetch(self._q["exec_by_op"], tenant, operation_id)
+            if limit is None:
+                found = await tx.fetch(self._q["exec_by_op"], tenant, operation_id)
+            else:
+                found = await tx.fetch(self._q["exec_by_op_page"], tenant, operation_id, "", limit)
         return rows.operation(row, self._c), [rows.execution(r, self._c) for r in found]
 
     async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
@@ -296,11 +299,18 @@ class SqlStore(port.Store):
             result[r["operation_id"]].append(r["target_id"])
         return result
 
-    async def list_executions(self, tenant: str, operation_id: str) -> list[Execution]:
-        """Executions of one operation."""
+    async def list_executions(
+        self, tenant: str, operation_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[Execution]:
+        """Executions of one operation: all, or one page by target."""
         async with self._d.read() as tx:
-            found = await tx.fetch(self._q["exec_by_op"], tenant, operation_id)
-            if not found:
+            if limit is None:
+                found = await tx.fetch(self._q["exec_by_op"], tenant, operation_id)
+            else:
+                found = await tx.fetch(
+                    self._q["exec_by_op_page"], tenant, operation_id, after or "", limit
+                )
+            if not found and await tx.fetchrow(self._q["op_get"], tenant, operation_id) is None:
                 await self._missing(tx, "tombstone_get", tenant, operation_id)
         return [rows.execution(r, self._c) for r in found]
 

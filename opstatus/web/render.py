@@ -8,6 +8,7 @@ Canonical shapes).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -137,3 +138,26 @@ def _scalar(value: Any) -> str:
 
 def _escape_key(key: str) -> str:
     return re.sub(r"([\\=: ])", r"\\\1", key)
+
+
+#: a document with more items than this is encoded off the event loop
+LARGE = 500
+
+
+async def respond_large(
+    request: Request,
+    content: Any,
+    *,
+    size: int,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    root: str = "response",
+) -> Response:
+    """:func:`respond`, encoded in a worker thread when ``size`` (items in ``content``)
+    passes :data:`LARGE`: rendering a large document as XML or properties is Python code
+    that would hold the event loop — and every other request — for its whole run."""
+    if size <= LARGE:
+        return respond(request, content, status=status, headers=headers, root=root)
+    media = negotiate(request)
+    body = await asyncio.to_thread(encode, content, media, root)
+    return Response(body, status_code=status, headers=dict(headers or {}), media_type=media)

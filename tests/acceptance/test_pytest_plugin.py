@@ -9,8 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.acceptance.conftest import clean_env
 from tests.acceptance.test_docs import blocks
+from tests.server import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTING = ROOT / "docs" / "testing.md"

@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.acceptance.conftest import Key, Server, Tenant, running_server
-from tests.acceptance.test_serve import run_cli
+from tests.server import Key, Server, Tenant, run_cli, running
 
 #: generous: a scenario runs its few steps in well under this
 SETTLE_DEADLINE = 30.0
@@ -26,11 +25,10 @@ INJECTED = "x-opstatus-injected"
 @pytest.fixture(scope="module")
 def server(module_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``opstatus serve --testing`` for this module and store."""
-    with running_server(
-        module_database, tmp_path_factory.mktemp("serve"), {"OPSTATUS_RATE_LIMIT": "off"},
-        ["--testing"],
-    ) as running:  # fmt: skip
-        yield running
+    with running(
+        module_database, tmp_path_factory.mktemp("serve"), {"OPSTATUS_TESTING": "1"}
+    ) as started:
+        yield started
 
 
 @pytest.fixture
@@ -81,7 +79,7 @@ def operation(server: Server, key: Key, op_id: str) -> dict[str, Any]:
 
 
 def test_without_the_flag_every_testing_route_is_404(tmp_path: Path) -> None:
-    with running_server(f"sqlite:///{tmp_path}/plain.db", tmp_path) as plain:
+    with running(f"sqlite:///{tmp_path}/plain.db", tmp_path) as plain:
         for method, path in [
             ("POST", "/v1/testing/faults"), ("GET", "/v1/testing/faults"),
             ("DELETE", "/v1/testing/faults/x"), ("POST", "/v1/testing/scenarios"),

@@ -7,7 +7,7 @@ import re
 from starlette.responses import Response
 
 from opstatus import wire
-from opstatus.api import convert
+from opstatus.api import convert, pages
 from opstatus.domain import errors
 from opstatus.domain.records import Execution, ExecutionUpdate, OperationQuery
 from opstatus.domain.roles import Action, Role
@@ -31,15 +31,23 @@ async def _own(ctx: Ctx, execution_id: str, action: Action) -> Execution:
 
 @router.route(
     "GET", "/v1/operations/{id}/executions", action=Action.READ,
-    response=wire.ExecutionList, errors=(404, 410),
+    response=wire.ExecutionList, errors=(400, 404, 410), params=pages.PAGE,
 )  # fmt: skip
 async def list_executions(ctx: Ctx) -> Response:
-    """Every execution of one operation."""
-    params.only(ctx.request, [])
-    found = await ctx.api.operations.executions(ctx.tenant, ctx.path("id"))
+    """The executions of one operation by target, a page at a time (``next_cursor``).
+
+    A single read of a large operation embeds only its first executions
+    (``executions_truncated``); this list pages through all of them.
+    """
+    op_id = ctx.path("id")
+
+    async def fetch(after: str, limit: int) -> list[Execution]:
+        return await ctx.api.operations.executions(ctx.tenant, op_id, after=after, limit=limit)
+
+    items, next_cursor = await pages.read(ctx.request, fetch, lambda e: e.target)
     return render.respond(
         ctx.request,
-        wire.ExecutionList(items=[convert.execution(e) for e in found]),
+        wire.ExecutionList(items=[convert.execution(e) for e in items], next_cursor=next_cursor),
         root="executions",
     )
 

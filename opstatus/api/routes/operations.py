@@ -229,7 +229,13 @@ async def get_operation(ctx: Ctx) -> Response:
         view = await ops.get(ctx.tenant, op_id)
     if _if_none_match(ctx) == view.operation.version:
         return Response(status_code=304, headers={"ETag": etag(view.operation.version)})
-    return _render_one(ctx, view)
+    return await render.respond_large(
+        r,
+        convert.operation(view, ops.clock()),
+        size=len(view.targets) + len(view.executions or ()),
+        headers={"ETag": etag(view.operation.version)},
+        root="operation",
+    )
 
 
 @router.route(

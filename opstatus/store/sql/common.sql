@@ -93,6 +93,12 @@ ORDER BY o.number DESC LIMIT {limit} OFFSET {offset}
 -- name: exec_by_op
 SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2 ORDER BY target_id, id
 
+-- name: exec_by_op_page
+-- One page of an operation's executions by target, after target $3 (keyset on
+-- executions_operation).
+SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2 AND target_id > $3
+ORDER BY target_id, id LIMIT $4
+
 -- name: exec_get
 SELECT * FROM executions WHERE tenant_id = $1 AND id = $2
 
