@@ -86,7 +86,7 @@ WRONG_METHOD: list[tuple[str, str, str, Shape]] = [
     ("/v1/videoMesh/testStatus", "POST", "GET, HEAD", webex),
     ("/rest/v1.2/auth/token", "GET", "POST", sbc),
     ("/rest/v1.2/admin/asyncstatus", "DELETE", "GET, HEAD", sbc),
-    ("/aveksa/command.submit", "POST", "GET, HEAD", rsa),
+    ("/aveksa/command.submit", "PUT", "GET, HEAD, POST", rsa),
     ("/cfp/v1/imageupdate/create", "POST", "GET, HEAD", clanforge),
     ("/cfp/v1/imageupdate/3/retry", "PUT", "GET, HEAD", clanforge),
     ("/commands/v0/status/ex_1/", "DELETE", "GET, HEAD, PUT", commandstatus),
