@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import httpx
 import pytest
 
 from tests.dialects.lifecycle import Lifecycle, make_key
-from tests.server import Server, make_tenant_admin
+from tests.server import Server, make_tenant_admin, running
 
 #: the seed's example response body, verbatim
 SEED_EXAMPLE = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
@@ -477,3 +478,17 @@ def test_405_and_unknown_paths_in_the_envelope(server: Server) -> None:
     r = call(server, "GET", "configuration/nothing-here", tok)
     assert r.status_code == 404
     assert error_messages(r)[0][0] == "NOT_FOUND"
+
+
+def test_lock_holds_across_replicas_and_restarts(
+    server: Server, life: Lifecycle, tmp_path: Path
+) -> None:
+    sbc_targets(life, life.target)
+    holder, other = admin_token(server), admin_token(server)
+    assert call(server, "POST", "configuration/lock", holder).status_code == 204
+    with running(server.database, tmp_path) as replica:
+        # another process on the same store sees the lock, and the token's right to it
+        assert call(replica, "POST", "configuration/lock", other).status_code == 423
+        assert call(replica, "POST", ACTIVATE, holder).status_code == 202
+        assert call(replica, "POST", "configuration/unlock", holder).status_code == 204
+    assert call(server, "POST", "configuration/lock", other).status_code == 204
