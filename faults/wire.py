@@ -6,7 +6,7 @@ with httptools, as uvicorn parses requests; it costs the load CPU tens of
 microseconds a request, so a burst is not capped by its client.
 
 The canonical API answers errors as ``application/problem+json`` (RFC 9457) with a
-``detail``; each vendor dialect answers its own documented error body (DESIGN.md §6).
+``detail``; each vendor dialect answers its own documented error body (docs/dialects.md).
 :func:`error_message` holds an answer against those shapes: an error must *say* what
 was wrong.
 """

@@ -1,4 +1,4 @@
-"""The one state vocabulary and the one transition table (DESIGN.md §1)."""
+"""The one state vocabulary and the one transition table (docs/architecture.md)."""
 
 from __future__ import annotations
 

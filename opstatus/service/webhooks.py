@@ -1,4 +1,4 @@
-"""Webhooks (DESIGN.md §7): subscriptions per tenant, and the worker that delivers
+"""Webhooks (docs/architecture.md, Webhooks): subscriptions per tenant, and the worker that delivers
 the event outbox to them.
 
 Delivery is at-least-once and in order: a webhook's events go out one at a time in
