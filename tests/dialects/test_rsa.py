@@ -15,14 +15,14 @@ from tests.server import Server, make_tenant_admin
 
 PATH = "/aveksa/command.submit"
 #: the vendor document's two error bodies, verbatim
-SEED_404 = """<html>
+VENDOR_404 = """<html>
 <head>
 <title>Error</title>
 </head>
 <body>The run-id 144444 is invalid. Query
 String=cmd=getRunStatus&format=json&run-id=144444</body>
 </html>"""
-SEED_412 = """<html>
+VENDOR_412 = """<html>
 <head>
 <title>Error</title>
 </head>
@@ -74,7 +74,7 @@ def assert_html(r: httpx.Response, status: int, body: str) -> None:
 
 
 # (a) the vendor document's examples -----------------------------------------------------------
-def test_seed_curl_example(server: Server, life: Lifecycle) -> None:
+def test_vendor_curl_example(server: Server, life: Lifecycle) -> None:
     op = life.finish("collection")
     assert op["number"] == 1
     r = httpx.get(
@@ -95,7 +95,7 @@ def test_seed_curl_example(server: Server, life: Lifecycle) -> None:
     assert data["completed-time"] == rsa_time(canonical["completed_at"])
 
 
-def test_seed_python_example(server: Server, life: Lifecycle) -> None:
+def test_vendor_python_example(server: Server, life: Lifecycle) -> None:
     life.finish("review-generation")
     url = server.url + PATH
     params = {"cmd": "getRunStatus", "run-id": "1", "format": "json"}
@@ -126,15 +126,15 @@ def test_properties_is_the_default_format(server: Server, life: Lifecycle) -> No
 
 
 # (b) the documented errors, verbatim ------------------------------------------------------
-def test_seed_404_body_byte_for_byte(server: Server) -> None:
+def test_vendor_404_body_byte_for_byte(server: Server) -> None:
     r = get(server, "cmd=getRunStatus&format=json&run-id=144444")
-    assert_html(r, 404, SEED_404)
+    assert_html(r, 404, VENDOR_404)
 
 
-def test_seed_412_body_byte_for_byte(server: Server) -> None:
-    assert_html(get(server, "cmd=getRunStatus&format=json"), 412, SEED_412)
+def test_vendor_412_body_byte_for_byte(server: Server) -> None:
+    assert_html(get(server, "cmd=getRunStatus&format=json"), 412, VENDOR_412)
     r = get(server, "cmd=getRunStatus&run-id=&format=json")
-    assert_html(r, 412, SEED_412.replace("format=json", "run-id=&format=json"))
+    assert_html(r, 412, VENDOR_412.replace("format=json", "run-id=&format=json"))
 
 
 def test_error_bodies_carry_the_actual_query_string(server: Server) -> None:
@@ -142,7 +142,7 @@ def test_error_bodies_carry_the_actual_query_string(server: Server) -> None:
     assert_html(
         get(server, query),
         404,
-        SEED_404.replace("144444", "7").replace("cmd=getRunStatus&format=json&run-id=7", query),
+        VENDOR_404.replace("144444", "7").replace("cmd=getRunStatus&format=json&run-id=7", query),
     )
 
 
@@ -159,16 +159,16 @@ def test_bad_run_id_is_the_404_body(server: Server, life: Lifecycle, run_id: str
 
 def test_unknown_command_and_format(server: Server) -> None:
     query = "cmd=deleteRun&run-id=1"
-    body = SEED_404.replace("The run-id 144444", "The cmd deleteRun")
+    body = VENDOR_404.replace("The run-id 144444", "The cmd deleteRun")
     assert_html(
         get(server, query), 404, body.replace("cmd=getRunStatus&format=json&run-id=144444", query)
     )
     query = "cmd=getRunStatus&run-id=1&format=xml"
-    body = SEED_404.replace("The run-id 144444", "The format xml")
+    body = VENDOR_404.replace("The run-id 144444", "The format xml")
     assert_html(
         get(server, query), 404, body.replace("cmd=getRunStatus&format=json&run-id=144444", query)
     )
-    body = SEED_412.replace("run-id", "cmd").replace("cmd=getRunStatus&format=json", "run-id=1")
+    body = VENDOR_412.replace("run-id", "cmd").replace("cmd=getRunStatus&format=json", "run-id=1")
     assert_html(get(server, "run-id=1"), 412, body)
 
 
@@ -210,7 +210,7 @@ def test_tenants_are_walls(server: Server, life: Lifecycle) -> None:
     life.finish("collection")
     other = make_tenant_admin(server.database, "other")
     r = get(server, "cmd=getRunStatus&format=json&run-id=1", other)
-    assert_html(r, 404, SEED_404.replace("144444", "1"))
+    assert_html(r, 404, VENDOR_404.replace("144444", "1"))
 
 
 # (c) the lifecycle, every mapped state ---------------------------------------------------
@@ -361,7 +361,7 @@ def test_collect_errors(server: Server, life: Lifecycle) -> None:
     assert_html(
         submit(server, "cmd=collectIdentities&name=Nobody", bearer=server.admin_key),
         404,
-        SEED_404.replace("run-id 144444", "name Nobody").replace(
+        VENDOR_404.replace("run-id 144444", "name Nobody").replace(
             "cmd=getRunStatus&format=json&run-id=144444", "cmd=collectIdentities&name=Nobody"
         ),
     )
@@ -398,7 +398,7 @@ def test_login_errors(server: Server) -> None:
     assert_html(
         submit(server, "cmd=loginUser", method="POST", body=f"<username>{key_id}</username>"),
         412,
-        SEED_412.replace("run-id", "password").replace("cmd=getRunStatus&format=json",
+        VENDOR_412.replace("run-id", "password").replace("cmd=getRunStatus&format=json",
                                                        "cmd=loginUser"),
     )  # fmt: skip
     r = submit(server, "cmd=loginTrustedApp", method="POST", headers={"ClientId": key_id})
@@ -410,7 +410,7 @@ def test_login_errors(server: Server) -> None:
 def test_unknown_command_answers_the_html_page_on_every_method(server: Server) -> None:
     for method in ("GET", "POST"):
         r = submit(server, "cmd=deleteEverything", method=method, bearer=server.admin_key)
-        assert_html(r, 404, SEED_404.replace("run-id 144444", "cmd deleteEverything").replace(
+        assert_html(r, 404, VENDOR_404.replace("run-id 144444", "cmd deleteEverything").replace(
             "cmd=getRunStatus&format=json&run-id=144444", "cmd=deleteEverything"))  # fmt: skip
     r = submit(server, "cmd=getRunStatus&run-id=1", method="PUT", bearer=server.admin_key)
     assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD, POST"

@@ -14,7 +14,7 @@ from tests.dialects.lifecycle import Lifecycle, make_key
 from tests.server import Server, make_tenant_admin, running
 
 #: the vendor document's example response body, verbatim
-SEED_EXAMPLE = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+VENDOR_EXAMPLE = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <response>
   <data>
     <operationState>
@@ -83,16 +83,16 @@ def life(server: Server) -> Iterator[Lifecycle]:
 
 
 # (a) the vendor document's examples -----------------------------------------------------------
-def test_seed_curl_example_byte_for_byte(server: Server, life: Lifecycle) -> None:
+def test_vendor_curl_example_byte_for_byte(server: Server, life: Lifecycle) -> None:
     life.finish("activate")
     r = asyncstatus(server, admin_token(server))
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/xml")
-    assert r.text == SEED_EXAMPLE
+    assert r.text == VENDOR_EXAMPLE
     assert status_of(r) == ("activate", "success")
 
 
-def test_seed_python_example(server: Server, life: Lifecycle) -> None:
+def test_vendor_python_example(server: Server, life: Lifecycle) -> None:
     life.finish("activate")
     tok = admin_token(server)
     headers = {"Accept": "application/xml", "Authorization": "Bearer " + tok}
@@ -363,7 +363,7 @@ def test_native_workflow_runs_without_v1(server: Server, life: Lifecycle) -> Non
     assert latest["kind"] == "sbc.activate"
     assert sorted(latest["targets"]) == sorted([life.target, "sbc-2"])
     life.report(life.claim(), state="succeeded")
-    assert call(server, "GET", "admin/asyncstatus", tok).text != SEED_EXAMPLE  # 1 of 2 done
+    assert call(server, "GET", "admin/asyncstatus", tok).text != VENDOR_EXAMPLE  # 1 of 2 done
     assert call(server, "POST", "configuration/unlock", tok).status_code == 204
     body = call(server, "POST", ACTIVATE, tok, "application/json")
     assert body.status_code == 423
@@ -384,7 +384,7 @@ def test_activate_json_links(server: Server, life: Lifecycle) -> None:
         "links": [{"link": f"{server.url}/rest/v1.2/admin/asyncstatus"}],
     }
     life.report(life.claim(), state="succeeded")
-    assert call(server, "GET", "admin/asyncstatus", tok).text == SEED_EXAMPLE
+    assert call(server, "GET", "admin/asyncstatus", tok).text == VENDOR_EXAMPLE
 
 
 def test_lock_is_tied_to_the_token(server: Server, life: Lifecycle) -> None:
