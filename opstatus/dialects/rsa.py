@@ -42,7 +42,7 @@ from opstatus.service.credentials import Principal
 from opstatus.service.operations import OperationView
 from opstatus.service.requests import CreateOperation
 from opstatus.web import auth
-from opstatus.web.endpoint import Api, Param
+from opstatus.web.endpoint import Api, Param, read_bytes
 
 COMMAND = "getRunStatus"
 #: collect command -> the ``rsa-collector`` label value of the targets it runs on
@@ -106,10 +106,7 @@ _FIELD = {
 async def _login_user(request: Request, api: Api) -> Principal:
     """``<username>`` (the key id) and ``<password>`` (its secret) from the body, which
     RSA clients send under any content type; Basic semantics."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > api.max_body:
-        raise errors.TooLarge(f"the body is larger than {api.max_body} bytes")
-    text = (await request.body())[: api.max_body].decode(errors="replace")
+    text = (await read_bytes(request, api.max_body)).decode(errors="replace")
     found: dict[str, str] = {}
     for name, pattern in _FIELD.items():
         match = pattern.search(text)

@@ -14,23 +14,15 @@ from xml.etree import ElementTree as ET
 import httpx
 import pytest
 
-from opstatus.server import create_app
-from opstatus.settings import Settings
+from tests.dialects.lifecycle import in_process
 
 KEY = "osk_routing_test_admin_secret_0123456789"
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path}/o.db", bootstrap_admin_key=KEY, rate_limit=None
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
+    async for c in in_process(tmp_path, KEY):
+        yield c
 
 
 def webex(r: httpx.Response) -> str:

@@ -16,35 +16,22 @@ import httpx
 import pytest
 
 from opstatus.domain import errors
-from opstatus.server import create_app
-from opstatus.settings import Settings
+from tests.dialects.lifecycle import in_process
 
 KEY = "osk_sbc_rsa_statuses_admin_secret_0123456789"
 ACTIVATE = "/rest/v1.2/configuration/management?action=activate"
 COLLECT = "/aveksa/command.submit?cmd=collectIdentities"
 
 
-async def _client(tmp_path: Path, rate_limit: str | None) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path}/o.db", bootstrap_admin_key=KEY, rate_limit=rate_limit
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
-
-
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in _client(tmp_path, None):
+    async for c in in_process(tmp_path, KEY):
         yield c
 
 
 @pytest.fixture
 async def limited(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in _client(tmp_path, "2/minute"):
+    async for c in in_process(tmp_path, KEY, rate_limit="2/minute"):
         yield c
 
 
