@@ -109,6 +109,8 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Response]]
+#: proves who a request is from, in the dialect's own way (default: any credential)
+Authenticator = Callable[[Request, Api], Awaitable[Principal]]
 #: renders a domain error with the status the wrapper chose, in the vendor's shape
 ErrorRenderer = Callable[[Request, int, errors.DomainError], Response]
 
@@ -125,6 +127,8 @@ class Spec:
     action: Action | None = None  #: what the role must allow; None: the handler decides
     scheme: str | None = None  #: the one Authorization scheme accepted (None: any)
     scheme_hint: str = ""  #: the 401 detail when another scheme is sent
+    authenticate: Authenticator | None = None  #: None: auth.authenticate, any credential
+    success: int = 200  #: the success status, for the document
     body: type | None = None
     body_missing: str = "a JSON body is required"
     params: tuple[Param, ...] = ()
@@ -238,7 +242,10 @@ class Dialect:
                 sent = request.headers.get("authorization", "").partition(" ")[0]
                 if sent.lower() != spec.scheme.lower():
                     raise errors.Unauthorized(spec.scheme_hint)
-            who = await auth.authenticate(request, api.credentials)
+            if spec.authenticate is not None:
+                who = await spec.authenticate(request, api)
+            else:
+                who = await auth.authenticate(request, api.credentials)
             request.state.key_id = who.key_id  # for the access log (web/middleware.py)
             limit_headers = api.limiter.hit(who.key_id)
             if spec.action is not None:
@@ -297,13 +304,13 @@ class Dialect:
 
     def _responses(self, spec: Spec) -> dict[str, Any]:
         schema = {"$ref": self._ref(spec.response.__name__)} if spec.response else {}
-        out: dict[str, Any] = {
-            "200": {
-                "description": "OK",
-                "headers": self._headers(RATE_LIMIT_HEADERS),
-                "content": {media: {"schema": schema} for media in spec.media},
-            }
+        success: dict[str, Any] = {
+            "description": http.HTTPStatus(spec.success).phrase,
+            "headers": self._headers(RATE_LIMIT_HEADERS),
         }
+        if spec.success != 204:
+            success["content"] = {media: {"schema": schema} for media in spec.media}
+        out: dict[str, Any] = {str(spec.success): success}
         error = (
             {"$ref": self._ref(self.error_schema.__name__)}
             if isinstance(self.error_schema, type)

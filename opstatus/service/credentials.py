@@ -203,14 +203,38 @@ class Credentials:
         self.cache.put(handle, epoch, principal)
         return principal
 
-    async def issue_token(self, principal: Principal) -> tuple[str, int]:
-        """A bearer token for ``principal``'s key: ``(token, seconds to expiry)``."""
+    async def issue_token(self, principal: Principal, ttl: float | None = None) -> tuple[str, int]:
+        """A bearer token for ``principal``'s key: ``(token, seconds to expiry)``; it
+        lives ``ttl`` seconds (default: the configured token lifetime)."""
+        seconds = self.token_ttl if ttl is None else ttl
         token = f"opt_{secrets.token_urlsafe(32)}"
         now = self.clock()
         await self.store.create_token(
-            hash_secret(token), principal.key_id, now + timedelta(seconds=self.token_ttl), now
+            hash_secret(token), principal.key_id, now + timedelta(seconds=seconds), now
         )
-        return token, int(self.token_ttl)
+        return token, int(seconds)
+
+    async def by_token(self, token: str) -> Principal:
+        """The principal behind a live bearer token only (never an API key secret)."""
+        key = await self.store.key_by_token(hash_secret(token), self.clock())
+        if key is None:
+            raise errors.Unauthorized("the access token is not valid (unknown or expired)")
+        return _principal(key)
+
+    # locks held by a token: they end with it (expiry or revocation) --------------------
+    async def take_lock(self, tenant: str, name: str, token: str) -> bool:
+        """Take the tenant's lock ``name`` for ``token``; False if another token holds it."""
+        digest = hash_secret(token)
+        return await self.store.take_lock(tenant, name, digest, self.clock()) == digest
+
+    async def lock_state(self, tenant: str, name: str, token: str) -> bool | None:
+        """Whether ``token`` holds the lock: True, False (another does), None (nobody)."""
+        holder = await self.store.lock_holder(tenant, name, self.clock())
+        return None if holder is None else holder == hash_secret(token)
+
+    async def release_lock(self, tenant: str, name: str, token: str) -> bool:
+        """Release the lock if ``token`` holds it; whether it did."""
+        return await self.store.release_lock(tenant, name, hash_secret(token))
 
     async def bootstrap(self, secret: str) -> ApiKey | None:
         """On an empty database, make tenant ``default`` and an admin key with ``secret``."""

@@ -153,6 +153,18 @@ class Operations:
             )
         )  # fmt: skip
 
+    async def labelled(self, tenant: str, label: str, value: str) -> list[Target]:
+        """The tenant's targets whose label ``label`` is ``value``, by id (a scan of
+        the tenant's targets: for the few a dialect's native trigger runs on)."""
+        found: list[Target] = []
+        after = ""
+        while page := await self.store.list_targets(
+            tenant, after=after, limit=self.limits.max_page
+        ):
+            found += [t for t in page if t.labels.get(label) == value]
+            after = page[-1].id
+        return found
+
     # operations -----------------------------------------------------------------
     async def create(self, tenant: str, request: CreateOperation) -> tuple[OperationView, bool]:
         """Trigger an operation; ``False`` when an idempotent repeat returned the original."""

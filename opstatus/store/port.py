@@ -269,6 +269,19 @@ class Store(abc.ABC):
     async def key_by_token(self, token_hash: str, now: datetime) -> ApiKey | None:
         """The active key behind an unexpired token."""
 
+    @abc.abstractmethod
+    async def take_lock(self, tenant: str, name: str, token_hash: str, now: datetime) -> str:
+        """Take the tenant's lock ``name`` for a live token unless another live token
+        holds it (a dead holder's lock is taken over); the holder's token hash after."""
+
+    @abc.abstractmethod
+    async def lock_holder(self, tenant: str, name: str, now: datetime) -> str | None:
+        """The token hash holding the tenant's lock ``name``; None if free or dead."""
+
+    @abc.abstractmethod
+    async def release_lock(self, tenant: str, name: str, token_hash: str) -> bool:
+        """Release the lock if ``token_hash`` holds it; whether it did."""
+
     # engine ---------------------------------------------------------------------------
     @abc.abstractmethod
     async def sweep(self, now: datetime, limit: int) -> list[Execution]:

@@ -666,6 +666,26 @@ class SqlStore(port.Store):
             row = await tx.fetchrow(self._q["key_by_token"], token_hash, self._c.ts(now))
         return None if row is None else rows.api_key(row, self._c)
 
+    async def take_lock(self, tenant: str, name: str, token_hash: str, now: datetime) -> str:
+        """Clear a dead holder, insert unless held, read the holder: one transaction."""
+        async with self._d.write() as tx:
+            await tx.execute(self._q["lock_clear_dead"], tenant, name, self._c.ts(now))
+            await tx.execute(self._q["lock_insert"], tenant, name, token_hash, self._c.ts(now))
+            row = await tx.fetchrow(self._q["lock_holder"], tenant, name, self._c.ts(now))
+        return "" if row is None else str(row["token_hash"])
+
+    async def lock_holder(self, tenant: str, name: str, now: datetime) -> str | None:
+        """The live holder of a lock."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["lock_holder"], tenant, name, self._c.ts(now))
+        return None if row is None else str(row["token_hash"])
+
+    async def release_lock(self, tenant: str, name: str, token_hash: str) -> bool:
+        """Delete the lock row if ``token_hash`` holds it."""
+        async with self._d.write() as tx:
+            row = await tx.fetchrow(self._q["lock_release"], tenant, name, token_hash)
+        return row is not None
+
     # helpers ----------------------------------------------------------------------
     async def _require_tenant(self, tx: Tx, tenant: str) -> None:
         if await tx.fetchrow(self._q["tenant_get"], tenant) is None:

@@ -143,6 +143,16 @@ class Router:
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing non-JSON (415) and more than ``limit`` bytes (413)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await read_bytes(request, limit)
+    if body and media != "application/json" and not media.endswith("+json"):
+        raise errors.UnsupportedMediaType(
+            f"send the body as application/json, not {media or 'no content type'}"
+        )
+    return body
+
+
+async def read_bytes(request: Request, limit: int) -> bytes:
+    """The body whatever its media type, refusing more than ``limit`` bytes (413)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise errors.TooLarge(f"the body is larger than {limit} bytes")
@@ -157,12 +167,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         # The client left, or missed the body deadline (web/protocol.py): nobody reads
         # this answer, but the request ends as a client error, not as a server fault.
         raise errors.Invalid("the connection closed before the body was complete") from None
-    body = b"".join(chunks)
-    if body and media != "application/json" and not media.endswith("+json"):
-        raise errors.UnsupportedMediaType(
-            f"send the body as application/json, not {media or 'no content type'}"
-        )
-    return body
+    return b"".join(chunks)
 
 
 def decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:

@@ -1,10 +1,33 @@
-"""Shared by the dialect tests: keys, and a canonical client plus an agent for one target."""
+"""Shared by the dialect tests: keys, a canonical client plus an agent for one target,
+and the app in-process."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import httpx
+
+from opstatus.server import create_app
+from opstatus.settings import Settings
 from tests.server import Server
+
+
+async def in_process(
+    tmp_path: Path, admin_key: str, rate_limit: str | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app over a real SQLite file, called in-process; ``client.app`` is it."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/o.db", bootstrap_admin_key=admin_key,
+        rate_limit=rate_limit,
+    )  # fmt: skip
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
 
 
 def make_key(server: Server, role: str, admin: str | None = None, **extra: Any) -> tuple[str, str]:

@@ -28,7 +28,12 @@ def _views(server: Server, op: dict[str, Any]) -> dict[str, Any]:
             params={"cmd": "getRunStatus", "run-id": op["number"], "format": "json"},
             headers=bearer,
         )
-        sbc = ET.fromstring(api.get("/rest/v1.2/admin/asyncstatus", headers=bearer).content)
+        access = api.post("/v1/auth/token").json()["access_token"]  # the SBC takes tokens only
+        sbc = ET.fromstring(
+            api.get(
+                "/rest/v1.2/admin/asyncstatus", headers={"Authorization": f"Bearer {access}"}
+            ).content
+        )
         clanforge = api.get(
             f"/cfp/v1/imageupdate/{op['number']}/status",
             params={"accountserviceid": op["tenant"]},

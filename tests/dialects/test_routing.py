@@ -14,23 +14,15 @@ from xml.etree import ElementTree as ET
 import httpx
 import pytest
 
-from opstatus.server import create_app
-from opstatus.settings import Settings
+from tests.dialects.lifecycle import in_process
 
 KEY = "osk_routing_test_admin_secret_0123456789"
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path}/o.db", bootstrap_admin_key=KEY, rate_limit=None
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
+    async for c in in_process(tmp_path, KEY):
+        yield c
 
 
 def webex(r: httpx.Response) -> str:
@@ -86,7 +78,7 @@ WRONG_METHOD: list[tuple[str, str, str, Shape]] = [
     ("/v1/videoMesh/testStatus", "POST", "GET, HEAD", webex),
     ("/rest/v1.2/auth/token", "GET", "POST", sbc),
     ("/rest/v1.2/admin/asyncstatus", "DELETE", "GET, HEAD", sbc),
-    ("/aveksa/command.submit", "POST", "GET, HEAD", rsa),
+    ("/aveksa/command.submit", "PUT", "GET, HEAD, POST", rsa),
     ("/cfp/v1/imageupdate/create", "POST", "GET, HEAD", clanforge),
     ("/cfp/v1/imageupdate/3/retry", "PUT", "GET, HEAD", clanforge),
     ("/commands/v0/status/ex_1/", "DELETE", "GET, HEAD, PUT", commandstatus),

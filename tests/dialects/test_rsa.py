@@ -15,14 +15,14 @@ from tests.server import Server, make_tenant_admin
 
 PATH = "/aveksa/command.submit"
 #: the vendor document's two error bodies, verbatim
-SEED_404 = """<html>
+VENDOR_404 = """<html>
 <head>
 <title>Error</title>
 </head>
 <body>The run-id 144444 is invalid. Query
 String=cmd=getRunStatus&format=json&run-id=144444</body>
 </html>"""
-SEED_412 = """<html>
+VENDOR_412 = """<html>
 <head>
 <title>Error</title>
 </head>
@@ -74,7 +74,7 @@ def assert_html(r: httpx.Response, status: int, body: str) -> None:
 
 
 # (a) the vendor document's examples -----------------------------------------------------------
-def test_seed_curl_example(server: Server, life: Lifecycle) -> None:
+def test_vendor_curl_example(server: Server, life: Lifecycle) -> None:
     op = life.finish("collection")
     assert op["number"] == 1
     r = httpx.get(
@@ -95,7 +95,7 @@ def test_seed_curl_example(server: Server, life: Lifecycle) -> None:
     assert data["completed-time"] == rsa_time(canonical["completed_at"])
 
 
-def test_seed_python_example(server: Server, life: Lifecycle) -> None:
+def test_vendor_python_example(server: Server, life: Lifecycle) -> None:
     life.finish("review-generation")
     url = server.url + PATH
     params = {"cmd": "getRunStatus", "run-id": "1", "format": "json"}
@@ -126,15 +126,15 @@ def test_properties_is_the_default_format(server: Server, life: Lifecycle) -> No
 
 
 # (b) the documented errors, verbatim ------------------------------------------------------
-def test_seed_404_body_byte_for_byte(server: Server) -> None:
+def test_vendor_404_body_byte_for_byte(server: Server) -> None:
     r = get(server, "cmd=getRunStatus&format=json&run-id=144444")
-    assert_html(r, 404, SEED_404)
+    assert_html(r, 404, VENDOR_404)
 
 
-def test_seed_412_body_byte_for_byte(server: Server) -> None:
-    assert_html(get(server, "cmd=getRunStatus&format=json"), 412, SEED_412)
+def test_vendor_412_body_byte_for_byte(server: Server) -> None:
+    assert_html(get(server, "cmd=getRunStatus&format=json"), 412, VENDOR_412)
     r = get(server, "cmd=getRunStatus&run-id=&format=json")
-    assert_html(r, 412, SEED_412.replace("format=json", "run-id=&format=json"))
+    assert_html(r, 412, VENDOR_412.replace("format=json", "run-id=&format=json"))
 
 
 def test_error_bodies_carry_the_actual_query_string(server: Server) -> None:
@@ -142,7 +142,7 @@ def test_error_bodies_carry_the_actual_query_string(server: Server) -> None:
     assert_html(
         get(server, query),
         404,
-        SEED_404.replace("144444", "7").replace("cmd=getRunStatus&format=json&run-id=7", query),
+        VENDOR_404.replace("144444", "7").replace("cmd=getRunStatus&format=json&run-id=7", query),
     )
 
 
@@ -159,16 +159,16 @@ def test_bad_run_id_is_the_404_body(server: Server, life: Lifecycle, run_id: str
 
 def test_unknown_command_and_format(server: Server) -> None:
     query = "cmd=deleteRun&run-id=1"
-    body = SEED_404.replace("The run-id 144444", "The cmd deleteRun")
+    body = VENDOR_404.replace("The run-id 144444", "The cmd deleteRun")
     assert_html(
         get(server, query), 404, body.replace("cmd=getRunStatus&format=json&run-id=144444", query)
     )
     query = "cmd=getRunStatus&run-id=1&format=xml"
-    body = SEED_404.replace("The run-id 144444", "The format xml")
+    body = VENDOR_404.replace("The run-id 144444", "The format xml")
     assert_html(
         get(server, query), 404, body.replace("cmd=getRunStatus&format=json&run-id=144444", query)
     )
-    body = SEED_412.replace("run-id", "cmd").replace("cmd=getRunStatus&format=json", "run-id=1")
+    body = VENDOR_412.replace("run-id", "cmd").replace("cmd=getRunStatus&format=json", "run-id=1")
     assert_html(get(server, "run-id=1"), 412, body)
 
 
@@ -210,7 +210,7 @@ def test_tenants_are_walls(server: Server, life: Lifecycle) -> None:
     life.finish("collection")
     other = make_tenant_admin(server.database, "other")
     r = get(server, "cmd=getRunStatus&format=json&run-id=1", other)
-    assert_html(r, 404, SEED_404.replace("144444", "1"))
+    assert_html(r, 404, VENDOR_404.replace("144444", "1"))
 
 
 # (c) the lifecycle, every mapped state ---------------------------------------------------
@@ -218,6 +218,8 @@ def test_lifecycle_shows_every_mapped_state(server: Server, life: Lifecycle) -> 
     def status(number: int) -> str:
         data = run_status(server, number)
         assert ("completed-time" in data) == (data["overall-status"] in ("Completed", "Aborted"))
+        if data["overall-status"] == "New":
+            assert "start-time" not in data
         return str(data["overall-status"])
 
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
@@ -251,8 +253,7 @@ def test_run_id_is_the_canonical_number(server: Server, life: Lifecycle) -> None
     assert (first["number"], second["number"]) == (1, 2)
     data = run_status(server, second["number"])
     assert data["overall-status"] == "New"
-    assert data["start-time"] == rsa_time(second["created_at"])  # not started yet
-    assert "completed-time" not in data
+    assert list(data) == ["type", "overall-status"]  # a New run never started: no start-time
     # the run the dialect names is the canonical one, and changes show both ways
     execution = life.claim()
     life.report(execution, state="in_progress")
@@ -261,3 +262,156 @@ def test_run_id_is_the_canonical_number(server: Server, life: Lifecycle) -> None
     assert run_status(server, 1)["overall-status"] == "Running"
     assert run_status(server, 1)["start-time"] == rsa_time(found[0]["started_at"])
     assert run_status(server, 2)["overall-status"] == "New"
+
+
+# (e) the native commands: login, collect, then getRunStatus -------------------------
+def submit(
+    server: Server,
+    query: str,
+    *,
+    method: str = "GET",
+    bearer: str | None = None,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """``command.submit?{query}`` with the vendor's headers, Bearer if given."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if bearer is not None:
+        sent["Authorization"] = f"Bearer {bearer}"
+    return httpx.request(method, f"{server.url}{PATH}?{query}", headers=sent, content=body)
+
+
+def collectors(life: Lifecycle, kind: str, *names: str) -> list[str]:
+    """Register targets labelled ``rsa-collector=kind`` named ``names``; their ids."""
+    ids = []
+    for number, name in enumerate(names):
+        target = f"{kind}-{number}"
+        body = {"id": target, "name": name, "labels": {"rsa-collector": kind}}
+        r = life.client.post("/v1/targets", json=body)
+        assert r.status_code in (200, 201), r.text
+        ids.append(target)
+    return ids
+
+
+def login(server: Server, key: tuple[str, str]) -> str:
+    """``loginUser`` with the key id as username and its secret as password."""
+    body = f"<username>{key[0]}</username><password>{key[1]}</password>"
+    r = submit(server, "cmd=loginUser&format=json", method="POST", body=body)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert list(data) == ["type", "token"] and data["type"] == "loginUser"
+    return str(data["token"])
+
+
+def test_native_workflow_runs_without_v1(server: Server, life: Lifecycle) -> None:
+    collectors(life, "identity", "HR Users", "Contractors")
+    collectors(life, "maedc", "Apps")
+    bearer = login(server, make_key(server, "operator"))
+    r = submit(server, "cmd=collectIdentities&format=json", method="POST", bearer=bearer)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["type"] == "collectIdentities"
+    runs = data["run-id"].split(",")
+    assert len(runs) == 2 and all(run.isdigit() for run in runs)
+    assert list(data) == ["type", "run-id", *(f"run-source-{run}" for run in runs)]
+    assert sorted(data[f"run-source-{run}"] for run in runs) == ["Contractors", "HR Users"]
+    for run in runs:
+        status = run_status(server, int(run), bearer)
+        assert status == {"type": "getRunStatus", "overall-status": "New"}
+    # each run is an operation on its collector's target
+    ops = life.client.get("/v1/operations").json()["items"]
+    assert {op["kind"] for op in ops} == {"rsa.collectIdentities"}
+    assert sorted(t for op in ops for t in op["targets"]) == ["identity-0", "identity-1"]
+    r = submit(server, "cmd=collectMAEDC", bearer=bearer)  # properties, the default
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    run = r.text.splitlines()[1].removeprefix("run-id=")
+    assert r.text == f"type=collectMAEDC\nrun-id={run}\nrun-source-{run}=Apps\n"
+
+
+def test_one_collector_by_name_and_409_while_its_run_is_active(
+    server: Server, life: Lifecycle
+) -> None:
+    [first, _] = collectors(life, "identity", "HR Users", "Contractors")
+    query = "cmd=collectIdentities&name=HR%20Users&unify=true&force=false&format=json"
+    r = submit(server, query, bearer=server.admin_key)
+    assert r.status_code == 200, r.text
+    run = r.json()["data"]["run-id"]
+    assert r.json()["data"] == {"type": "collectIdentities", "run-id": run,
+                                f"run-source-{run}": "HR Users"}  # fmt: skip
+    op = life.client.get("/v1/operations/latest").json()
+    assert op["targets"] == [first]
+    assert op["parameters"] == {"collector": "HR Users", "unify": True, "force": False}
+    again = submit(server, query, bearer=server.admin_key)
+    assert again.status_code == 409
+    assert again.headers["content-type"].startswith("text/html")
+    assert "HR Users" in again.text and f"Query String={query}</body>" in again.text
+    # every collector: refused before any run starts, since one is busy
+    r = submit(server, "cmd=collectIdentities&format=json", bearer=server.admin_key)
+    assert r.status_code == 409
+    assert len(life.client.get("/v1/operations").json()["items"]) == 1
+    # the other collector alone may start
+    r = submit(server, "cmd=collectIdentities&name=Contractors", bearer=server.admin_key)
+    assert r.status_code == 200
+
+
+def test_collect_errors(server: Server, life: Lifecycle) -> None:
+    r = submit(server, "cmd=collectIdentities", bearer=server.admin_key)
+    assert r.status_code == 409  # no collector configured
+    collectors(life, "identity", "HR Users")
+    assert_html(
+        submit(server, "cmd=collectIdentities&name=Nobody", bearer=server.admin_key),
+        404,
+        VENDOR_404.replace("run-id 144444", "name Nobody").replace(
+            "cmd=getRunStatus&format=json&run-id=144444", "cmd=collectIdentities&name=Nobody"
+        ),
+    )
+    r = submit(server, "cmd=collectIdentities&unify=maybe", bearer=server.admin_key)
+    assert r.status_code == 404 and "The unify maybe is invalid." in r.text
+    _, viewer = make_key(server, "viewer")
+    r = submit(server, "cmd=collectIdentities", bearer=viewer)
+    assert r.status_code == 403 and r.headers["content-type"].startswith("text/html")
+    r = submit(server, "cmd=collectIdentities")
+    assert r.status_code == 401 and r.text.startswith("<html>")
+
+
+def test_login_user_and_trusted_app(server: Server) -> None:
+    key = make_key(server, "viewer")
+    assert login(server, key).startswith("opt_")
+    r = submit(server, "cmd=loginUser", method="POST",
+               body=f"<username>{key[0]}</username><password>{key[1]}</password>")  # fmt: skip
+    assert r.status_code == 200 and r.text.startswith("type=loginUser\ntoken=opt_")
+    assert r.headers["cache-control"] == "no-store"
+    r = submit(server, "cmd=loginTrustedApp&format=json", method="POST",
+               headers={"ClientId": key[0], "ClientSecret": key[1]})  # fmt: skip
+    assert r.status_code == 200
+    token = r.json()["data"]["token"]
+    assert r.json()["data"] == {"type": "loginTrustedApp", "token": token}
+    assert get(server, "cmd=getRunStatus&run-id=1", token).status_code == 404  # it works
+
+
+def test_login_errors(server: Server) -> None:
+    key_id, secret = make_key(server, "viewer")
+    bad = f"<username>{key_id}</username><password>wrong</password>"
+    r = submit(server, "cmd=loginUser", method="POST", body=bad)
+    assert r.status_code == 401 and r.headers["content-type"].startswith("text/html")
+    assert secret not in r.text
+    assert_html(
+        submit(server, "cmd=loginUser", method="POST", body=f"<username>{key_id}</username>"),
+        412,
+        VENDOR_412.replace("run-id", "password").replace("cmd=getRunStatus&format=json",
+                                                       "cmd=loginUser"),
+    )  # fmt: skip
+    r = submit(server, "cmd=loginTrustedApp", method="POST", headers={"ClientId": key_id})
+    assert r.status_code == 412 and "The parameter ClientSecret is required." in r.text
+    r = submit(server, "cmd=loginTrustedApp", headers={"ClientId": key_id, "ClientSecret": "x"})
+    assert r.status_code == 401
+
+
+def test_unknown_command_answers_the_html_page_on_every_method(server: Server) -> None:
+    for method in ("GET", "POST"):
+        r = submit(server, "cmd=deleteEverything", method=method, bearer=server.admin_key)
+        assert_html(r, 404, VENDOR_404.replace("run-id 144444", "cmd deleteEverything").replace(
+            "cmd=getRunStatus&format=json&run-id=144444", "cmd=deleteEverything"))  # fmt: skip
+    r = submit(server, "cmd=getRunStatus&run-id=1", method="PUT", bearer=server.admin_key)
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD, POST"
+    assert r.headers["content-type"].startswith("text/html")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import httpx
 import pytest
 
 from tests.dialects.lifecycle import Lifecycle, make_key
-from tests.server import Server, make_tenant_admin
+from tests.server import Server, make_tenant_admin, running
 
 #: the vendor document's example response body, verbatim
-SEED_EXAMPLE = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+VENDOR_EXAMPLE = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <response>
   <data>
     <operationState>
@@ -33,7 +34,7 @@ def token(server: Server, key: tuple[str, str], version: str = "v1.2") -> str:
     """An access token from ``POST /rest/{version}/auth/token`` with Basic."""
     r = httpx.post(f"{server.url}/rest/{version}/auth/token", auth=key)
     assert r.status_code == 200, r.text
-    return str(ET.fromstring(r.content).findtext("data/access_token"))
+    return str(ET.fromstring(r.content).findtext("data/accessToken"))
 
 
 def admin_token(server: Server) -> str:
@@ -82,16 +83,16 @@ def life(server: Server) -> Iterator[Lifecycle]:
 
 
 # (a) the vendor document's examples -----------------------------------------------------------
-def test_seed_curl_example_byte_for_byte(server: Server, life: Lifecycle) -> None:
+def test_vendor_curl_example_byte_for_byte(server: Server, life: Lifecycle) -> None:
     life.finish("activate")
     r = asyncstatus(server, admin_token(server))
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/xml")
-    assert r.text == SEED_EXAMPLE
+    assert r.text == VENDOR_EXAMPLE
     assert status_of(r) == ("activate", "success")
 
 
-def test_seed_python_example(server: Server, life: Lifecycle) -> None:
+def test_vendor_python_example(server: Server, life: Lifecycle) -> None:
     life.finish("activate")
     tok = admin_token(server)
     headers = {"Accept": "application/xml", "Authorization": "Bearer " + tok}
@@ -118,9 +119,9 @@ def test_token_envelope(server: Server) -> None:
         assert r.text.startswith(DECLARATION)
         root = ET.fromstring(r.content)
         assert [c.tag for c in root] == ["data", "messages", "links"]
-        assert [c.tag for c in root.findall("data/*")] == ["access_token", "expires_in"]
-        assert root.findtext("data/access_token")
-        assert int(root.findtext("data/expires_in") or "0") > 0
+        assert [c.tag for c in root.findall("data/*")] == ["accessToken", "expires_in"]
+        assert root.findtext("data/accessToken", "").startswith("opt_")
+        assert root.findtext("data/expires_in") == "600"  # Oracle: ten minutes
         r = httpx.post(
             f"{server.url}/rest/{version}/auth/token",
             auth=key,
@@ -128,8 +129,8 @@ def test_token_envelope(server: Server) -> None:
         )
         body = r.json()
         assert body["messages"] == [] and body["links"] == []
-        assert set(body["data"]) == {"access_token", "expires_in"}
-        assert isinstance(body["data"]["expires_in"], int)
+        assert set(body["data"]) == {"accessToken", "expires_in"}
+        assert body["data"]["expires_in"] == 600
 
 
 @pytest.mark.parametrize("version", ["v1.0", "v1.1", "v1.2"])
@@ -196,6 +197,10 @@ def test_401_without_valid_credentials(server: Server) -> None:
         {"Authorization": "Bearer opt_not-a-token"},
         {"Authorization": "Bearer"},
         {"X-API-Key": server.admin_key},  # the SBC takes Bearer only
+        # a bogus Bearer is refused even next to a valid key
+        {"Authorization": "Bearer opt_bogus", "X-API-Key": server.admin_key},
+        {"Authorization": f"Bearer {server.admin_key}"},  # a key secret is no access token
+        {"Authorization": f"Bearer {key[1]}"},
     ):
         r = httpx.get(url, headers=headers)
         assert r.status_code == 401, headers
@@ -317,3 +322,173 @@ def test_canonical_and_dialect_agree(server: Server, life: Lifecycle) -> None:
     life.report(life.claim(), state="in_progress")
     assert status_of(asyncstatus(server, tok)) == ("image-update", "inProgress")
     assert life.client.get(f"/v1/operations/{op['id']}").json()["state"] == "running"
+
+
+# (e) the native workflow: lock -> activate -> asyncstatus -> unlock -------------------
+def call(
+    server: Server, method: str, path: str, bearer: str, accept: str = "application/xml"
+) -> httpx.Response:
+    """One SBC request with ``Authorization: Bearer``."""
+    headers = {"Accept": accept, "Authorization": f"Bearer {bearer}"}
+    return httpx.request(method, f"{server.url}/rest/v1.2/{path}", headers=headers)
+
+
+ACTIVATE = "configuration/management?action=activate"
+
+
+def sbc_targets(life: Lifecycle, *ids: str) -> None:
+    """Register targets labelled ``sbc=true`` (the ones an activation runs on)."""
+    for target in ids:
+        body = {"id": target, "labels": {"sbc": "true"}}
+        r = life.client.post("/v1/targets", json=body)
+        assert r.status_code in (200, 201), r.text
+
+
+def test_native_workflow_runs_without_v1(server: Server, life: Lifecycle) -> None:
+    sbc_targets(life, life.target, "sbc-2")
+    life.client.post("/v1/targets", json={"id": "not-an-sbc", "labels": {"sbc": "no"}})
+    tok = admin_token(server)
+    r = call(server, "POST", "configuration/lock", tok)
+    assert r.status_code == 204 and r.content == b""
+    r = call(server, "POST", ACTIVATE, tok)
+    assert r.status_code == 202, r.text
+    root = ET.fromstring(r.content)
+    assert [c.tag for c in root] == ["data", "messages", "links"]
+    assert [link.text for link in root.findall("links/link")] == [
+        f"{server.url}/rest/v1.2/admin/asyncstatus"
+    ]
+    assert status_of(call(server, "GET", "admin/asyncstatus", tok)) == ("activate", "pending")
+    # the operation is sbc.activate on exactly the labelled targets
+    latest = life.client.get("/v1/operations/latest").json()
+    assert latest["kind"] == "sbc.activate"
+    assert sorted(latest["targets"]) == sorted([life.target, "sbc-2"])
+    life.report(life.claim(), state="succeeded")
+    assert call(server, "GET", "admin/asyncstatus", tok).text != VENDOR_EXAMPLE  # 1 of 2 done
+    assert call(server, "POST", "configuration/unlock", tok).status_code == 204
+    body = call(server, "POST", ACTIVATE, tok, "application/json")
+    assert body.status_code == 423
+    assert body.json()["messages"] == [
+        {"reasonCode": "LOCKED", "reasonData": "User does not have the lock"}
+    ]
+
+
+def test_activate_json_links(server: Server, life: Lifecycle) -> None:
+    sbc_targets(life, life.target)
+    tok = admin_token(server)
+    assert call(server, "POST", "configuration/lock", tok).status_code == 204
+    r = call(server, "POST", ACTIVATE, tok, "application/json")
+    assert r.status_code == 202
+    assert r.json() == {
+        "data": {},
+        "messages": [],
+        "links": [{"link": f"{server.url}/rest/v1.2/admin/asyncstatus"}],
+    }
+    life.report(life.claim(), state="succeeded")
+    assert call(server, "GET", "admin/asyncstatus", tok).text == VENDOR_EXAMPLE
+
+
+def test_lock_is_tied_to_the_token(server: Server, life: Lifecycle) -> None:
+    sbc_targets(life, life.target)
+    first, second = admin_token(server), admin_token(server)
+    assert call(server, "POST", "configuration/lock", first).status_code == 204
+    assert call(server, "POST", "configuration/lock", first).status_code == 204  # holder again
+    for method, path in (
+        ("POST", "configuration/lock"),
+        ("POST", ACTIVATE),
+        ("POST", "configuration/unlock"),
+        ("DELETE", "configuration/lock"),
+    ):
+        r = call(server, method, path, second)
+        assert r.status_code == 423, (method, path)
+        assert error_messages(r) == [("LOCKED", "Resource locked by another user")]
+    assert life.client.get("/v1/operations").json()["items"] == []  # nothing started
+    assert call(server, "DELETE", "configuration/lock", first).status_code == 204
+    r = call(server, "DELETE", "configuration/lock", first)
+    assert r.status_code == 423
+    assert error_messages(r) == [("LOCKED", "User does not have the lock")]
+    assert call(server, "POST", "configuration/lock", second).status_code == 204
+
+
+def test_early_reauthentication_keeps_both_tokens_and_the_lock(
+    server: Server, life: Lifecycle
+) -> None:
+    sbc_targets(life, life.target)
+    key = make_key(server, "admin")
+    old = token(server, key)
+    assert call(server, "POST", "configuration/lock", old).status_code == 204
+    new = token(server, key)  # re-authenticate before the old token expires
+    assert new != old
+    assert call(server, "GET", "admin/asyncstatus", old).status_code == 200
+    assert call(server, "GET", "admin/asyncstatus", new).status_code == 200
+    # the lock stays with the token that took it
+    assert call(server, "POST", ACTIVATE, new).status_code == 423
+    assert call(server, "POST", ACTIVATE, old).status_code == 202
+
+
+def test_lock_ends_with_its_token(server: Server, life: Lifecycle) -> None:
+    key_id, secret = make_key(server, "admin")
+    holder = token(server, (key_id, secret))
+    assert call(server, "POST", "configuration/lock", holder).status_code == 204
+    other = admin_token(server)
+    assert call(server, "POST", "configuration/lock", other).status_code == 423
+    # revoking the key ends its tokens, and with them the lock
+    assert life.client.delete(f"/v1/keys/{key_id}").status_code in (200, 204)
+    assert call(server, "POST", "configuration/lock", other).status_code == 204
+
+
+def test_lock_is_per_tenant(server: Server) -> None:
+    other = make_tenant_admin(server.database, "other")
+    mine, theirs = admin_token(server), token(server, make_key(server, "admin", admin=other))
+    assert call(server, "POST", "configuration/lock", mine).status_code == 204
+    assert call(server, "POST", "configuration/lock", theirs).status_code == 204
+
+
+def test_activate_errors(server: Server, life: Lifecycle) -> None:
+    tok = admin_token(server)
+    assert call(server, "POST", "configuration/lock", tok).status_code == 204
+    r = call(server, "POST", ACTIVATE, tok)
+    assert r.status_code == 409  # no target labelled sbc=true
+    assert error_messages(r)[0][0] == "CONFLICT"
+    for path in ("configuration/management", "configuration/management?action=saveConfig"):
+        r = call(server, "POST", path, tok)
+        assert r.status_code == 400, path
+        assert error_messages(r)[0][0] == "INVALID"
+    r = call(server, "POST", "configuration/lock?force=1", tok)
+    assert r.status_code == 400
+    r = call(server, "POST", "configuration/lock", "opt_not-a-token")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    op_token = token(server, make_key(server, "operator"))
+    for method, path in (("POST", "configuration/lock"), ("POST", ACTIVATE)):
+        r = call(server, method, path, op_token)
+        assert r.status_code == 403
+        assert error_messages(r)[0][1] == (
+            "This request requires the client credentials to have administrator privileges."
+        )
+
+
+def test_405_and_unknown_paths_in_the_envelope(server: Server) -> None:
+    tok = admin_token(server)
+    r = call(server, "GET", "configuration/lock", tok)
+    assert r.status_code == 405
+    assert r.headers["allow"] == "DELETE, POST"
+    assert error_messages(r)[0][0] == "METHOD_NOT_ALLOWED"
+    r = call(server, "PUT", "configuration/management?action=activate", tok)
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = call(server, "GET", "configuration/nothing-here", tok)
+    assert r.status_code == 404
+    assert error_messages(r)[0][0] == "NOT_FOUND"
+
+
+def test_lock_holds_across_replicas_and_restarts(
+    server: Server, life: Lifecycle, tmp_path: Path
+) -> None:
+    sbc_targets(life, life.target)
+    holder, other = admin_token(server), admin_token(server)
+    assert call(server, "POST", "configuration/lock", holder).status_code == 204
+    with running(server.database, tmp_path) as replica:
+        # another process on the same store sees the lock, and the token's right to it
+        assert call(replica, "POST", "configuration/lock", other).status_code == 423
+        assert call(replica, "POST", ACTIVATE, holder).status_code == 202
+        assert call(replica, "POST", "configuration/unlock", holder).status_code == 204
+    assert call(server, "POST", "configuration/lock", other).status_code == 204

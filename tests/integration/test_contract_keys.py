@@ -102,3 +102,31 @@ async def test_cached_credentials_see_an_unrelated_write_and_stay_right(store: S
     assert await credentials.by_secret("secret-1") == first
     with pytest.raises(errors.Unauthorized):
         await credentials.by_secret("secret-2")
+
+
+async def test_token_locks_live_and_die_with_their_token(store: Store) -> None:
+    await store.create_key(key("k1"), "hash-1")
+    await store.create_key(key("k2"), "hash-2")
+    await store.create_token("tok-1", "k1", NOW + timedelta(seconds=600), NOW)
+    await store.create_token("tok-2", "k2", NOW + timedelta(seconds=900), NOW)
+    assert await store.lock_holder(TENANT, "cfg", NOW) is None
+    assert await store.take_lock(TENANT, "cfg", "tok-1", NOW) == "tok-1"
+    assert await store.take_lock(TENANT, "cfg", "tok-1", NOW) == "tok-1"  # the holder again
+    assert await store.take_lock(TENANT, "cfg", "tok-2", NOW) == "tok-1"  # refused
+    assert await store.take_lock(TENANT, "other-lock", "tok-2", NOW) == "tok-2"  # by name
+    assert await store.lock_holder(TENANT, "cfg", NOW) == "tok-1"
+    assert await store.lock_holder("other", "cfg", NOW) is None  # per tenant
+    assert not await store.release_lock(TENANT, "cfg", "tok-2")  # not the holder's
+    # the token expires: the lock is dead, and the next taker gets it
+    later = NOW + timedelta(seconds=600)
+    assert await store.lock_holder(TENANT, "cfg", later) is None
+    assert await store.take_lock(TENANT, "cfg", "tok-2", later) == "tok-2"
+    assert await store.release_lock(TENANT, "cfg", "tok-2")
+    assert not await store.release_lock(TENANT, "cfg", "tok-2")
+    assert await store.lock_holder(TENANT, "cfg", later) is None
+    # a revoked key's token holds nothing
+    await store.create_token("tok-3", "k1", later + timedelta(seconds=600), later)
+    assert await store.take_lock(TENANT, "cfg", "tok-3", later) == "tok-3"
+    await store.revoke_key(TENANT, "k1", later)
+    assert await store.lock_holder(TENANT, "cfg", later) is None
+    assert await store.take_lock(TENANT, "cfg", "tok-2", later) == "tok-2"

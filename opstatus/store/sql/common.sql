@@ -181,6 +181,25 @@ DELETE FROM tokens WHERE key_id = $1 AND expires_at <= $2
 SELECT k.* FROM tokens t JOIN api_keys k ON k.id = t.key_id
 WHERE t.token_hash = $1 AND t.expires_at > $2 AND k.revoked_at IS NULL
 
+-- name: lock_clear_dead
+DELETE FROM token_locks WHERE tenant_id = $1 AND name = $2 AND NOT EXISTS (
+    SELECT 1 FROM tokens t JOIN api_keys k ON k.id = t.key_id
+    WHERE t.token_hash = token_locks.token_hash AND t.expires_at > $3 AND k.revoked_at IS NULL
+)
+
+-- name: lock_insert
+INSERT INTO token_locks (tenant_id, name, token_hash, taken_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (tenant_id, name) DO NOTHING
+
+-- name: lock_holder
+SELECT l.token_hash FROM token_locks l JOIN tokens t ON t.token_hash = l.token_hash
+JOIN api_keys k ON k.id = t.key_id
+WHERE l.tenant_id = $1 AND l.name = $2 AND t.expires_at > $3 AND k.revoked_at IS NULL
+
+-- name: lock_release
+DELETE FROM token_locks WHERE tenant_id = $1 AND name = $2 AND token_hash = $3
+RETURNING token_hash
+
 -- name: exec_list
 SELECT e.* FROM executions e JOIN operations o ON o.id = e.operation_id
 WHERE e.tenant_id = $1 AND o.number IS NOT NULL {filters}
