@@ -38,7 +38,7 @@ from opstatus.web import problems
 from opstatus.web.endpoint import Api, starlette_routes
 from opstatus.web.metrics import Metrics, metrics_endpoint
 from opstatus.web.middleware import Observe
-from opstatus.web.ratelimit import RateLimiter
+from opstatus.web.ratelimit import FailureLimiter, RateLimiter
 
 #: longest /readyz waits for the database before it answers 503
 READY_TIMEOUT = 5.0
@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     notifier = Notifier()
     operations = Operations(store, notifier)
-    credentials = Credentials(store, token_ttl=settings.token_ttl)
+    credentials = Credentials(store, token_ttl=settings.token_ttl, notifier=notifier)
     engine = Engine(operations, retention=settings.retention_seconds)
     webhook_store = for_store(store)
     deliverer = Deliverer(
@@ -116,6 +116,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         operations=operations,
         credentials=credentials,
         limiter=RateLimiter(settings.rate_limit),
+        auth_failures=FailureLimiter(settings.auth_failure_limit),
+        keepalive=settings.keepalive,
         notifier=notifier,
         max_body=settings.max_body,
         webhooks=Webhooks(webhook_store, allow_private=settings.webhook_allow_private),

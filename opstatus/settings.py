@@ -28,6 +28,10 @@ class Settings:
     rate_limit: str | None = "100/second"
     #: largest request body in bytes (413 beyond)
     max_body: int = 1 << 20
+    #: failed authentications per client address before 429 (``limits`` notation); None: off
+    auth_failure_limit: str | None = "20/minute"
+    #: seconds between SSE keep-alives and credential re-checks of open streams and long-polls
+    keepalive: float = 15.0
     #: lifetime of bearer tokens from ``POST /v1/auth/token``, seconds
     token_ttl: float = 900.0
     #: on an empty database: tenant ``default`` with an admin key of this secret
@@ -43,7 +47,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``OPSTATUS_DATABASE_URL``, ``OPSTATUS_SQLITE_SYNCHRONOUS``, ``OPSTATUS_POOL_SIZE``.
+        """Read the ``OPSTATUS_*`` variables (README lists them).
 
         Raises SettingsError naming the variable when a value is not usable.
         """
@@ -62,31 +66,51 @@ class Settings:
         # The PostgreSQL pool keeps two connections warm, so fewer cannot work.
         if pool_size < 2:
             raise SettingsError(f"OPSTATUS_POOL_SIZE must be an integer >= 2, not {raw_pool!r}")
-        rate_limit: str | None = env.get("OPSTATUS_RATE_LIMIT", "100/second").strip()
-        if rate_limit in ("", "off", "none", "0"):
-            rate_limit = None
-        else:
-            from limits import parse
-
-            try:
-                parse(rate_limit or "")
-            except ValueError:
-                raise SettingsError(
-                    f"OPSTATUS_RATE_LIMIT must look like 100/second or off, not {rate_limit!r}"
-                ) from None
         return cls(
             database_url=env.get("OPSTATUS_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
             sqlite_synchronous=synchronous,
             pool_size=pool_size,
-            rate_limit=rate_limit,
+            rate_limit=_limit(env, "OPSTATUS_RATE_LIMIT", "100/second"),
+            auth_failure_limit=_limit(env, "OPSTATUS_AUTH_FAILURE_LIMIT", "20/minute"),
+            keepalive=float(_positive_int(env, "OPSTATUS_KEEPALIVE_SECONDS", 15)),
             max_body=_positive_int(env, "OPSTATUS_MAX_BODY_BYTES", 1 << 20),
             token_ttl=float(_positive_int(env, "OPSTATUS_TOKEN_TTL", 900)),
-            bootstrap_admin_key=env.get("OPSTATUS_BOOTSTRAP_ADMIN_KEY") or None,
+            bootstrap_admin_key=_bootstrap(env),
             retention_seconds=float(_positive_int(env, "OPSTATUS_RETENTION_SECONDS", 30 * 86400)),
             webhook_allow_private=_flag(env, "OPSTATUS_WEBHOOK_ALLOW_PRIVATE"),
             webhook_max_attempts=_positive_int(env, "OPSTATUS_WEBHOOK_MAX_ATTEMPTS", 12),
             mqtt_url=_mqtt_url(env),
         )
+
+
+#: shortest bootstrap admin secret: a chosen secret this long is out of guessing's reach
+MIN_BOOTSTRAP_SECRET = 32
+GENERATE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def _bootstrap(env: Mapping[str, str]) -> str | None:
+    secret = env.get("OPSTATUS_BOOTSTRAP_ADMIN_KEY") or None
+    if secret is not None and len(secret) < MIN_BOOTSTRAP_SECRET:
+        # the message names the length, never the secret
+        raise SettingsError(
+            f"OPSTATUS_BOOTSTRAP_ADMIN_KEY must be at least {MIN_BOOTSTRAP_SECRET} characters "
+            f"(it has {len(secret)}); generate one with: {GENERATE_SECRET}"
+        )
+    return secret
+
+
+def _limit(env: Mapping[str, str], name: str, default: str) -> str | None:
+    """A ``limits`` rate such as ``100/second``; ``off`` (or empty, none, 0): None."""
+    raw = env.get(name, default).strip()
+    if raw in ("", "off", "none", "0"):
+        return None
+    from limits import parse
+
+    try:
+        parse(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must look like {default} or off, not {raw!r}") from None
+    return raw
 
 
 def _mqtt_url(env: Mapping[str, str]) -> str | None:

@@ -15,7 +15,7 @@ import httpx
 
 from tests.acceptance.test_serve import free_port, opstatus_command
 
-ADMIN_SECRET = "test-admin-secret"
+ADMIN_SECRET = "test-admin-secret-of-at-least-32-chars"  #: bootstrap secrets need 32+
 START_DEADLINE = 20.0
 
 

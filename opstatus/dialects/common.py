@@ -20,11 +20,12 @@ async def principal(request: Request) -> tuple[Principal, dict[str, str]]:
     """Authenticate (X-API-Key, Bearer key or token, Basic key id:secret) and count the
     request against the caller's rate limit; returns the principal and RateLimit headers.
 
+    Failed authentications count against the caller's address (``auth.identify``).
     Raises the domain errors Unauthorized / RateLimited; each dialect renders them
     in its own error shape.
     """
     services = api(request)
-    who = await auth.authenticate(request, services.credentials)
+    who = await auth.identify(request, services.credentials, services.auth_failures)
     return who, services.limiter.hit(who.key_id)
 
 

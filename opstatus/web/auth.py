@@ -9,6 +9,33 @@ from starlette.requests import Request
 
 from opstatus.domain import errors
 from opstatus.service.credentials import Credentials, Principal
+from opstatus.web.ratelimit import FailureLimiter
+
+
+def client_address(request: Request) -> str:
+    """The caller's address as the server sees it (behind a proxy: what the proxy
+    forwards, when uvicorn trusts it with ``--forwarded-allow-ips``)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def identify(
+    request: Request, credentials: Credentials, failures: FailureLimiter
+) -> Principal:
+    """:func:`authenticate`, behind the failed-authentication limit of the caller's
+    address: an address over it is refused (RateLimited, 429) before any lookup, and
+    each credential refused (Unauthorized) counts against it.
+
+    Every API — canonical and dialects — authenticates through this, so a guesser
+    cannot move to another API's door for more tries.
+    """
+    address = client_address(request)
+    failures.check(address)
+    try:
+        return await authenticate(request, credentials)
+    except errors.Unauthorized:
+        if presented(request):  # a missing credential is a mistake, not a guess
+            failures.failed(address)
+        raise
 
 
 def presented(request: Request) -> bool:

@@ -30,10 +30,11 @@ from opstatus.service.credentials import Credentials
 from opstatus.service.operations import Operations
 from opstatus.store.urls import open_store
 from tests.conftest import _pg_admin, _pg_url
+from tests.server import ADMIN_SECRET
 
 START_DEADLINE = 20.0
 STOP_DEADLINE = 10.0
-BOOTSTRAP_SECRET = "acceptance-bootstrap-admin"
+BOOTSTRAP_SECRET = ADMIN_SECRET
 #: generous: long-polls in these tests wait up to a few seconds
 HTTP_TIMEOUT = 20.0
 _tenants = itertools.count(1)

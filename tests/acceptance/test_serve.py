@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+BOOT_SECRET = "boot-secret-of-at-least-32-characters"
+
 START_DEADLINE = 20.0
 STOP_DEADLINE = 10.0
 
@@ -214,13 +216,13 @@ def test_serve_with_workers_bootstraps_and_logs_json_in_every_worker(tmp_path: P
     port = free_port()
     log = tmp_path / "serve.log"
     args = ["--port", str(port), "--workers", "2", "--database", f"sqlite:///{tmp_path}/o.db"]
-    proc = serve(args, tmp_path, log, {"OPSTATUS_BOOTSTRAP_ADMIN_KEY": "boot-secret"})
+    proc = serve(args, tmp_path, log, {"OPSTATUS_BOOTSTRAP_ADMIN_KEY": BOOT_SECRET})
     with proc:
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
                 wait_healthy(client, proc, log)
                 for _ in range(10):
-                    keys = client.get("/v1/keys", headers={"X-API-Key": "boot-secret"})
+                    keys = client.get("/v1/keys", headers={"X-API-Key": BOOT_SECRET})
                     assert keys.status_code == 200, keys.text
                     assert keys.json()["items"][0]["role"] == "admin"
                 assert client.get("/v1/keys").status_code == 401
@@ -236,7 +238,7 @@ def test_serve_with_workers_bootstraps_and_logs_json_in_every_worker(tmp_path: P
     assert {"ts", "request_id", "method", "path", "duration_ms", "client", "key_id"} <= set(
         keys_lines[0]
     )
-    assert "boot-secret" not in log.read_text()
+    assert BOOT_SECRET not in log.read_text()
     assert '"GET /v1/keys HTTP/1.1" 200' not in log.read_text()  # uvicorn's access log is off
 
 

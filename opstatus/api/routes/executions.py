@@ -147,7 +147,7 @@ async def inbox(ctx: Ctx) -> Response:
     waiter = ctx.api.notifier.subscribe(notifier.inbox_key(ctx.tenant, target))
     try:
         items = await ops.claim_inbox(ctx.tenant, target, limit)
-        if not items and wait and await ctx.api.notifier.wait(waiter, wait) is not None:
+        if not items and wait and await ctx.watch().wait(waiter, wait) is not None:
             items = await ops.claim_inbox(ctx.tenant, target, limit)
     finally:
         waiter.cancel()
