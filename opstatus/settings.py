@@ -14,6 +14,10 @@ class SettingsError(ValueError):
     """An environment variable holds a value opstatus cannot use."""
 
 
+class WeakSecret(SettingsError):
+    """The bootstrap admin secret is too short to be out of guessing's reach."""
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """What the app factory needs to build the store and the service."""
@@ -92,7 +96,7 @@ def _bootstrap(env: Mapping[str, str]) -> str | None:
     secret = env.get("OPSTATUS_BOOTSTRAP_ADMIN_KEY") or None
     if secret is not None and len(secret) < MIN_BOOTSTRAP_SECRET:
         # the message names the length, never the secret
-        raise SettingsError(
+        raise WeakSecret(
             f"OPSTATUS_BOOTSTRAP_ADMIN_KEY must be at least {MIN_BOOTSTRAP_SECRET} characters "
             f"(it has {len(secret)}); generate one with: {GENERATE_SECRET}"
         )

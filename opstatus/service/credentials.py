@@ -80,6 +80,13 @@ def slow_hash(secret: str) -> str:
     return SLOW_PREFIX + digest.hex()
 
 
+def _check_chosen(secret: str) -> None:
+    if len(secret) < MIN_CHOSEN_SECRET:
+        raise errors.Invalid(
+            f"a chosen secret must be at least {MIN_CHOSEN_SECRET} characters", parameter="secret"
+        )
+
+
 def _principal(key: ApiKey, token: str | None = None) -> Principal:
     return Principal(
         key_id=key.id,
@@ -174,11 +181,8 @@ class Credentials:
                 raise errors.Invalid("target ids must be 1 to 200 characters", parameter="targets")
         if len(name) > 200:
             raise errors.Invalid("name must be at most 200 characters", parameter="name")
-        if secret is not None and len(secret) < MIN_CHOSEN_SECRET:
-            raise errors.Invalid(
-                f"a chosen secret must be at least {MIN_CHOSEN_SECRET} characters",
-                parameter="secret",
-            )
+        if secret is not None:
+            _check_chosen(secret)
         stored = await asyncio.to_thread(slow_hash, secret) if secret else None
         secret = secret or f"opk_{secrets.token_urlsafe(32)}"
         key = ApiKey(
@@ -293,6 +297,7 @@ class Credentials:
 
     async def bootstrap(self, secret: str) -> ApiKey | None:
         """On an empty database, make tenant ``default`` and an admin key with ``secret``."""
+        _check_chosen(secret)  # before the tenant, so a refusal leaves the database empty
         if await self.store.any_tenant():
             return None
         try:

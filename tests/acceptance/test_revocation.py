@@ -166,6 +166,7 @@ def test_a_short_bootstrap_secret_refuses_to_start(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "at least 32 characters" in result.stderr
     assert "secrets.token_urlsafe(32)" in result.stderr
     assert "change-me" not in result.stderr + result.stdout
