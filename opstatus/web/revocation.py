@@ -46,7 +46,11 @@ class Watch:
                     return None
                 revoked = self.notes.subscribe(notifier.keys_key(self.principal.tenant))
                 try:
-                    await asyncio.wait((waiter, revoked), timeout=min(left, self.interval))
+                    await asyncio.wait(
+                        (waiter, revoked),
+                        timeout=min(left, self.interval),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
                 finally:
                     revoked.cancel()
                 if (revoked.done() and not revoked.cancelled()) or not waiter.done():
