@@ -6,6 +6,8 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
+from opstatus.service.credentials import GENERATED, MIN_CHOSEN_SECRET
+
 DEFAULT_DATABASE_URL = "sqlite:///opstatus.db"
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -87,17 +89,20 @@ class Settings:
         )
 
 
-#: shortest bootstrap admin secret: a chosen secret this long is out of guessing's reach
-MIN_BOOTSTRAP_SECRET = 32
 GENERATE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def _bootstrap(env: Mapping[str, str]) -> str | None:
     secret = env.get("OPSTATUS_BOOTSTRAP_ADMIN_KEY") or None
-    if secret is not None and len(secret) < MIN_BOOTSTRAP_SECRET:
+    if secret is not None and secret.startswith(GENERATED):
+        raise WeakSecret(
+            "OPSTATUS_BOOTSTRAP_ADMIN_KEY may not start with opk_ or opt_ (generated keys "
+            f"and tokens do); generate one with: {GENERATE_SECRET}"
+        )
+    if secret is not None and len(secret) < MIN_CHOSEN_SECRET:
         # the message names the length, never the secret
         raise WeakSecret(
-            f"OPSTATUS_BOOTSTRAP_ADMIN_KEY must be at least {MIN_BOOTSTRAP_SECRET} characters "
+            f"OPSTATUS_BOOTSTRAP_ADMIN_KEY must be at least {MIN_CHOSEN_SECRET} characters "
             f"(it has {len(secret)}); generate one with: {GENERATE_SECRET}"
         )
     return secret

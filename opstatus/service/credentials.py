@@ -31,7 +31,11 @@ from opstatus.service.notifier import Notifier
 from opstatus.store.port import Store
 
 BOOTSTRAP_TENANT = "default"
-#: shortest chosen secret (the bootstrap admin key) accepted
+#: what generated secrets start with; a chosen secret may not, so that one presented
+#: with these prefixes is never worth a slow hash
+GENERATED = ("opk_", "opt_")
+#: shortest chosen secret (the bootstrap admin key) accepted: 32 characters of
+#: ``secrets.token_urlsafe`` carry 192 bits, out of any guesser's reach
 MIN_CHOSEN_SECRET = 32
 #: prefix of the stored form of a chosen secret
 SLOW_PREFIX = "scrypt:"
@@ -84,6 +88,11 @@ def _check_chosen(secret: str) -> None:
     if len(secret) < MIN_CHOSEN_SECRET:
         raise errors.Invalid(
             f"a chosen secret must be at least {MIN_CHOSEN_SECRET} characters", parameter="secret"
+        )
+    if secret.startswith(GENERATED):
+        raise errors.Invalid(
+            "a chosen secret may not start with opk_ or opt_ (generated secrets do)",
+            parameter="secret",
         )
 
 
@@ -215,8 +224,9 @@ class Credentials:
         """The principal behind an API key secret or a bearer token.
 
         The fast hash is tried first (generated keys and rows stored before scrypt),
-        then tokens, and only then the slow hash of a chosen secret, so neither a
-        generated key nor a token ever waits for scrypt.
+        then tokens; only a secret that does not look generated is then tried slowly
+        hashed, so neither a generated key nor a token (valid, expired or made up)
+        ever waits for scrypt.
         """
         digest = hash_secret(secret)
         epoch = self.store.auth_epoch()
@@ -228,7 +238,7 @@ class Credentials:
             if key is not None:
                 return _principal(key, token=digest)
         expected = digest
-        if found is None:
+        if found is None and not secret.startswith(GENERATED):
             expected = await self._slow_form(secret, digest)
             found = await self.store.key_by_secret_hash(expected)
         if found is None or not hmac.compare_digest(found[1], expected):

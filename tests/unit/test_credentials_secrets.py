@@ -74,6 +74,8 @@ async def test_a_short_chosen_secret_is_refused() -> None:
     _, credentials = await made()
     with pytest.raises(errors.Invalid):
         await credentials.create_key("acme", Role.ADMIN, secret="x" * 31)
+    with pytest.raises(errors.Invalid):
+        await credentials.create_key("acme", Role.ADMIN, secret="opk_" + "x" * 40)
     empty = MemoryStore()
     await empty.open()
     with pytest.raises(errors.Invalid):
@@ -113,5 +115,7 @@ def test_the_bootstrap_secret_must_have_32_characters() -> None:
         Settings.from_env({"OPSTATUS_BOOTSTRAP_ADMIN_KEY": "short-secret"})
     assert "at least 32 characters" in str(refused.value)
     assert "short-secret" not in str(refused.value)
+    with pytest.raises(SettingsError):
+        Settings.from_env({"OPSTATUS_BOOTSTRAP_ADMIN_KEY": "opt_" + "x" * 40})
     env = {"OPSTATUS_BOOTSTRAP_ADMIN_KEY": CHOSEN}
     assert Settings.from_env(env).bootstrap_admin_key == CHOSEN
