@@ -27,7 +27,14 @@ if TYPE_CHECKING:
         Unprocessable,
         WaitTimeout,
     )
-    from opstatus.client._models import Event, Execution, InboxItem, Operation, OperationPage
+    from opstatus.client._models import (
+        Event,
+        EventPage,
+        Execution,
+        InboxItem,
+        Operation,
+        OperationPage,
+    )
 
 __all__ = [
     "AsyncClient",
@@ -35,6 +42,7 @@ __all__ = [
     "Client",
     "Conflict",
     "Event",
+    "EventPage",
     "Execution",
     "Forbidden",
     "Gone",
@@ -57,6 +65,7 @@ _HOME = {
     "AsyncClient": "opstatus.client._client",
     "Client": "opstatus.client._client",
     "Event": "opstatus.client._models",
+    "EventPage": "opstatus.client._models",
     "Execution": "opstatus.client._models",
     "InboxItem": "opstatus.client._models",
     "Operation": "opstatus.client._models",

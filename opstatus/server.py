@@ -29,12 +29,8 @@ from opstatus.service.notifier import Notifier
 from opstatus.service.operations import Operations
 from opstatus.service.webhooks import Deliverer, Webhooks
 from opstatus.settings import Settings
-from opstatus.store.pgnotify import PostgresChannel
-from opstatus.store.port import Store
-from opstatus.store.postgres import PostgresStore
 from opstatus.store.urls import open_store
-from opstatus.store.webhooks import for_store
-from opstatus.web import problems
+from opstatus.web import problems, shutdown
 from opstatus.web.endpoint import Api, starlette_routes
 from opstatus.web.metrics import Metrics, metrics_endpoint
 from opstatus.web.middleware import Observe
@@ -69,24 +65,6 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-@contextlib.asynccontextmanager
-async def relayed(store: Store, notifier: Notifier) -> AsyncIterator[None]:
-    """On PostgreSQL, relay notifier keys between replicas with LISTEN/NOTIFY."""
-    if not isinstance(store, PostgresStore):
-        yield
-        return
-    channel = PostgresChannel(store.driver.dsn, notifier.wake)
-    await channel.start()
-    notifier.relay = channel.send
-    store.channel = channel  # its generation is the store's auth epoch
-    try:
-        yield
-    finally:
-        store.channel = None
-        notifier.relay = None
-        await channel.stop()
-
-
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app: store and service from ``settings`` (default: the environment).
 
@@ -103,7 +81,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     operations = Operations(store, notifier)
     credentials = Credentials(store, token_ttl=settings.token_ttl, notifier=notifier)
     engine = Engine(operations, retention=settings.retention_seconds)
-    webhook_store = for_store(store)
+    webhook_store = store.webhooks()
     deliverer = Deliverer(
         store,
         webhook_store,
@@ -112,6 +90,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         max_attempts=settings.webhook_max_attempts,
         retention=settings.retention_seconds,
     )
+    bridge = None
+    if settings.mqtt_url:
+        from opstatus.bridges.mqtt import MqttBridge  # the mqtt extra: only when asked for
+
+        bridge = MqttBridge(
+            settings.mqtt_url,
+            operations,
+            credentials,
+            allow_anonymous=settings.mqtt_allow_anonymous,
+        )
     api = Api(
         operations=operations,
         credentials=credentials,
@@ -120,14 +108,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         keepalive=settings.keepalive,
         notifier=notifier,
         max_body=settings.max_body,
+        broker=bridge,
         webhooks=Webhooks(webhook_store, allow_private=settings.webhook_allow_private),
     )
     metrics = Metrics(notifier=notifier)
-    bridge = None
-    if settings.mqtt_url:
-        from opstatus.bridges.mqtt import MqttBridge  # the mqtt extra: only when asked for
-
-        bridge = MqttBridge(settings.mqtt_url, operations, credentials)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -137,12 +121,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if settings.bootstrap_admin_key:
                 await credentials.bootstrap(settings.bootstrap_admin_key)
             async with (
-                relayed(store, notifier),
+                store.relay(notifier),
                 engine.running(),
                 deliverer.running(),
                 bridge.running() if bridge else contextlib.nullcontext(),
             ):
-                yield
+                with shutdown.drain_on_signal(notifier):
+                    yield
         finally:
             await store.close()
 
@@ -152,7 +137,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics_endpoint, methods=["GET"]),  # no auth: firewall it
         *starlette_routes(ENDPOINTS, current=convert.execution),
         *dialects.routes(),
-        *openapi.routes(ENDPOINTS),
+        *openapi.routes(ENDPOINTS, dialects.openapi()),
         *ui.routes(),  # the dashboard's static files; not in the OpenAPI document
     ]
     app = Starlette(
@@ -160,7 +145,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         middleware=[Middleware(Observe, metrics=metrics)],
         exception_handlers={
-            HTTPException: problems.http_exception,
+            # a dialect's own 404/405 under its prefixes, problem+json elsewhere
+            HTTPException: dialects.not_found(problems.http_exception),
             Exception: problems.unexpected,
         },
     )

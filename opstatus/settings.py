@@ -50,6 +50,8 @@ class Settings:
     webhook_max_attempts: int = 12
     #: ``mqtt://[user[:password]@]host[:port]`` of a broker: run the MQTT bridge there
     mqtt_url: str | None = None
+    #: run the bridge even on a broker that admits anonymous clients (never in production)
+    mqtt_allow_anonymous: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +88,35 @@ class Settings:
             webhook_allow_private=_flag(env, "OPSTATUS_WEBHOOK_ALLOW_PRIVATE"),
             webhook_max_attempts=_positive_int(env, "OPSTATUS_WEBHOOK_MAX_ATTEMPTS", 12),
             mqtt_url=_mqtt_url(env),
+            mqtt_allow_anonymous=_flag(env, "OPSTATUS_MQTT_ALLOW_ANONYMOUS"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Connections:
+    """How ``opstatus serve`` guards its connections (read by the serve command)."""
+
+    #: seconds from a connection's first byte (or its opening) to a complete request head
+    head_timeout: float = 10.0
+    #: seconds from a complete head to a complete body
+    body_timeout: float = 30.0
+    #: seconds an idle kept-alive connection stays open
+    keepalive_timeout: int = 5
+    #: open connections per process beyond which requests answer 503; ``None``: derived
+    #: from the descriptor limit when the server starts
+    max_connections: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Connections:
+        """Read ``OPSTATUS_HEAD_TIMEOUT``, ``OPSTATUS_BODY_TIMEOUT``,
+        ``OPSTATUS_KEEPALIVE_TIMEOUT`` and ``OPSTATUS_MAX_CONNECTIONS``."""
+        env = os.environ if environ is None else environ
+        raw_max = env.get("OPSTATUS_MAX_CONNECTIONS", "").strip()
+        return cls(
+            head_timeout=float(_positive_int(env, "OPSTATUS_HEAD_TIMEOUT", 10)),
+            body_timeout=float(_positive_int(env, "OPSTATUS_BODY_TIMEOUT", 30)),
+            keepalive_timeout=_positive_int(env, "OPSTATUS_KEEPALIVE_TIMEOUT", 5),
+            max_connections=_positive_int(env, "OPSTATUS_MAX_CONNECTIONS", 1) if raw_max else None,
         )
 
 

@@ -1,4 +1,4 @@
-"""Request and response bodies of the canonical API (DESIGN.md §4a) as msgspec Structs.
+"""Request and response bodies of the canonical ``/v1`` API as msgspec Structs.
 
 The same types decode requests, encode responses and give the OpenAPI document
 its JSON Schemas, so the three cannot drift apart.
@@ -13,7 +13,10 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from opstatus.domain.roles import Role
-from opstatus.domain.states import OperationState, State
+
+# Re-exported: the client side takes the states from here, as it imports no domain module.
+from opstatus.domain.states import OperationState as OperationState
+from opstatus.domain.states import State as State
 
 Id = Annotated[str, Meta(min_length=1, max_length=200, description="an id")]
 Seconds = Annotated[float, Meta(gt=0, le=31_536_000, description="seconds")]
@@ -296,6 +299,18 @@ class KeyCreatedOut(KeyOut, kw_only=True):
     """A new key: the only time its secret is shown."""
 
     secret: str
+
+
+class MqttCredentialsOut(Struct, kw_only=True):
+    """``POST /v1/mqtt/credentials``: how an agent connects to the broker as itself."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str  #: the key id
+    password: str  #: shown once; the previous one stopped working
+    prefix: str  #: publish requests under it, subscribe to ``{prefix}/#`` for replies
+    inboxes: list[str]  #: subscribe to these for "work may be waiting" notices
 
 
 class KeyList(Struct, kw_only=True):

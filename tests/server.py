@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.acceptance.test_serve import free_port, opstatus_command
 
@@ -100,3 +102,25 @@ def make_tenant_admin(database: str, tenant: str) -> str:
             await store.close()
 
     return asyncio.run(make())
+
+
+def run_shell_example(script: str, url: str, admin_key: str, deadline: float = 60.0) -> str:
+    """Run a documented bash example as a reader would (``OPSTATUS_URL`` and ``ADMIN_KEY``
+    set, nothing else of ours in the environment) and return its stdout.
+
+    Skips when curl is missing; fails with both streams when the script fails.
+    """
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed; the example needs it")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "OPSTATUS_URL": url,
+        "ADMIN_KEY": admin_key,
+    }
+    result = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=deadline,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result.stdout

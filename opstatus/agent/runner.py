@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -199,78 +200,21 @@ class Agent:
             return
         if not await self._report(item, state="in_progress"):
             return
-        env = {
-            **os.environ,
-            "OPSTATUS_PARAMETERS": json.dumps(item.parameters),
-            "OPSTATUS_EXECUTION_ID": item.id,
-            "OPSTATUS_OPERATION_ID": item.operation_id,
-            "OPSTATUS_TARGET": item.target,
-        }
         proc = await asyncio.create_subprocess_shell(
             self.command,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=env,
+            env={**os.environ, **environment(item)},
             start_new_session=True,  # its own process group: SIGTERM reaches the children
         )
-        output: collections.deque[bytes] = collections.deque(maxlen=TAIL_LINES)
-        lost = asyncio.Event()  # the server no longer takes reports (cancelled, timed out)
-
-        async def send_progress(value: float) -> None:
-            if not await self._report(item, state="in_progress", progress=value):
-                lost.set()
-
-        throttle = Throttle(send_progress, self.progress_interval)
-
-        async def read(stream: asyncio.StreamReader | None, progress: bool) -> None:
-            assert stream is not None
-            async for line in stream:
-                output.append(line)
-                match = PROGRESS.match(line) if progress else None
-                if match:
-                    throttle.offer(min(100.0, float(match.group(1))))
-
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(self.heartbeat)
-                if not await self._report(item, state="in_progress"):
-                    lost.set()
-
-        readers = asyncio.gather(read(proc.stdout, True), read(proc.stderr, False))
-        heart = asyncio.create_task(beat())
-        stop = asyncio.ensure_future(self.stopping.wait())
-        gone = asyncio.ensure_future(lost.wait())
-        exited = asyncio.ensure_future(proc.wait())
-        try:
-            await asyncio.wait([exited, stop, gone], return_when=asyncio.FIRST_COMPLETED)
-            interrupted = not exited.done()
-            if interrupted:
-                await self._terminate(proc)
-            code = await exited
-            await readers
-        finally:
-            for task in (heart, stop, gone):
-                task.cancel()
-        await throttle.drain()
-        tail = tail_text(output)
-        if lost.is_set():
+        ending = await _Run(self, item, proc).finish()
+        fields = final_report(ending)
+        if fields is None:
             log.info("execution %s ended on the server; command stopped", item.id)
-        elif interrupted:
-            await self._report(
-                item, state="failed", error=STOPPED, result={"exit_code": code, "output_tail": tail}
-            )
-        elif code == 0:
-            await self._report(
-                item, state="succeeded", progress=100.0,
-                result={"exit_code": 0, "output_tail": tail},
-            )  # fmt: skip
         else:
-            await self._report(
-                item, state="failed", error=tail or f"exit code {code}",
-                result={"exit_code": code, "output_tail": tail},
-            )  # fmt: skip
-        log.info("execution %s finished: exit code %s", item.id, code)
+            await self._report(item, **fields)
+        log.info("execution %s finished: exit code %s", item.id, ending.code)
 
     async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM the command's process group; SIGKILL after ``grace`` seconds."""
@@ -282,6 +226,97 @@ class Agent:
                 return
             except TimeoutError:
                 continue
+
+
+def environment(item: models.InboxItem) -> dict[str, str]:
+    """What the command learns of its execution, as environment variables."""
+    return {
+        "OPSTATUS_PARAMETERS": json.dumps(item.parameters),
+        "OPSTATUS_EXECUTION_ID": item.id,
+        "OPSTATUS_OPERATION_ID": item.operation_id,
+        "OPSTATUS_TARGET": item.target,
+    }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Ending:
+    """How a command's run ended."""
+
+    code: int  #: its exit code (negative: the signal that ended it)
+    interrupted: bool  #: the agent stopped it (SIGTERM to the agent)
+    lost: bool  #: the server stopped taking reports on the execution (cancelled, timed out)
+    tail: str  #: the end of its output
+
+
+def final_report(ending: Ending) -> dict[str, Any] | None:
+    """The report that closes the execution after its command ended; None: send none.
+
+    Lost work is over on the server already, so nothing is left to say about it.
+    """
+    if ending.lost:
+        return None
+    result = {"exit_code": ending.code, "output_tail": ending.tail}
+    if ending.interrupted:
+        return {"state": "failed", "error": STOPPED, "result": result}
+    if ending.code == 0:
+        return {"state": "succeeded", "progress": 100.0, "result": result}
+    return {"state": "failed", "error": ending.tail or f"exit code {ending.code}", "result": result}
+
+
+class _Run:
+    """One command run for one execution: its output, its progress and its heartbeat."""
+
+    def __init__(
+        self, agent: Agent, item: models.InboxItem, proc: asyncio.subprocess.Process
+    ) -> None:
+        self.agent, self.item, self.proc = agent, item, proc
+        self.output: collections.deque[bytes] = collections.deque(maxlen=TAIL_LINES)
+        self.lost = asyncio.Event()  #: the server no longer takes reports
+        self.throttle = Throttle(self._progress, agent.progress_interval)
+
+    async def _still_in_progress(self, **fields: Any) -> None:
+        if not await self.agent._report(self.item, state="in_progress", **fields):
+            self.lost.set()
+
+    async def _progress(self, value: float) -> None:
+        await self._still_in_progress(progress=value)
+
+    async def _read(self, stream: asyncio.StreamReader | None, progress: bool) -> None:
+        """Keep the output's tail; ``PROGRESS n`` lines of stdout become progress reports."""
+        assert stream is not None
+        async for line in stream:
+            self.output.append(line)
+            match = PROGRESS.match(line) if progress else None
+            if match:
+                self.throttle.offer(min(100.0, float(match.group(1))))
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.agent.heartbeat)
+            await self._still_in_progress()
+
+    async def finish(self) -> Ending:
+        """Wait for the command to exit, or end it when the agent stops or the work is lost."""
+        proc = self.proc
+        readers = asyncio.gather(self._read(proc.stdout, True), self._read(proc.stderr, False))
+        heart = asyncio.create_task(self._beat())
+        stop = asyncio.ensure_future(self.agent.stopping.wait())
+        gone = asyncio.ensure_future(self.lost.wait())
+        exited = asyncio.ensure_future(proc.wait())
+        try:
+            await asyncio.wait([exited, stop, gone], return_when=asyncio.FIRST_COMPLETED)
+            interrupted = not exited.done()
+            if interrupted:
+                await self.agent._terminate(proc)
+            code = await exited
+            await readers
+        finally:
+            for task in (heart, stop, gone):
+                task.cancel()
+        await self.throttle.drain()
+        return Ending(
+            code=code, interrupted=interrupted, lost=self.lost.is_set(), tail=tail_text(self.output)
+        )
 
 
 async def serve_agent(

@@ -1,4 +1,4 @@
-"""``opstatus op``: trigger, read, cancel and watch operations over the HTTP API (DESIGN.md §8).
+"""``opstatus op``: trigger, read, cancel and watch operations over the HTTP API, via the SDK.
 
 Where the server is: ``--url``/``--key``, else ``OPSTATUS_URL``/``OPSTATUS_KEY``, else
 ``url``/``key`` in ``~/.config/opstatus/config.toml`` (``OPSTATUS_CONFIG`` names
@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.live import Live
 
 from opstatus.cli import views as _view
-from opstatus.client._http import Api, ApiError
-from opstatus.domain.states import OperationState
+from opstatus.client import _exceptions as exc
+from opstatus.client._client import Client
+from opstatus.client._models import Operation
+from opstatus.wire import OperationState
 
-#: seconds one long-poll of ``op watch`` parks on the server
-WATCH_WAIT = 25.0
 CONFIG_HELP = (
     "Where the server is: --url/--key, else $OPSTATUS_URL/$OPSTATUS_KEY, else url/key in "
     "~/.config/opstatus/config.toml ($OPSTATUS_CONFIG names another file)."
@@ -121,19 +121,21 @@ def fail(message: str) -> NoReturn:
 
 
 @contextmanager
-def connect(url: str | None, key: str | None) -> Iterator[Api]:
-    """A client of the configured server; server errors print ``error: …`` and exit 1."""
+def connect(url: str | None, key: str | None) -> Iterator[Client]:
+    """An SDK client of the configured server; its errors print ``error: …`` and exit 1."""
     config = resolve(url, key)
     try:
-        with Api(config.url, config.key) as api:
-            yield api
-    except ApiError as exc:
-        fail(exc.detail)
+        with Client(config.url, config.key) as client:
+            yield client
+    except exc.TransportError as error:
+        fail(f"cannot reach {config.url}: {error.__cause__ or error}")
+    except exc.OpstatusError as error:
+        fail(error.detail)
 
 
 def emit_json(document: Any) -> None:
     """The canonical JSON, one document on one line."""
-    typer.echo(json.dumps(document, ensure_ascii=False))
+    typer.echo(json.dumps(_view.plain(document), ensure_ascii=False))
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -179,19 +181,12 @@ def create(
     """Trigger an operation on targets and groups and print it."""
     if not target and not group:
         usage_error("name at least one --target or --group")
-    body: dict[str, Any] = {
-        "kind": kind,
-        "targets": target or [],
-        "groups": group or [],
-        "parameters": dict(parse_param(p) for p in param or []),
-        "internal": internal,
-        "retries": retries,
-    }
+    parameters = dict(parse_param(p) for p in param or [])
+    options: dict[str, Any] = {"internal": internal, "retries": retries}
     if schedule_at is not None:
-        body["schedule_at"] = schedule_at
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-    with connect(url, key) as api:
-        made = api.request("POST", "/v1/operations", json_body=body, headers=headers)
+        options["schedule_at"] = schedule_at
+    with connect(url, key) as client:
+        made = client.create(kind, target, group, parameters, idempotency_key, **options)
     _show(made, output)
 
 
@@ -200,8 +195,8 @@ def get(
     op_id: OperationId, url: Url = None, key: Key = None, output: OutputOption = Output.table
 ) -> None:
     """Print one operation with its executions."""
-    with connect(url, key) as api:
-        found = api.request("GET", f"/v1/operations/{op_id}")
+    with connect(url, key) as client:
+        found = client.get(op_id)
     _show(found, output)
 
 
@@ -220,19 +215,15 @@ def list_(
     output: OutputOption = Output.table,
 ) -> None:
     """List operations, newest first."""
-    query: dict[str, str | int | float] = {"limit": limit}
-    if state:
-        query["state"] = ",".join(s.value for s in state)
-    if kind:
-        query["kind"] = kind
-    if target:
-        query["target"] = ",".join(target)
-    with connect(url, key) as api:
-        page = api.request("GET", "/v1/operations", params=query)
+    with connect(url, key) as client:
+        page = client.list_page(
+            limit=limit, state=[s.value for s in state or []] or None, kind=kind or None,
+            target=target or None,
+        )  # fmt: skip
     if output is Output.json:
         emit_json(page)
     else:
-        Console().print(_view.operations_table(page["items"]))
+        Console().print(_view.operations_table(_view.plain(page.items)))
 
 
 @app.command(epilog="Example: opstatus op cancel 01J9Z8K3V6 --force")
@@ -244,8 +235,8 @@ def cancel(
     output: OutputOption = Output.table,
 ) -> None:
     """Cancel an operation: queued work at once, running work only with --force."""
-    with connect(url, key) as api:
-        found = api.request("POST", f"/v1/operations/{op_id}/cancel", json_body={"force": force})
+    with connect(url, key) as client:
+        found = client.cancel(op_id, force=force)
     _show(found, output)
 
 
@@ -260,22 +251,20 @@ def events(
     output: OutputOption = Output.table,
 ) -> None:
     """Print an operation's recorded changes; --follow streams them as they happen."""
-    with connect(url, key) as api:
+    with connect(url, key) as client:
         if not follow:
-            page = api.request("GET", f"/v1/operations/{op_id}/events", params={"limit": 1000})
+            page = client.events_page(op_id)
             if output is Output.json:
                 emit_json(page)
             else:
-                Console().print(_view.events_table(page["items"]))
+                Console().print(_view.events_table(_view.plain(page.items)))
             return
         console = Console()
-        for event in api.stream_events(op_id):
+        for event in client.watch(op_id):  # it ends with the event that finishes the operation
             if output is Output.json:
                 emit_json(event)
             else:
-                console.print("  ".join(str(cell) for cell in _view.event_row(event)))
-            if event["type"].startswith("operation.") and _terminal(event["state"]):
-                return
+                console.print("  ".join(str(cell) for cell in _view.event_row(_view.plain(event))))
 
 
 @app.command(epilog="Example: opstatus op watch 01J9Z8K3V6 && echo deployed")
@@ -288,40 +277,22 @@ def watch(
     it prints the final operation instead of the live view.
     """
     try:
-        with connect(url, key) as api:
+        with connect(url, key) as client:
             if output is Output.json:
-                final = _follow(api, op_id, None)
+                final = client.wait(op_id)
                 emit_json(final)
             else:
                 view = _view.WatchView()
                 with Live(view, console=Console(), refresh_per_second=8):
-                    final = _follow(api, op_id, view)
+                    final = client.wait(op_id, on_change=lambda o: view.update(_view.plain(o)))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    if final["state"] != OperationState.SUCCEEDED:
+    if final.state != OperationState.SUCCEEDED:
         raise typer.Exit(1)
 
 
-def _follow(api: Api, op_id: str, view: _view.WatchView | None) -> dict[str, Any]:
-    """Long-poll until the operation is terminal; feed each version to ``view``."""
-    operation: dict[str, Any] = api.request("GET", f"/v1/operations/{op_id}")
-    while True:
-        if view is not None:
-            view.update(operation)
-        if _terminal(operation["state"]):
-            return operation
-        operation = api.wait_operation(op_id, operation["version"], WATCH_WAIT)
-
-
-def _terminal(state: str) -> bool:
-    try:
-        return OperationState(state).terminal
-    except ValueError:
-        return False
-
-
-def _show(operation: dict[str, Any], output: Output) -> None:
+def _show(operation: Operation, output: Output) -> None:
     if output is Output.json:
         emit_json(operation)
     else:
-        Console().print(_view.operation_table(operation))
+        Console().print(_view.operation_table(_view.plain(operation)))

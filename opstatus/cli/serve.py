@@ -161,9 +161,17 @@ def serve(
     if mqtt:
         os.environ["OPSTATUS_MQTT_URL"] = mqtt
         try:
-            settings_mod.Settings.from_env()
+            settings = settings_mod.Settings.from_env()
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
+    if settings.mqtt_url:
+        _check_broker(settings)
+    from opstatus.web import protocol
+
+    try:
+        guard = settings_mod.Connections.from_env()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     uvicorn.run(
         "opstatus.server:create_app",
         factory=True,
@@ -172,7 +180,11 @@ def serve(
         workers=workers,
         backlog=backlog,
         loop="uvloop",
-        http="httptools",
+        # httptools with deadlines for request heads and bodies (slowloris), see protocol.py
+        http="opstatus.web.protocol:DeadlineProtocol",
+        ws="none",
+        timeout_keep_alive=guard.keepalive_timeout,
+        limit_concurrency=protocol.connection_limit(guard.max_connections),
         lifespan="on",
         # The access log is ours (opstatus.access, JSON, with request ids); uvicorn's is off.
         access_log=False,
@@ -182,6 +194,24 @@ def serve(
         log_config=logs.uvicorn_log_config(log_level.value),
         log_level=log_level.value,
     )
+
+
+def _check_broker(settings: settings_mod.Settings) -> None:
+    """Refuse, in one line, a bridge that cannot run: no mqtt extra, or a broker that is
+    not safe for agents (bridges/mqtt.py ``check_broker``)."""
+    try:
+        from opstatus.bridges import mqtt as bridge
+    except ModuleNotFoundError:
+        typer.echo(
+            "error: the MQTT bridge needs the mqtt extra: pip install 'opstatus[mqtt]'", err=True
+        )
+        raise typer.Exit(1) from None
+    broker = bridge.Broker.from_url(settings.mqtt_url or "")
+    try:
+        asyncio.run(bridge.check_broker(broker, allow_anonymous=settings.mqtt_allow_anonymous))
+    except bridge.BrokerRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @db_app.command(epilog="Example: opstatus db upgrade --database sqlite:///opstatus.db")

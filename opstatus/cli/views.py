@@ -1,6 +1,6 @@
 """Rich renderings of operations, shared by ``opstatus op`` and ``opstatus demo``.
 
-Everything here takes the canonical JSON shapes (DESIGN.md §4a) as plain dicts.
+Everything here takes the canonical JSON shapes (``opstatus.wire``) as plain dicts.
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from rich.console import Group, RenderableType
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from opstatus.domain.states import OperationState, State
+from opstatus.wire import OperationState, State
 
 #: Rich styles per state, operations and executions alike
 STYLES: dict[str, str] = {
@@ -29,6 +30,11 @@ STYLES: dict[str, str] = {
     State.TIMED_OUT: "red",
     State.CANCELLED: "magenta",
 }
+
+
+def plain(value: Any) -> Any:
+    """An SDK result (or a list of them) as the canonical JSON shapes: dicts and lists."""
+    return msgspec.to_builtins(value)
 
 
 def styled(state: str) -> Text:

@@ -1,4 +1,4 @@
-"""``Client`` and ``AsyncClient``: the Python SDK of the opstatus HTTP API (DESIGN.md §8).
+"""``Client`` and ``AsyncClient``: the Python SDK of the opstatus HTTP API.
 
 Both drive the same flows (``opstatus.client._protocol``); only the I/O differs.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -20,10 +20,9 @@ from opstatus.client import _models as models
 from opstatus.client import _protocol as protocol
 
 T = TypeVar("T")
-#: read timeout of an event stream; the server sends a keep-alive every 15 s
-STREAM_READ = 60.0
 _Events = list[models.Event]  # aliases: ``list`` is a method name in the classes
 _InboxItems = list[models.InboxItem]
+OnChange = Callable[[models.Operation], object] | None
 
 
 class _Base:
@@ -43,8 +42,13 @@ class _Base:
     def _opts(self) -> dict[str, Any]:
         return {"retries": self.retries, "clock": protocol.monotonic}
 
-    def _timeout(self, read: float | None) -> httpx.Timeout:
-        return httpx.Timeout(self.timeout, read=read if read is not None else self.timeout)
+    def _args(self, call: protocol.Call) -> dict[str, Any]:
+        """``call`` as the arguments of an httpx request (or stream)."""
+        read = call.read_timeout if call.read_timeout is not None else self.timeout
+        return {
+            "method": call.method, "url": call.path, "params": call.params, "json": call.json,
+            "headers": call.headers, "timeout": httpx.Timeout(self.timeout, read=read),
+        }  # fmt: skip
 
     @staticmethod
     def _report_fields(
@@ -112,10 +116,7 @@ class Client(_Base):
 
     def _send(self, call: protocol.Call) -> httpx.Response:
         try:
-            return self._http.request(
-                call.method, call.path, params=call.params, json=call.json,
-                headers=call.headers, timeout=self._timeout(call.read_timeout),
-            )  # fmt: skip
+            return self._http.request(**self._args(call))
         except httpx.TransportError as error:
             raise exc.TransportError(f"{call.method} {call.path}: {error!r}") from error
 
@@ -173,15 +174,23 @@ class Client(_Base):
 
     def events(self, operation_id: str, after: int = 0) -> _Events:
         """Recorded events of an operation after seq ``after`` (one page, JSON)."""
-        return self._run(protocol.events(operation_id, after, **self._opts()))
+        return self.events_page(operation_id, after).items
 
-    def wait(self, operation_id: str, timeout: float | None = None) -> models.Operation:
+    def events_page(self, operation_id: str, after: int = 0) -> models.EventPage:
+        """One page of events after seq ``after``, with ``last_seq`` to continue from."""
+        return self._run(protocol.events_page(operation_id, after, **self._opts()))
+
+    def wait(
+        self, operation_id: str, timeout: float | None = None, *, on_change: OnChange = None
+    ) -> models.Operation:
         """Block until the operation is terminal and return it (long-poll, no busy polling).
 
         Raises :class:`~opstatus.WaitTimeout` (a ``TimeoutError``) after ``timeout``
-        seconds; ``None`` waits without limit.
+        seconds; ``None`` waits without limit. ``on_change``, when given, is called with
+        the first version read and each newer one (e.g. to draw progress).
         """
-        return self._run(protocol.wait(operation_id, timeout, **self._opts()))
+        flow = protocol.wait(operation_id, timeout, on_change=on_change, **self._opts())
+        return self._run(flow)
 
     def watch(self, operation_id: str, after: int = 0) -> Iterator[models.Event]:
         """Yield the operation's events live (SSE) until one says it finished.
@@ -191,34 +200,21 @@ class Client(_Base):
         ``Last-Event-ID``; :class:`~opstatus.TransportError` after ``retries``
         failures in a row.
         """
-        parser, failures = protocol.SSEParser(), 0
-        parser.last_seq = after
-        path = f"/v1/operations/{operation_id}/events"
+        session = protocol.Watch(operation_id, after, retries=self.retries)
         while True:
             try:
-                with self._http.stream(
-                    "GET", path, headers=protocol.watch_headers(parser.last_seq),
-                    timeout=self._timeout(STREAM_READ),
-                ) as response:  # fmt: skip
-                    if response.status_code == 429:
-                        response.read()
-                        time.sleep(protocol.retry_after(response) or 1.0)
-                        continue
+                with self._http.stream(**self._args(session.call())) as response:
                     if not response.is_success:
-                        response.read()
-                        raise protocol.error_for(response)
-                    failures = 0
-                    for line in response.iter_lines():
-                        event = parser.feed(line)
-                        if event is not None:
-                            yield event
-                            if event.type in models.TERMINAL_EVENTS:
+                        response.read()  # the problem body names the error
+                    if session.opened(response):
+                        for line in response.iter_lines():
+                            if (event := session.feed(line)) is not None:
+                                yield event
+                            if session.done:
                                 return
             except httpx.TransportError as error:
-                failures += 1
-                if failures > self.retries:
-                    raise exc.TransportError(f"GET {path}: {error!r}") from error
-            time.sleep(parser.retry)
+                session.broke(error)
+            time.sleep(session.pause())
 
     def inbox(
         self, target: str, wait: float | None = None, limit: int | None = None
@@ -289,10 +285,7 @@ class AsyncClient(_Base):
 
     async def _send(self, call: protocol.Call) -> httpx.Response:
         try:
-            return await self._http.request(
-                call.method, call.path, params=call.params, json=call.json,
-                headers=call.headers, timeout=self._timeout(call.read_timeout),
-            )  # fmt: skip
+            return await self._http.request(**self._args(call))
         except httpx.TransportError as error:
             raise exc.TransportError(f"{call.method} {call.path}: {error!r}") from error
 
@@ -345,42 +338,36 @@ class AsyncClient(_Base):
 
     async def events(self, operation_id: str, after: int = 0) -> _Events:
         """Recorded events of an operation after seq ``after`` (one page, JSON)."""
-        return await self._run(protocol.events(operation_id, after, **self._opts()))
+        return (await self.events_page(operation_id, after)).items
 
-    async def wait(self, operation_id: str, timeout: float | None = None) -> models.Operation:
+    async def events_page(self, operation_id: str, after: int = 0) -> models.EventPage:
+        """One page of events after seq ``after``, with ``last_seq`` to continue from."""
+        return await self._run(protocol.events_page(operation_id, after, **self._opts()))
+
+    async def wait(
+        self, operation_id: str, timeout: float | None = None, *, on_change: OnChange = None
+    ) -> models.Operation:
         """Wait until the operation is terminal and return it; see ``Client.wait``."""
-        return await self._run(protocol.wait(operation_id, timeout, **self._opts()))
+        flow = protocol.wait(operation_id, timeout, on_change=on_change, **self._opts())
+        return await self._run(flow)
 
     async def watch(self, operation_id: str, after: int = 0) -> AsyncIterator[models.Event]:
         """Yield the operation's events live (SSE) until it finished; see ``Client.watch``."""
-        parser, failures = protocol.SSEParser(), 0
-        parser.last_seq = after
-        path = f"/v1/operations/{operation_id}/events"
+        session = protocol.Watch(operation_id, after, retries=self.retries)
         while True:
             try:
-                async with self._http.stream(
-                    "GET", path, headers=protocol.watch_headers(parser.last_seq),
-                    timeout=self._timeout(STREAM_READ),
-                ) as response:  # fmt: skip
-                    if response.status_code == 429:
-                        await response.aread()
-                        await asyncio.sleep(protocol.retry_after(response) or 1.0)
-                        continue
+                async with self._http.stream(**self._args(session.call())) as response:
                     if not response.is_success:
-                        await response.aread()
-                        raise protocol.error_for(response)
-                    failures = 0
-                    async for line in response.aiter_lines():
-                        event = parser.feed(line)
-                        if event is not None:
-                            yield event
-                            if event.type in models.TERMINAL_EVENTS:
+                        await response.aread()  # the problem body names the error
+                    if session.opened(response):
+                        async for line in response.aiter_lines():
+                            if (event := session.feed(line)) is not None:
+                                yield event
+                            if session.done:
                                 return
             except httpx.TransportError as error:
-                failures += 1
-                if failures > self.retries:
-                    raise exc.TransportError(f"GET {path}: {error!r}") from error
-            await asyncio.sleep(parser.retry)
+                session.broke(error)
+            await asyncio.sleep(session.pause())
 
     async def inbox(
         self, target: str, wait: float | None = None, limit: int | None = None

@@ -1,6 +1,6 @@
 """Typed results of the SDK.
 
-They are the server's own response types (``opstatus.wire``, DESIGN.md §4a),
+They are the server's own response types (``opstatus.wire``),
 so the SDK decodes exactly what the server encodes and the two cannot drift apart.
 Unknown fields a newer server adds are ignored.
 """
@@ -14,11 +14,19 @@ Execution = wire.ExecutionOut
 InboxItem = wire.InboxItemOut
 Event = wire.EventOut
 OperationPage = wire.OperationList
+EventPage = wire.EventList
 
 #: event types that mean the operation finished (``watch`` stops after one)
 TERMINAL_EVENTS = frozenset({"operation.succeeded", "operation.failed", "operation.cancelled"})
 
-__all__ = ["TERMINAL_EVENTS", "Event", "Execution", "InboxItem", "Operation", "OperationPage"]
+__all__ = [
+    "TERMINAL_EVENTS",
+    "Event",
+    "EventPage",
+    "Execution",
+    "InboxItem",
+    "Operation",
+    "OperationPage",
+]
 
-EventList = wire.EventList
 Inbox = wire.InboxOut

@@ -27,6 +27,8 @@ SSE = "text/event-stream"
 MAX_POLL = 30.0
 #: extra read time on top of a long-poll's ``wait``, for the answer to travel
 POLL_SLACK = 10.0
+#: read timeout of an event stream; the server sends a keep-alive every 15 s
+STREAM_READ = 60.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -179,56 +181,72 @@ def cancel(
     return decode((yield from request(call, retries=retries, clock=clock)), models.Operation)
 
 
-def events(
+def events_page(
     operation_id: str, after: int, *, retries: int, clock: Clock
-) -> Flow[list[models.Event]]:
+) -> Flow[models.EventPage]:
     """``GET /v1/operations/{id}/events`` as JSON (one page after ``after``)."""
     call = Call(
         method="GET",
         path=f"/v1/operations/{operation_id}/events",
         params={"after": str(after), "limit": "1000"},
     )
-    found = decode((yield from request(call, retries=retries, clock=clock)), models.EventList)
-    return found.items
+    return decode((yield from request(call, retries=retries, clock=clock)), models.EventPage)
 
 
 def wait(
-    operation_id: str, timeout: float | None, *, retries: int, clock: Clock
+    operation_id: str,
+    timeout: float | None,
+    *,
+    retries: int,
+    clock: Clock,
+    on_change: Callable[[models.Operation], object] | None = None,
 ) -> Flow[models.Operation]:
     """Long-poll the operation until it is terminal; WaitTimeout after ``timeout`` seconds.
 
     Each round asks ``?wait=S&version=N``: the server answers as soon as the version
     differs from N (one notifier wake-up after the change), or after S seconds. A
     ``Retry-After`` on an unchanged answer, and every 429, is slept exactly, cut to the
-    time left.
+    time left. ``on_change`` sees the first version read and every newer one.
     """
     deadline = None if timeout is None else clock() + timeout
     operation = yield from get(operation_id, retries=retries, clock=clock)
+    if on_change is not None:
+        on_change(operation)
     while not operation.state.terminal:
         left = MAX_POLL if deadline is None else deadline - clock()
         if left <= 0:
             raise exc.WaitTimeout(
                 f"operation {operation_id} still {operation.state} after {timeout} s"
             )
-        poll = min(left, MAX_POLL)
-        call = Call(
-            method="GET",
-            path=f"/v1/operations/{operation_id}",
-            params={"wait": _seconds(poll), "version": str(operation.version)},
-            read_timeout=poll + POLL_SLACK,
-        )
-        started = clock()
-        response = yield from request(call, retries=retries, clock=clock, deadline=deadline)
-        before, operation = operation.version, decode(response, models.Operation)
-        if operation.version != before or operation.state.terminal:
-            continue
-        # Unchanged: the long-poll ran out, or the server asks us to come back later.
-        pause = retry_after(response)
-        if pause is None and clock() - started < poll / 2:
-            pause = 1.0  # a server that ignores ``wait``: do not spin
-        if pause:
-            yield Sleep(pause if deadline is None else max(0.0, min(pause, deadline - clock())))
+        before = operation
+        operation = yield from _poll(operation, min(left, MAX_POLL), deadline, retries, clock)
+        if on_change is not None and operation.version != before.version:
+            on_change(operation)
     return operation
+
+
+def _poll(
+    operation: models.Operation, poll: float, deadline: float | None, retries: int, clock: Clock
+) -> Flow[models.Operation]:
+    """One long-poll round: the newer version, or the same one after any pause asked for."""
+    call = Call(
+        method="GET",
+        path=f"/v1/operations/{operation.id}",
+        params={"wait": _seconds(poll), "version": str(operation.version)},
+        read_timeout=poll + POLL_SLACK,
+    )
+    started = clock()
+    response = yield from request(call, retries=retries, clock=clock, deadline=deadline)
+    found = decode(response, models.Operation)
+    if found.version != operation.version or found.state.terminal:
+        return found
+    # Unchanged: the long-poll ran out, or the server asks us to come back later.
+    pause = retry_after(response)
+    if pause is None and clock() - started < poll / 2:
+        pause = 1.0  # a server that ignores ``wait``: do not spin
+    if pause:
+        yield Sleep(pause if deadline is None else max(0.0, min(pause, deadline - clock())))
+    return found
 
 
 def inbox(
@@ -291,6 +309,59 @@ class SSEParser:
         elif name == "retry" and value.isdigit():
             self.retry = int(value) / 1000
         return None  # ``id`` and ``event`` repeat what the JSON data already says
+
+
+class Watch:
+    """One ``watch()`` without I/O: which stream to open, what its answer means, which
+    events its lines carry, and how long to pause before reconnecting.
+
+    A driver loops: open :meth:`call` as a stream (reading the body of an error answer),
+    hand the answer to :meth:`opened` and, when it says so, each line to :meth:`feed`
+    until :attr:`done`; on a broken connection call :meth:`broke`; then sleep
+    :meth:`pause` seconds and go round again.
+    """
+
+    def __init__(self, operation_id: str, after: int, *, retries: int) -> None:
+        self.path = f"/v1/operations/{operation_id}/events"
+        self.retries = retries  #: broken connections in a row tolerated
+        self.done = False  #: the operation finished: the watch is over
+        self._parser = SSEParser()
+        self._parser.last_seq = after
+        self._failures = 0
+        self._throttled: float | None = None  #: the pause a 429 asked for
+
+    def call(self) -> Call:
+        """The stream to open now, resuming after the last event seen."""
+        self._throttled = None
+        headers = watch_headers(self._parser.last_seq)
+        return Call(method="GET", path=self.path, headers=headers, read_timeout=STREAM_READ)
+
+    def opened(self, response: httpx.Response) -> bool:
+        """Whether to read the answer's lines; raises the error an error answer stands for."""
+        if response.status_code == 429:
+            self._throttled = retry_after(response) or 1.0
+            return False
+        if not response.is_success:
+            raise error_for(response)
+        self._failures = 0
+        return True
+
+    def feed(self, line: str) -> models.Event | None:
+        """The event ``line`` completes, if any; a terminal one sets :attr:`done`."""
+        event = self._parser.feed(line)
+        if event is not None and event.type in models.TERMINAL_EVENTS:
+            self.done = True
+        return event
+
+    def broke(self, error: Exception) -> None:
+        """Count a broken connection; TransportError after ``retries`` in a row."""
+        self._failures += 1
+        if self._failures > self.retries:
+            raise exc.TransportError(f"GET {self.path}: {error!r}") from error
+
+    def pause(self) -> float:
+        """Seconds to wait before the next connection."""
+        return self._parser.retry if self._throttled is None else self._throttled
 
 
 def monotonic() -> float:

@@ -35,8 +35,7 @@ from opstatus.domain import webhooks as hooks
 from opstatus.domain.clock import Clock, utcnow
 from opstatus.domain.records import Event
 from opstatus.domain.webhooks import Delivery, DeliveryStatus, Webhook
-from opstatus.store.port import Store
-from opstatus.store.webhooks import WebhookStore
+from opstatus.store.port import Store, WebhookStore
 
 log = logging.getLogger("opstatus.webhooks")
 

@@ -65,6 +65,13 @@ class Driver(Protocol):
         """``sqlite`` or ``postgres``."""
 
     @property
+    def appends_at_commit(self) -> bool:
+        """Whether the database numbers events as it commits: the dialect's
+        ``events_append`` block hands them over, and no tenant row lock is held
+        from the numbering to COMMIT. Otherwise the store bumps the tenant's
+        counters in the transaction's last statements."""
+
+    @property
     def queries(self) -> Queries:
         """The dialect's SQL."""
 

@@ -19,6 +19,7 @@ from opstatus.domain import errors
 from opstatus.store import queries
 from opstatus.store.driver import Duplicate, Row
 from opstatus.store.pgnotify import PostgresChannel
+from opstatus.store.port import Wakeable
 from opstatus.store.sqlstore import SqlStore
 
 
@@ -202,6 +203,8 @@ class PostgresDriver:
     """A pool of connections to one PostgreSQL database."""
 
     name = "postgres"
+    #: ``events_append`` defers numbering to a commit-time trigger (``event_appends``)
+    appends_at_commit = True
 
     def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
         self.dsn = dsn
@@ -288,3 +291,18 @@ class PostgresStore(SqlStore):
     def key_revoked_payload(self, tenant: str) -> str | None:
         """What the revoking transaction notifies (see auth_epoch)."""
         return PostgresChannel.keys_changed(tenant)
+
+    @asynccontextmanager
+    async def relay(self, notifier: Wakeable) -> AsyncIterator[None]:
+        """Relay ``notifier``'s keys between the replicas with LISTEN/NOTIFY; the
+        channel's generation is the auth epoch while it runs."""
+        channel = PostgresChannel(self.driver.dsn, notifier.wake)
+        await channel.start()
+        notifier.relay = channel.send
+        self.channel = channel
+        try:
+            yield
+        finally:
+            self.channel = None
+            notifier.relay = None
+            await channel.stop()

@@ -187,6 +187,8 @@ class SqliteDriver:
     """Connections and transactions for one SQLite file."""
 
     name = "sqlite"
+    #: one writer at a time: the tenant row's counters number events in the transaction
+    appends_at_commit = False
 
     def __init__(self, path: str, *, synchronous: str = "FULL", busy_timeout: float = 30.0):
         if synchronous.upper() not in SYNCHRONOUS:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from opstatus.domain import changes, deadlines, derive, errors
 from opstatus.domain.records import (
@@ -28,6 +28,7 @@ from opstatus.domain.records import (
 from opstatus.domain.states import OperationState
 from opstatus.store import port, rows
 from opstatus.store.driver import Driver, Duplicate, Row, Tx
+from opstatus.store.sqlwebhooks import SqlWebhookStore
 
 _SCHEMA_VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_version "
@@ -72,6 +73,10 @@ class SqlStore(port.Store):
         """Run a trivial query."""
         async with self._d.read() as tx:
             await tx.fetch("SELECT 1 AS one")
+
+    def webhooks(self) -> port.WebhookStore:
+        """The webhook adapter on this store's driver."""
+        return SqlWebhookStore(self._d)
 
     # tenants, targets, groups -------------------------------------------------
     async def create_tenant(self, tenant: Tenant) -> Tenant:
@@ -217,12 +222,7 @@ class SqlStore(port.Store):
 
     async def get_operation(self, tenant: str, operation_id: str) -> Operation:
         """Read one operation (410 if tombstoned)."""
-        async with self._d.read() as tx:
-            row = await tx.fetchrow(self._q["op_get"], tenant, operation_id)
-            if row is None:
-                await self._missing(tx, "tombstone_get", tenant, operation_id)
-        assert row is not None
-        return rows.operation(row, self._c)
+        return await self._operation("op_get", "tombstone_get", tenant, operation_id)
 
     async def get_operation_with_executions(
         self, tenant: str, operation_id: str
@@ -233,16 +233,19 @@ class SqlStore(port.Store):
             if row is None:
                 await self._missing(tx, "tombstone_get", tenant, operation_id)
             found = await tx.fetch(self._q["exec_by_op"], tenant, operation_id)
-        assert row is not None
         return rows.operation(row, self._c), [rows.execution(r, self._c) for r in found]
 
     async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
         """Read one operation by number."""
+        return await self._operation("op_by_number", "tombstone_by_number", tenant, number)
+
+    async def _operation(self, block: str, tombstone: str, tenant: str, key: Any) -> Operation:
+        """The operation query ``block`` finds by ``key``; Gone when the ``tombstone``
+        query finds it buried, NotFound otherwise."""
         async with self._d.read() as tx:
-            row = await tx.fetchrow(self._q["op_by_number"], tenant, number)
+            row = await tx.fetchrow(self._q[block], tenant, key)
             if row is None:
-                await self._missing(tx, "tombstone_by_number", tenant, number)
-        assert row is not None
+                await self._missing(tx, tombstone, tenant, key)
         return rows.operation(row, self._c)
 
     async def latest_operation(self, tenant: str) -> Operation:
@@ -329,7 +332,6 @@ class SqlStore(port.Store):
             row = await tx.fetchrow(self._q["exec_get"], tenant, execution_id)
             if row is None:
                 await self._missing_execution(tx, tenant, execution_id)
-        assert row is not None
         return rows.execution(row, self._c)
 
     async def update_execution(
@@ -436,7 +438,6 @@ class SqlStore(port.Store):
             row = await tx.fetchrow(q["op_lock"], tenant, operation_id)
             if row is None:
                 await self._missing(tx, "tombstone_get", tenant, operation_id)
-            assert row is not None
             op = rows.operation(row, c)
             if not op.state.terminal:
                 raise errors.Conflict(
@@ -584,7 +585,7 @@ class SqlStore(port.Store):
         if await tx.fetchrow(self._q["tenant_get"], tenant) is None:
             raise errors.NotFound(f"no tenant {tenant!r}")
 
-    async def _missing(self, tx: Tx, block: str, tenant: str, key: Any) -> None:
+    async def _missing(self, tx: Tx, block: str, tenant: str, key: Any) -> NoReturn:
         """Raise Gone when a tombstone names ``key``, NotFound otherwise."""
         tomb = await tx.fetchrow(self._q[block], tenant, key)
         if tomb is not None:
@@ -598,10 +599,9 @@ class SqlStore(port.Store):
         row = await tx.fetchrow(self._q["exec_lock"], tenant, execution_id)
         if row is None:
             await self._missing_execution(tx, tenant, execution_id)
-        assert row is not None
         return rows.execution(row, self._c)
 
-    async def _missing_execution(self, tx: Tx, tenant: str, execution_id: str) -> None:
+    async def _missing_execution(self, tx: Tx, tenant: str, execution_id: str) -> NoReturn:
         """Raise Gone when the execution's operation was deleted or purged, else NotFound."""
         tomb = await tx.fetchrow(self._q["exec_tombstone_get"], tenant, execution_id)
         if tomb is not None:
@@ -662,14 +662,14 @@ class SqlStore(port.Store):
 
         Seqs and numbers are gapless and in commit order: the tenant row's counters
         are bumped under its row lock, held until the transaction ends. A dialect
-        with an ``events_append`` block hands the events to the database, which
-        numbers them while it commits; otherwise the counters are bumped by the
-        transaction's last statements.
+        whose driver ``appends_at_commit`` hands the events to the database (the
+        ``events_append`` block), which numbers them while it commits; otherwise
+        the counters are bumped by the transaction's last statements.
         """
         q, c = self._q, self._c
         if not events and numbering is None:
             return None  # nothing to number: the tenant row is not touched
-        if "events_append" in q:
+        if self._d.appends_at_commit:
             # one array per column after tenant_id and seq
             args = [rows.event_insert_args(e, c)[2:] for e in events]
             columns = [list(column) for column in zip(*args, strict=True)]

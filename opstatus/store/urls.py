@@ -1,4 +1,4 @@
-"""Database URLs of the operator contract (DESIGN.md §8) to Store adapters."""
+"""Database URLs (`--database`, `OPSTATUS_DATABASE_URL`: see README.md) to Store adapters."""
 
 from __future__ import annotations
 

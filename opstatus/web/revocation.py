@@ -53,6 +53,8 @@ class Watch:
                     )
                 finally:
                     revoked.cancel()
+                if waiter.done() and self.notes.closing:
+                    return waiter.result()  # shutting down: answer now, read nothing more
                 if (revoked.done() and not revoked.cancelled()) or not waiter.done():
                     await self.check()
                 if waiter.done():

@@ -20,3 +20,4 @@ def test_demo_runs_for_its_duration_and_shows_progress(tmp_path: Path) -> None:
     assert "succeeded" in out or "failed" in out
     assert "recent operations" in out and "total" in out
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+    assert "Traceback" not in result.stderr  # e.g. a long-poll left failing after its agent

@@ -80,6 +80,8 @@ async def _stream(ctx: Ctx, operation_id: str | None, after: int) -> AsyncIterat
                     after = event.seq
                     data = _encoder.encode(convert.event(event)).decode()
                     yield f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
+                if notes.closing:
+                    return  # shutting down: all committed events are out; the client resumes
                 if not found and await watch.wait(waiter, ctx.api.keepalive) is None:
                     yield b": keep-alive\n\n"
             finally:

@@ -196,3 +196,24 @@ SELECT tenant_id, id, operation_id FROM executions WHERE tenant_id = $1 AND oper
 -- name: exec_tombstone_get
 SELECT execution_id, operation_id FROM execution_tombstones
 WHERE tenant_id = $1 AND execution_id = $2
+
+-- name: op_lock
+SELECT * FROM operations WHERE tenant_id = $1 AND id = $2 /*:lock_rows*/
+
+-- name: exec_lock
+SELECT * FROM executions WHERE tenant_id = $1 AND id = $2 /*:lock_rows*/
+
+-- name: exec_lock_by_op
+SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2
+ORDER BY id /*:lock_rows*/
+
+-- name: exec_due
+SELECT * FROM executions WHERE due_at <= $1 ORDER BY due_at LIMIT $2 /*:lock_rows_skip_locked*/
+
+-- name: op_expired
+SELECT * FROM operations
+WHERE completed_at < $1 AND state IN ('succeeded', 'failed', 'cancelled')
+ORDER BY completed_at LIMIT $2 /*:lock_rows_skip_locked*/
+
+-- name: op_dispatched_since
+SELECT count(*) AS n FROM executions WHERE operation_id = $1 AND started_at > $2

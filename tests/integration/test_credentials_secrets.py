@@ -1,8 +1,11 @@
-"""Secrets at rest, tokens and the bootstrap rule (on the memory store)."""
+"""Secrets at rest, tokens and the bootstrap rule (on a real SQLite file)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +14,7 @@ from opstatus.domain.records import ApiKey, Tenant
 from opstatus.domain.roles import Role
 from opstatus.service.credentials import Credentials, hash_secret, slow_hash
 from opstatus.settings import Settings, SettingsError
-from opstatus.store.memory import MemoryStore
+from opstatus.store.sqlite import SqliteStore
 
 CHOSEN = "a-chosen-secret-of-at-least-32-characters"
 
@@ -26,14 +29,32 @@ class Clock:
         return self.now
 
 
-async def made(clock: Clock | None = None) -> tuple[MemoryStore, Credentials]:
-    store = MemoryStore()
-    await store.open()
-    await store.create_tenant(Tenant(id="acme", name="Acme", created_at=datetime.now(UTC)))
-    return store, Credentials(store, clock=clock or Clock(), token_ttl=60)
+Made = Callable[..., Coroutine[Any, Any, tuple[SqliteStore, Credentials]]]
 
 
-async def test_a_chosen_secret_is_stored_slowly_hashed_and_authenticates() -> None:
+@pytest.fixture
+async def made(tmp_path: Path) -> AsyncIterator[Made]:
+    """Makes a migrated store with tenant ``acme`` (and one empty store, ``empty=True``)."""
+    opened: list[SqliteStore] = []
+
+    async def make(
+        clock: Clock | None = None, *, empty: bool = False
+    ) -> tuple[SqliteStore, Credentials]:
+        store = SqliteStore(str(tmp_path / f"o{len(opened)}.db"))
+        opened.append(store)
+        await store.open()
+        await store.migrate()
+        if not empty:
+            now = datetime.now(UTC)
+            await store.create_tenant(Tenant(id="acme", name="Acme", created_at=now))
+        return store, Credentials(store, clock=clock or Clock(), token_ttl=60)
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+async def test_a_chosen_secret_is_stored_slowly_hashed_and_authenticates(made: Made) -> None:
     store, credentials = await made()
     key, secret = await credentials.create_key("acme", Role.ADMIN, secret=CHOSEN)
     assert secret == CHOSEN
@@ -50,7 +71,7 @@ async def test_a_chosen_secret_is_stored_slowly_hashed_and_authenticates() -> No
             await credentials.by_basic(key.id, wrong)
 
 
-async def test_a_generated_key_keeps_the_fast_hash() -> None:
+async def test_a_generated_key_keeps_the_fast_hash(made: Made) -> None:
     store, credentials = await made()
     key, secret = await credentials.create_key("acme", Role.VIEWER)
     found = await store.key_by_id(key.id)
@@ -58,7 +79,7 @@ async def test_a_generated_key_keeps_the_fast_hash() -> None:
     assert secret.startswith("opk_") and len(secret) >= 4 + 43  # 256 random bits
 
 
-async def test_a_row_stored_before_scrypt_still_authenticates() -> None:
+async def test_a_row_stored_before_scrypt_still_authenticates(made: Made) -> None:
     """A bootstrap key written by an older version holds the SHA-256 of its secret."""
     store, credentials = await made()
     old = ApiKey(
@@ -70,21 +91,20 @@ async def test_a_row_stored_before_scrypt_still_authenticates() -> None:
     assert (await credentials.by_basic(old.id, "change-me")).key_id == old.id
 
 
-async def test_a_short_chosen_secret_is_refused() -> None:
+async def test_a_short_chosen_secret_is_refused(made: Made) -> None:
     _, credentials = await made()
     with pytest.raises(errors.Invalid):
         await credentials.create_key("acme", Role.ADMIN, secret="x" * 31)
     with pytest.raises(errors.Invalid):
         await credentials.create_key("acme", Role.ADMIN, secret="opk_" + "x" * 40)
-    empty = MemoryStore()
-    await empty.open()
+    empty, fresh = await made(empty=True)
     with pytest.raises(errors.Invalid):
-        await Credentials(empty).bootstrap("x" * 31)
+        await fresh.bootstrap("x" * 31)
     assert not await empty.any_tenant()  # a refused bootstrap leaves nothing behind
-    assert await Credentials(empty).bootstrap(CHOSEN) is not None
+    assert await fresh.bootstrap(CHOSEN) is not None
 
 
-async def test_a_token_mints_nothing_and_expires() -> None:
+async def test_a_token_mints_nothing_and_expires(made: Made) -> None:
     clock = Clock()
     _, credentials = await made(clock)
     _, secret = await credentials.create_key("acme", Role.VIEWER)
@@ -100,7 +120,7 @@ async def test_a_token_mints_nothing_and_expires() -> None:
     assert await credentials.still_valid(by_key)
 
 
-async def test_still_valid_ends_with_the_revoke() -> None:
+async def test_still_valid_ends_with_the_revoke(made: Made) -> None:
     _, credentials = await made()
     key, secret = await credentials.create_key("acme", Role.VIEWER)
     who = await credentials.by_secret(secret)
