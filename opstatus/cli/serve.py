@@ -39,10 +39,17 @@ admin_app.add_typer(key_app, name="key")
 
 
 class Output(enum.StrEnum):
-    """How a command prints what it made."""
+    """How a command prints what it made: the values of every command's ``-o``."""
 
-    text = "text"
+    table = "table"
+    text = "text"  #: what ``table`` was called before; older scripts still pass it
     json = "json"
+
+
+OutputOption = Annotated[
+    Output,
+    typer.Option("--output", "-o", help="table (text, its older name, is the same) or the JSON."),
+]
 
 
 Database = Annotated[
@@ -245,7 +252,7 @@ def tenant_create(
     ],
     name: Annotated[str | None, typer.Option(help="Display name (default: the id).")] = None,
     database: Database = None,
-    output: Annotated[Output, typer.Option(help="Output format.")] = Output.text,
+    output: OutputOption = Output.table,
 ) -> None:
     """Create a tenant directly in the database (migrating it first) and print it."""
 
@@ -317,7 +324,7 @@ def key_create(
         str,
         typer.Option(
             metavar="[admin|operator|viewer|agent]",
-            help="What the key may do (DESIGN.md §5).",
+            help="What the key may do: admin, operator, viewer or agent (docs/architecture.md).",
             show_default=False,
         ),
     ],
@@ -329,7 +336,7 @@ def key_create(
     ] = None,
     name: Annotated[str, typer.Option(help="A note saying what the key is for.")] = "",
     database: Database = None,
-    output: Annotated[Output, typer.Option(help="Output format.")] = Output.text,
+    output: OutputOption = Output.table,
 ) -> None:
     """Make an API key directly in the database (migrating it first) and print it with its secret.
 
@@ -362,7 +369,7 @@ def key_create(
 def key_list(
     tenant: TenantOption,
     database: Database = None,
-    output: Annotated[Output, typer.Option(help="Output format.")] = Output.text,
+    output: OutputOption = Output.table,
 ) -> None:
     """Print every key of a tenant, revoked ones too (never a secret)."""
     _check_tenant(tenant)
@@ -385,7 +392,7 @@ def key_revoke(
     key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="Id of the key to revoke.")],
     tenant: TenantOption,
     database: Database = None,
-    output: Annotated[Output, typer.Option(help="Output format.")] = Output.text,
+    output: OutputOption = Output.table,
 ) -> None:
     """Revoke a key and every token it issued; a running server refuses them at once."""
     _check_tenant(tenant)

@@ -6,12 +6,14 @@ Both drive the same flows (``opstatus.client._protocol``); only the I/O differs.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 import httpx
 
@@ -20,13 +22,81 @@ from opstatus.client import _models as models
 from opstatus.client import _protocol as protocol
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _Events = list[models.Event]  # aliases: ``list`` is a method name in the classes
 _InboxItems = list[models.InboxItem]
+_EventStream = Generator[models.Event, None, None]  #: ``close()`` it to stop early
 OnChange = Callable[[models.Operation], object] | None
 
 
+def _shown(function: Callable[..., Any], *, drop_first: bool) -> inspect.Signature:
+    """The signature ``help()`` shows for a method made of ``function``: without the
+    ``Opts`` the client passes, and without the flow or pager it returns."""
+    signature = inspect.signature(function)
+    parameters = list(signature.parameters.values())[1 if drop_first else 0 :]
+    return signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty)
+
+
+class _Method(Generic[P, T]):
+    """An SDK method written once, as a flow, and run by both clients: ``Client`` returns
+    its result, ``AsyncClient`` a coroutine of it."""
+
+    def __init__(self, flow: Callable[Concatenate[protocol.Opts, P], protocol.Flow[T]]) -> None:
+        self.flow = flow
+        self.__doc__ = flow.__doc__
+        self.signature = _shown(flow, drop_first=True)
+
+    @overload
+    def __get__(self, obj: Client, owner: type[Any]) -> Callable[P, T]: ...
+    @overload
+    def __get__(
+        self, obj: AsyncClient, owner: type[Any]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Self: ...
+    def __get__(self, obj: Any, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        flow = self.flow
+
+        @functools.wraps(flow)
+        def method(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return obj._run(flow(obj._o, *args, **kwargs))
+
+        method.__signature__ = self.signature  # type: ignore[attr-defined]
+        return method
+
+
+class _Listing(Generic[P, T]):
+    """A paged listing written once: ``Client`` iterates it (the first page fetched at
+    the call, so a refusal raises there), ``AsyncClient`` with ``async for``."""
+
+    def __init__(self, pager: Callable[P, protocol.Pager[T]]) -> None:
+        self.pager = pager
+        self.__doc__ = pager.__doc__
+        self.signature = _shown(pager, drop_first=False)
+
+    @overload
+    def __get__(self, obj: Client, owner: type[Any]) -> Callable[P, Iterator[T]]: ...
+    @overload
+    def __get__(self, obj: AsyncClient, owner: type[Any]) -> Callable[P, AsyncIterator[T]]: ...
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Self: ...
+    def __get__(self, obj: Any, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        pager = self.pager
+
+        @functools.wraps(pager)
+        def method(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return obj._paged(pager(*args, **kwargs))
+
+        method.__signature__ = self.signature  # type: ignore[attr-defined]
+        return method
+
+
 class _Base:
-    """Settings shared by both clients."""
+    """Settings shared by both clients, and the methods written once for both."""
 
     def __init__(self, url: str | None, key: str | None, *, timeout: float, retries: int) -> None:
         url = url or os.environ.get("OPSTATUS_URL")
@@ -38,6 +108,25 @@ class _Base:
         self.retries = retries  #: how often a 429 is retried (``wait`` uses its timeout)
         self._headers = {"X-API-Key": self.key} if self.key else {}
         self._headers["User-Agent"] = "opstatus-python"
+        self._o = protocol.Opts(retries, protocol.monotonic)
+
+    list = _Listing(protocol.operations)
+    targets = _Listing(protocol.targets)
+    webhooks = _Listing(protocol.webhooks)
+    deliveries = _Listing(protocol.deliveries)
+    delete = _Method(protocol.delete)
+    retry = _Method(protocol.retry)
+    put_target = _Method(protocol.put_target)
+    get_target = _Method(protocol.get_target)
+    put_group = _Method(protocol.put_group)
+    get_group = _Method(protocol.get_group)
+    create_key = _Method(protocol.create_key)
+    keys = _Method(protocol.keys)
+    revoke_key = _Method(protocol.revoke_key)
+    create_webhook = _Method(protocol.create_webhook)
+    get_webhook = _Method(protocol.get_webhook)
+    delete_webhook = _Method(protocol.delete_webhook)
+    replay = _Method(protocol.replay)
 
     def _opts(self) -> dict[str, Any]:
         return {"retries": self.retries, "clock": protocol.monotonic}
@@ -72,7 +161,9 @@ class Client(_Base):
     """A blocking client. ``Client(url, key)``; both default to $OPSTATUS_URL / $OPSTATUS_KEY.
 
     Use it as a context manager, or call :meth:`close`. Every method raises an
-    :class:`~opstatus.OpstatusError` subclass when the server refuses.
+    :class:`~opstatus.OpstatusError` subclass when the server refuses. Besides the
+    operation methods here, it has those written once for both clients on ``_Base``:
+    ``list``, ``retry``, ``delete``, targets, groups, keys and webhooks.
     """
 
     def __init__(
@@ -150,21 +241,14 @@ class Client(_Base):
         """One page of operations (``items``, ``next_cursor``), newest first."""
         return self._run(protocol.page(filters, cursor, **self._opts()))
 
-    def list(self, **filters: Any) -> Iterator[models.Operation]:
-        """Every matching operation, newest first, fetching pages lazily via ``next_cursor``.
+    def _paged(self, pager: protocol.Pager[T]) -> Iterator[T]:
+        first = self._run(pager.next(**self._opts()))  # now: a refusal raises at the call
+        return self._rest(pager, first)
 
-        Filters are the query parameters of ``GET /v1/operations`` (``state``,
-        ``target``, ``kind``, ``group``, ``id``, ``internal``, ``created_after``, …);
-        lists are comma-joined. ``limit`` sets the page size. For one page, use
-        :meth:`list_page`.
-        """
-        cursor: str | None = None
-        while True:
-            found = self.list_page(cursor, **filters)
-            yield from found.items
-            if not found.next_cursor or not found.items:
-                return
-            cursor = found.next_cursor
+    def _rest(self, pager: protocol.Pager[T], first: list[T]) -> Iterator[T]:
+        yield from first
+        while not pager.done:
+            yield from self._run(pager.next(**self._opts()))
 
     def cancel(
         self, operation_id: str, force: bool = False, reason: str | None = None
@@ -172,11 +256,11 @@ class Client(_Base):
         """Cancel queued work; running work too with ``force``."""
         return self._run(protocol.cancel(operation_id, force, reason, **self._opts()))
 
-    def events(self, operation_id: str, after: int = 0) -> _Events:
-        """Recorded events of an operation after seq ``after`` (one page, JSON)."""
+    def events(self, operation_id: str | None = None, after: int = 0) -> _Events:
+        """Recorded events of an operation (None: of the tenant) after seq ``after``."""
         return self.events_page(operation_id, after).items
 
-    def events_page(self, operation_id: str, after: int = 0) -> models.EventPage:
+    def events_page(self, operation_id: str | None = None, after: int = 0) -> models.EventPage:
         """One page of events after seq ``after``, with ``last_seq`` to continue from."""
         return self._run(protocol.events_page(operation_id, after, **self._opts()))
 
@@ -192,7 +276,7 @@ class Client(_Base):
         flow = protocol.wait(operation_id, timeout, on_change=on_change, **self._opts())
         return self._run(flow)
 
-    def watch(self, operation_id: str, after: int = 0) -> Iterator[models.Event]:
+    def watch(self, operation_id: str, after: int = 0) -> _EventStream:
         """Yield the operation's events live (SSE) until one says it finished.
 
         Starts after seq ``after`` (0: from the beginning, so a finished operation
@@ -200,7 +284,13 @@ class Client(_Base):
         ``Last-Event-ID``; :class:`~opstatus.TransportError` after ``retries``
         failures in a row.
         """
-        session = protocol.Watch(operation_id, after, retries=self.retries)
+        return self._stream(protocol.Watch(operation_id, after, retries=self.retries))
+
+    def tail(self, after: int = 0) -> _EventStream:
+        """Yield every event of the tenant after seq ``after`` live (SSE), without end."""
+        return self._stream(protocol.Watch(None, after, retries=self.retries))
+
+    def _stream(self, session: protocol.Watch) -> _EventStream:
         while True:
             try:
                 with self._http.stream(**self._args(session.call())) as response:
@@ -319,16 +409,10 @@ class AsyncClient(_Base):
         """One page of operations (``items``, ``next_cursor``), newest first."""
         return await self._run(protocol.page(filters, cursor, **self._opts()))
 
-    async def list(self, **filters: Any) -> AsyncIterator[models.Operation]:
-        """Every matching operation (``async for``), pages fetched lazily; see ``Client.list``."""
-        cursor: str | None = None
-        while True:
-            found = await self.list_page(cursor, **filters)
-            for item in found.items:
+    async def _paged(self, pager: protocol.Pager[T]) -> AsyncIterator[T]:
+        while not pager.done:
+            for item in await self._run(pager.next(**self._opts())):
                 yield item
-            if not found.next_cursor or not found.items:
-                return
-            cursor = found.next_cursor
 
     async def cancel(
         self, operation_id: str, force: bool = False, reason: str | None = None
@@ -336,11 +420,13 @@ class AsyncClient(_Base):
         """Cancel queued work; running work too with ``force``."""
         return await self._run(protocol.cancel(operation_id, force, reason, **self._opts()))
 
-    async def events(self, operation_id: str, after: int = 0) -> _Events:
-        """Recorded events of an operation after seq ``after`` (one page, JSON)."""
+    async def events(self, operation_id: str | None = None, after: int = 0) -> _Events:
+        """Recorded events of an operation (None: of the tenant) after seq ``after``."""
         return (await self.events_page(operation_id, after)).items
 
-    async def events_page(self, operation_id: str, after: int = 0) -> models.EventPage:
+    async def events_page(
+        self, operation_id: str | None = None, after: int = 0
+    ) -> models.EventPage:
         """One page of events after seq ``after``, with ``last_seq`` to continue from."""
         return await self._run(protocol.events_page(operation_id, after, **self._opts()))
 
@@ -353,7 +439,14 @@ class AsyncClient(_Base):
 
     async def watch(self, operation_id: str, after: int = 0) -> AsyncIterator[models.Event]:
         """Yield the operation's events live (SSE) until it finished; see ``Client.watch``."""
-        session = protocol.Watch(operation_id, after, retries=self.retries)
+        async for event in self._stream(protocol.Watch(operation_id, after, retries=self.retries)):
+            yield event
+
+    def tail(self, after: int = 0) -> AsyncIterator[models.Event]:
+        """Every event of the tenant after seq ``after``, live, without end; see ``Client.tail``."""
+        return self._stream(protocol.Watch(None, after, retries=self.retries))
+
+    async def _stream(self, session: protocol.Watch) -> AsyncIterator[models.Event]:
         while True:
             try:
                 async with self._http.stream(**self._args(session.call())) as response:

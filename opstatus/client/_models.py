@@ -15,18 +15,40 @@ InboxItem = wire.InboxItemOut
 Event = wire.EventOut
 OperationPage = wire.OperationList
 EventPage = wire.EventList
+Target = wire.TargetOut
+TargetPage = wire.TargetList
+Group = wire.GroupOut
+Key = wire.KeyOut
+CreatedKey = wire.KeyCreatedOut
+KeyList = wire.KeyList
+Webhook = wire.WebhookOut
+CreatedWebhook = wire.WebhookCreatedOut
+WebhookPage = wire.WebhookList
+Delivery = wire.DeliveryOut
+DeliveryPage = wire.DeliveryList
 
 #: event types that mean the operation finished (``watch`` stops after one)
 TERMINAL_EVENTS = frozenset({"operation.succeeded", "operation.failed", "operation.cancelled"})
 
 __all__ = [
     "TERMINAL_EVENTS",
+    "CreatedKey",
+    "CreatedWebhook",
+    "Delivery",
+    "DeliveryPage",
     "Event",
     "EventPage",
     "Execution",
+    "Group",
     "InboxItem",
+    "Key",
+    "KeyList",
     "Operation",
     "OperationPage",
+    "Target",
+    "TargetPage",
+    "Webhook",
+    "WebhookPage",
 ]
 
 Inbox = wire.InboxOut

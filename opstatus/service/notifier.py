@@ -90,10 +90,11 @@ class Notifier:
             if not waiters:
                 del self._waiters[key]
 
-    async def wait(self, future: asyncio.Future[Wake], timeout: float) -> Wake | None:
-        """Wait for a subscribed future: the :class:`Wake`, or ``None`` on timeout."""
+    async def wait(self, future: asyncio.Future[Wake], seconds: float) -> Wake | None:
+        """Wait up to ``seconds`` for a subscribed future: the :class:`Wake`, or ``None``
+        when they passed first."""
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            return await asyncio.wait_for(asyncio.shield(future), seconds)
         except TimeoutError:
             future.cancel()
             return None

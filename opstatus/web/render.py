@@ -2,8 +2,9 @@
 
 ``Accept: application/xml`` or ``?format=xml`` gives XML; ``?format=properties``
 gives one ``key=value`` line per leaf, nested keys dotted; a list of objects
-renders one line per key with the items' values comma-separated (docs/security.md
-says why keys and values are escaped as ``java.util.Properties`` escapes them).
+renders one line per key with the items' values comma-separated (docs/architecture.md,
+Canonical shapes); keys and values are escaped as ``java.util.Properties`` escapes
+them (docs/security.md says why).
 """
 
 from __future__ import annotations

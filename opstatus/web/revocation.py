@@ -33,12 +33,12 @@ class Watch:
         self._epoch: object | None = None
         self._checked = asyncio.get_running_loop().time()
 
-    async def wait(self, waiter: asyncio.Future[Wake], timeout: float) -> Wake | None:
-        """Like ``Notifier.wait``: the Wake, or None after ``timeout``; but re-checking
+    async def wait(self, waiter: asyncio.Future[Wake], seconds: float) -> Wake | None:
+        """Like ``Notifier.wait``: the Wake, or None after ``seconds``; but re-checking
         the credential on every revoke of the tenant and every ``interval`` meanwhile,
         raising Unauthorized as soon as it no longer holds."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + seconds
         try:
             while True:
                 left = deadline - loop.time()

@@ -3,7 +3,8 @@
 Each route whose path has ``{id}`` (enumerated from ``opstatus.api.ENDPOINTS``) is
 called with the other tenant's real ids — operations, executions, targets, groups,
 keys — under every role of the calling tenant, in both directions. Tenants are hard
-walls (DESIGN.md §5): none of those calls may succeed, and none may break the server.
+walls (docs/architecture.md, Security): none of those calls may succeed, and none may
+break the server.
 """
 
 from __future__ import annotations

@@ -126,15 +126,19 @@ def test_text_output_shows_the_secret_once_and_list_never(sqlite_url: str, tmp_p
     secret = second.removeprefix("secret ")
     assert secret.startswith("opk_")
 
-    for output in ("text", "json"):
+    shown: dict[str, str] = {}
+    # -o like every command; "text" is the older name of "table", kept for scripts
+    for flag, output in (("--output", "text"), ("-o", "table"), ("-o", "json")):
         listed = run_cli(
             "admin", "key", "list", "--tenant", "acme", "--database", sqlite_url,
-            "--output", output,
+            flag, output,
             cwd=tmp_path,
         )  # fmt: skip
         assert listed.returncode == 0, listed.stderr
         assert secret not in listed.stdout
         assert "secret" not in listed.stdout
+        shown[output] = listed.stdout
+    assert shown["text"] == shown["table"] != shown["json"]
     items = json.loads(listed.stdout)["items"]
     assert [item["role"] for item in items] == ["operator"]
     assert items[0]["revoked_at"] is None

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import opstatus
 from opstatus.dialects import clanforge, commandstatus, rsa, sbc, webex
 from opstatus.domain import webhooks
 from opstatus.domain.states import TRANSITIONS, OperationState, State, Via
@@ -88,8 +89,9 @@ def _verify() -> Callable[..., bool]:
     return verify
 
 
-def test_the_signature_example_accepts_what_the_server_signs_and_nothing_else() -> None:
-    verify = _verify()
+@pytest.mark.parametrize("which", ["the page's example", "opstatus.verify_signature"])
+def test_the_signature_example_accepts_what_the_server_signs_and_nothing_else(which: str) -> None:
+    verify = _verify() if which == "the page's example" else opstatus.verify_signature
     body, now = b'{"seq":7,"type":"operation.succeeded"}', 1_800_000_000
     header = webhooks.signature("whsec_test", now, body)
     assert verify("whsec_test", header, body, now=now)

@@ -120,3 +120,50 @@ def test_the_last_report_follows_from_how_the_command_ended(
     ending: Ending, report: dict[str, Any] | None
 ) -> None:
     assert final_report(ending) == report
+
+
+def drive(flow: protocol.Flow[Any], answers: list[httpx.Response]) -> tuple[Any, list[Any]]:
+    """Run a flow against canned answers; its result and the calls it made."""
+    calls: list[Any] = []
+    try:
+        step = next(flow)
+        while True:
+            calls.append(step)
+            step = flow.send(answers.pop(0))
+    except StopIteration as stop:
+        return stop.value, calls
+
+
+@pytest.mark.parametrize(
+    ("limit", "page_size", "sizes", "taken"),
+    [
+        (3, 2, ["2", "1"], 3),  # limit counts items in all; the last page asks for what is left
+        (None, 2, ["2", "2", "2"], 4),  # no limit: every page, until one has no next_cursor
+        (1, None, ["1"], 1),
+    ],
+)
+def test_a_pager_stops_at_limit_items_whatever_the_page_size(
+    limit: int | None, page_size: int | None, sizes: list[str], taken: int
+) -> None:
+    pager = protocol.operations(limit=limit, page_size=page_size, kind="k")
+    opts: dict[str, Any] = {"retries": 0, "clock": protocol.monotonic}
+    got: list[Any] = []
+    calls: list[Any] = []
+    pages = [("c1", 2), ("c2", 2), (None, 0)]
+    while not pager.done:
+        cursor, count = pages.pop(0)
+        body = {"items": [OPERATION] * count, "next_cursor": cursor}
+        items, made = drive(pager.next(**opts), [answer(200, body)])
+        got += items
+        calls += made
+    assert len(got) == taken
+    assert [c.params.get("limit") for c in calls] == sizes
+    assert all(c.params["kind"] == "k" for c in calls)
+    assert "cursor" not in calls[0].params and all(c.params["cursor"] for c in calls[1:])
+
+
+def test_ids_are_one_path_segment_each() -> None:
+    _, [call] = drive(protocol.get("#16", retries=0, clock=protocol.monotonic), [
+        answer(200, OPERATION)
+    ])  # fmt: skip
+    assert call.path == "/v1/operations/%2316"

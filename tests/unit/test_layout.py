@@ -33,6 +33,7 @@ SDK_AND_AGENTS = (
 CLIENT_SIDE = (
     *SDK_AND_AGENTS,
     "opstatus.cli.op", "opstatus.cli.agent", "opstatus.cli.views", "opstatus.cli.demo",
+    "opstatus.cli.remote", "opstatus.cli.resources",
 )  # fmt: skip
 
 
@@ -56,14 +57,19 @@ def below(*parts: str) -> tuple[str, ...]:
 RULES = (
     Rule("domain imports nothing of ours but domain", below("domain"), allowed=below("domain")),
     Rule(
-        "the client side imports only the SDK, the agents, the views and wire",
+        "the client side imports only the SDK, the agents, the views, remote and wire",
         CLIENT_SIDE,
-        allowed=(*SDK_AND_AGENTS, "opstatus.cli.views", "opstatus.wire"),
+        allowed=(*SDK_AND_AGENTS, "opstatus.cli.views", "opstatus.cli.remote", "opstatus.wire"),
     ),
     Rule(
-        "wire imports only domain.states, domain.roles and domain.errors",
+        "wire imports only domain.states, domain.roles, domain.errors and domain.webhooks",
         ("opstatus.wire",),
-        allowed=("opstatus.domain.states", "opstatus.domain.roles", "opstatus.domain.errors"),
+        allowed=(
+            "opstatus.domain.states",
+            "opstatus.domain.roles",
+            "opstatus.domain.errors",
+            "opstatus.domain.webhooks",
+        ),
     ),
     Rule("dialects never import api", below("dialects"), forbidden=below("api")),
     Rule(

@@ -113,7 +113,8 @@ async def _known_target(ctx: Ctx, target: str) -> None:
     """NotFound for a target the tenant never registered nor aimed work at.
 
     Target ids are per tenant, so another tenant's target must answer 404 here as
-    on ``GET /v1/targets/{id}`` (DESIGN.md §5), not an empty inbox of the same name.
+    on ``GET /v1/targets/{id}`` (docs/architecture.md, Security), not an empty inbox of
+    the same name.
     """
     ops = ctx.api.operations
     try:

@@ -37,6 +37,8 @@ _WAIT = (
 # gets through.
 _DIGIT_PAIR = "(?:[MN][DTjz]|O[DT])[AEIMQUYcgk]"  #: two digits, and two bits of a third
 _CURSOR = f"^(?:bjo[w-z0-5](?:{_DIGIT_PAIR}[w-z0-5]){{0,5}}(?:[MN][AQgw]|O[AQ]|{_DIGIT_PAIR})?)?$"
+#: an operation's per-tenant number where an id is expected (ids start with a letter)
+_NUMBER = re.compile(r"#?([0-9]{1,18})")
 _LIST_PARAMS = (
     Param(name="id", description="operation ids, comma-separated (at most 1000)",
           schema={"type": "string", "pattern": params.csv_pattern()}),
@@ -179,10 +181,16 @@ async def latest_operation(ctx: Ctx) -> Response:
     headers=("ETag",),
 )  # fmt: skip
 async def get_operation(ctx: Ctx) -> Response:
-    """One operation with its executions; long-poll with ``wait``; 304 on a matching ETag."""
+    """One operation with its executions; long-poll with ``wait``; 304 on a matching ETag.
+
+    The id may also be the operation's per-tenant number, as lists show it: ``16`` or
+    ``#16``.
+    """
     r = ctx.request
     params.only(r, ["wait", "version"])
     ops, op_id = ctx.api.operations, ctx.path("id")
+    if number := _NUMBER.fullmatch(op_id):
+        op_id = (await ops.get_by_number(ctx.tenant, int(number[1]))).operation.id
     wait = params.number(r, "wait", high=ctx.api.max_wait)
     known = params.integer(r, "version", None)
     if known is None:
