@@ -40,7 +40,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ADMIN_KEY = "bench-admin-key"
+ADMIN_KEY = "bench-admin-key-of-at-least-32-chars"  #: bootstrap secrets need 32+
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 START_DEADLINE = 30.0
 STOP_DEADLINE = 15.0

@@ -39,7 +39,7 @@ from opstatus.web import problems, shutdown
 from opstatus.web.endpoint import Api, starlette_routes
 from opstatus.web.metrics import Metrics, metrics_endpoint
 from opstatus.web.middleware import Observe
-from opstatus.web.ratelimit import RateLimiter
+from opstatus.web.ratelimit import FailureLimiter, RateLimiter
 from opstatus.web.waits import WaitSlots
 
 if TYPE_CHECKING:  # the mqtt extra may be missing; it is imported only when asked for
@@ -171,7 +171,7 @@ def build_services(settings: Settings) -> Services:
     operations = Operations(
         store, notifier, clock=clock, limits=Limits(max_targets=settings.max_targets)
     )
-    credentials = Credentials(store, token_ttl=settings.token_ttl, clock=clock)
+    credentials = Credentials(store, token_ttl=settings.token_ttl, clock=clock, notifier=notifier)
     webhook_store = store.webhooks()
     bridge = mqtt_bridge(settings, operations, credentials)
     engine = Engine(operations, retention=settings.retention_seconds)
@@ -205,6 +205,8 @@ def build_services(settings: Settings) -> Services:
             operations=operations,
             credentials=credentials,
             limiter=RateLimiter(settings.rate_limit),
+            auth_failures=FailureLimiter(settings.auth_failure_limit),
+            keepalive=settings.keepalive,
             notifier=notifier,
             max_body=settings.max_body,
             broker=bridge,

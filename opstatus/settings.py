@@ -6,12 +6,18 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
+from opstatus.service.credentials import GENERATED, MIN_CHOSEN_SECRET
+
 DEFAULT_DATABASE_URL = "sqlite:///opstatus.db"
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value opstatus cannot use."""
+
+
+class WeakSecret(SettingsError):
+    """The bootstrap admin secret is too short to be out of guessing's reach."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -36,6 +42,10 @@ class Settings:
     rate_limit: str | None = "100/second"
     #: largest request body in bytes (413 beyond)
     max_body: int = 1 << 20
+    #: failed authentications per client address before 429 (``limits`` notation); None: off
+    auth_failure_limit: str | None = "20/minute"
+    #: seconds between SSE keep-alives and credential re-checks of open streams and long-polls
+    keepalive: float = 15.0
     #: lifetime of bearer tokens from ``POST /v1/auth/token``, seconds
     token_ttl: float = 900.0
     #: on an empty database: tenant ``default`` with an admin key of this secret
@@ -56,7 +66,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``OPSTATUS_DATABASE_URL``, ``OPSTATUS_SQLITE_SYNCHRONOUS``, ``OPSTATUS_POOL_SIZE``.
+        """Read the ``OPSTATUS_*`` variables (README lists them).
 
         Raises SettingsError naming the variable when a value is not usable.
         """
@@ -75,18 +85,6 @@ class Settings:
         # The PostgreSQL pool keeps two connections warm, so fewer cannot work.
         if pool_size < 2:
             raise SettingsError(f"OPSTATUS_POOL_SIZE must be an integer >= 2, not {raw_pool!r}")
-        rate_limit: str | None = env.get("OPSTATUS_RATE_LIMIT", "100/second").strip()
-        if rate_limit in ("", "off", "none", "0"):
-            rate_limit = None
-        else:
-            from limits import parse
-
-            try:
-                parse(rate_limit or "")
-            except ValueError:
-                raise SettingsError(
-                    f"OPSTATUS_RATE_LIMIT must look like 100/second or off, not {rate_limit!r}"
-                ) from None
         return cls(
             database_url=env.get("OPSTATUS_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
             sqlite_synchronous=synchronous,
@@ -95,10 +93,12 @@ class Settings:
             list_timeout=_positive_number(env, "OPSTATUS_LIST_TIMEOUT", 10.0),
             max_waits=_positive_int(env, "OPSTATUS_MAX_WAITS", 20_000),
             max_targets=_positive_int(env, "OPSTATUS_MAX_TARGETS", 100_000),
-            rate_limit=rate_limit,
+            rate_limit=_limit(env, "OPSTATUS_RATE_LIMIT", "100/second"),
+            auth_failure_limit=_limit(env, "OPSTATUS_AUTH_FAILURE_LIMIT", "20/minute"),
+            keepalive=float(_positive_int(env, "OPSTATUS_KEEPALIVE_SECONDS", 15)),
             max_body=_positive_int(env, "OPSTATUS_MAX_BODY_BYTES", 1 << 20),
             token_ttl=float(_positive_int(env, "OPSTATUS_TOKEN_TTL", 900)),
-            bootstrap_admin_key=env.get("OPSTATUS_BOOTSTRAP_ADMIN_KEY") or None,
+            bootstrap_admin_key=_bootstrap(env),
             retention_seconds=float(_positive_int(env, "OPSTATUS_RETENTION_SECONDS", 30 * 86400)),
             webhook_allow_private=_flag(env, "OPSTATUS_WEBHOOK_ALLOW_PRIVATE"),
             webhook_max_attempts=_positive_int(env, "OPSTATUS_WEBHOOK_MAX_ATTEMPTS", 12),
@@ -134,6 +134,39 @@ class Connections:
             keepalive_timeout=_positive_int(env, "OPSTATUS_KEEPALIVE_TIMEOUT", 5),
             max_connections=_positive_int(env, "OPSTATUS_MAX_CONNECTIONS", 1) if raw_max else None,
         )
+
+
+GENERATE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def _bootstrap(env: Mapping[str, str]) -> str | None:
+    secret = env.get("OPSTATUS_BOOTSTRAP_ADMIN_KEY") or None
+    if secret is not None and secret.startswith(GENERATED):
+        raise WeakSecret(
+            "OPSTATUS_BOOTSTRAP_ADMIN_KEY may not start with opk_ or opt_ (generated keys "
+            f"and tokens do); generate one with: {GENERATE_SECRET}"
+        )
+    if secret is not None and len(secret) < MIN_CHOSEN_SECRET:
+        # the message names the length, never the secret
+        raise WeakSecret(
+            f"OPSTATUS_BOOTSTRAP_ADMIN_KEY must be at least {MIN_CHOSEN_SECRET} characters "
+            f"(it has {len(secret)}); generate one with: {GENERATE_SECRET}"
+        )
+    return secret
+
+
+def _limit(env: Mapping[str, str], name: str, default: str) -> str | None:
+    """A ``limits`` rate such as ``100/second``; ``off`` (or empty, none, 0): None."""
+    raw = env.get(name, default).strip()
+    if raw in ("", "off", "none", "0"):
+        return None
+    from limits import parse
+
+    try:
+        parse(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must look like {default} or off, not {raw!r}") from None
+    return raw
 
 
 def _mqtt_url(env: Mapping[str, str]) -> str | None:

@@ -38,6 +38,8 @@ STOP_DEADLINE = 10.0
 HTTP_TIMEOUT = 30.0
 #: the bootstrap admin secret of every ``running`` server (unless its env names another)
 BOOTSTRAP_SECRET = "opstatus-tests-bootstrap-admin-secret"
+#: the same secret, by the name some tests import it by
+ADMIN_SECRET = BOOTSTRAP_SECRET
 _tenants = itertools.count(1)
 
 

@@ -71,6 +71,10 @@ def _settings(database: str | None) -> settings_mod.Settings:
         if database:
             settings = dataclasses.replace(settings, database_url=database)
         parse_url(settings.database_url)
+    except settings_mod.WeakSecret as exc:
+        # one line a script or supervisor log shows whole (a usage box would wrap it)
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     return settings

@@ -242,10 +242,11 @@ class Dialect:
                 sent = request.headers.get("authorization", "").partition(" ")[0]
                 if sent.lower() != spec.scheme.lower():
                     raise errors.Unauthorized(spec.scheme_hint)
-            if spec.authenticate is not None:
-                who = await spec.authenticate(request, api)
-            else:
-                who = await auth.authenticate(request, api.credentials)
+            custom = spec.authenticate
+            who = await auth.identify(
+                request, api.credentials, api.auth_failures,
+                via=(lambda: custom(request, api)) if custom is not None else None,
+            )  # fmt: skip
             request.state.key_id = who.key_id  # for the access log (web/middleware.py)
             limit_headers = api.limiter.hit(who.key_id)
             if spec.action is not None:

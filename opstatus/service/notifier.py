@@ -147,3 +147,9 @@ def inbox_key(tenant: str, target: str) -> str:
 def events_key(tenant: str) -> str:
     """Key woken when a tenant has new events."""
     return f"events:{tenant}"
+
+
+def keys_key(tenant: str) -> str:
+    """Key woken when a key of the tenant is revoked (on PostgreSQL the revoking
+    transaction sends this same key; see ``PostgresChannel.keys_changed``)."""
+    return f"keys:{tenant}"

@@ -4,11 +4,43 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
 from opstatus.domain import errors
 from opstatus.service.credentials import Credentials, Principal
+from opstatus.web.ratelimit import FailureLimiter
+
+
+def client_address(request: Request) -> str:
+    """The caller's address as the server sees it (behind a proxy: what the proxy
+    forwards, when uvicorn trusts it with ``--forwarded-allow-ips``)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def identify(
+    request: Request,
+    credentials: Credentials,
+    failures: FailureLimiter,
+    via: Callable[[], Awaitable[Principal]] | None = None,
+) -> Principal:
+    """:func:`authenticate`, behind the failed-authentication limit of the caller's
+    address: an address over it is refused (RateLimited, 429) before any lookup, and
+    each credential refused (Unauthorized) counts against it.
+
+    Every API — canonical and dialects — authenticates through this, so a guesser
+    cannot move to another API's door for more tries; ``via`` is a dialect's own rule
+    (the SBC takes only its Bearer token), counted alike.
+    """
+    address = client_address(request)
+    failures.check(address)
+    try:
+        return await (via() if via is not None else authenticate(request, credentials))
+    except errors.Unauthorized:
+        if presented(request):  # a missing credential is a mistake, not a guess
+            failures.failed(address)
+        raise
 
 
 def presented(request: Request) -> bool:

@@ -24,7 +24,8 @@ from opstatus.service.notifier import Notifier
 from opstatus.service.operations import Operations
 from opstatus.service.webhooks import Webhooks
 from opstatus.web import auth, problems, render
-from opstatus.web.ratelimit import RateLimiter
+from opstatus.web.ratelimit import FailureLimiter, RateLimiter
+from opstatus.web.revocation import Watch
 from opstatus.web.waits import WaitSlots
 
 
@@ -42,6 +43,11 @@ class Api:
     broker: BrokerIdentities | None = None  #: MQTT agents' broker identities (with --mqtt)
     #: long-polls and streams in progress, capped (OPSTATUS_MAX_WAITS)
     waits: WaitSlots = dataclasses.field(default_factory=lambda: WaitSlots(20_000))
+    #: failed authentications per client address (checked before any key lookup)
+    auth_failures: FailureLimiter = dataclasses.field(default_factory=lambda: FailureLimiter(None))
+    #: seconds between SSE keep-alives, and between credential re-checks of open
+    #: streams and long-polls (a revoked key or expired token ends them)
+    keepalive: float = 15.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,6 +70,11 @@ class Ctx:
     def tenant(self) -> str:
         """The caller's tenant: every read and write is scoped to it."""
         return self.who.tenant
+
+    def watch(self) -> Watch:
+        """A watch on the caller's credential, for a stream or long-poll to end by."""
+        api = self.api
+        return Watch(api.credentials, api.notifier, self.who, api.keepalive)
 
     def path(self, name: str) -> str:
         """A path parameter."""
@@ -191,10 +202,9 @@ def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = Non
         try:
             principal: Principal | None = None
             if ep.public and not auth.presented(request):
-                client = request.client.host if request.client else "unknown"
-                limit_headers = api.limiter.hit(f"anonymous:{client}")
+                limit_headers = api.limiter.hit(f"anonymous:{auth.client_address(request)}")
             else:
-                principal = await auth.authenticate(request, api.credentials)
+                principal = await auth.identify(request, api.credentials, api.auth_failures)
                 request.state.key_id = principal.key_id  # for the access log (middleware.py)
                 limit_headers = api.limiter.hit(principal.key_id)
                 _authorize(principal, ep.action)

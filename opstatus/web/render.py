@@ -3,7 +3,8 @@
 ``Accept: application/xml`` or ``?format=xml`` gives XML; ``?format=properties``
 gives one ``key=value`` line per leaf, nested keys dotted; a list of objects
 renders one line per key with the items' values comma-separated (docs/architecture.md,
-Canonical shapes).
+Canonical shapes); keys and values are escaped as ``java.util.Properties`` escapes
+them (docs/security.md says why).
 """
 
 from __future__ import annotations
@@ -130,14 +131,48 @@ def _scalar(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
-        text = "true" if value else "false"
-    else:
-        text = str(value)
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace("\n", "\\n").replace("\r", "\\r")
+        return "true" if value else "false"
+    # A comma inside a value is escaped so that list items stay apart; ``\,`` reads
+    # back as ``,`` under java.util.Properties rules.
+    return _escape(str(value), key=False).replace(",", "\\,")
+
+
+#: what java.util.Properties.store writes for these characters, in keys and values
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"}
+#: what ends a key or starts a comment when read back: escaped in keys (everywhere,
+#: as Java does), so a map key such as ``"y\nstate"`` cannot forge a line of its own
+_KEY_SPECIAL = frozenset("=: #!")
+
+
+def _escape(text: str, *, key: bool) -> str:
+    """``text`` as java.util.Properties writes it: backslash escapes for line breaks,
+    tab, form feed and backslash; in keys also ``=``, ``:``, space, ``#`` and ``!``; a
+    value's leading space; other controls and everything beyond ASCII as ``\\uXXXX``
+    (UTF-16 units), so the output is ASCII and a reader decoding it as Latin-1 (as
+    ``Properties.load(InputStream)`` does) or UTF-8 gets the same text."""
+    out: list[str] = []
+    for i, char in enumerate(text):
+        code = ord(char)
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif char in _KEY_SPECIAL and (key or (char == " " and i == 0)):
+            out.append("\\" + char)
+        elif code < 0x20 or code > 0x7E:
+            out.append(_unicode(code))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _unicode(code: int) -> str:
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # a surrogate pair, as Java's UTF-16 strings hold it
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _escape_key(key: str) -> str:
-    return re.sub(r"([\\=: ])", r"\\\1", key)
+    return _escape(key, key=True)
 
 
 #: a document with more items than this is encoded off the event loop

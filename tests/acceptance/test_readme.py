@@ -13,7 +13,7 @@ from tests.server import run_shell_example, running
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 HEADING = "## Walk-through with curl"
-ADMIN_KEY = "readme-walkthrough-admin"
+ADMIN_KEY = "readme-walkthrough-admin-secret-32-chars"
 SCRIPT_DEADLINE = 60.0
 
 
@@ -43,7 +43,7 @@ def test_the_walkthrough_block_is_found_and_self_contained() -> None:
     block = walkthrough_block(README.read_text())
     assert block.startswith("set -euo pipefail\n")
     assert "OPSTATUS_URL=${OPSTATUS_URL:-http://127.0.0.1:8080}" in block
-    assert "ADMIN_KEY=${ADMIN_KEY:-change-me}" in block
+    assert "ADMIN_KEY=${ADMIN_KEY:?" in block
     assert "jq" not in block.split()
 
 

@@ -69,7 +69,11 @@ def test_the_api_conforms_to_its_openapi_document(tmp_path: Path) -> None:
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     database = f"sqlite:///{tmp_path}/opstatus.db"
-    with running(database, tmp_path, {"OPSTATUS_RATE_LIMIT": "off"}) as server:
+    # Schemathesis sends thousands of requests, invalid credentials among them, from one
+    # address: both limits would answer 429 where it checks for 401 (each limit has
+    # its own tests).
+    limits = {"OPSTATUS_RATE_LIMIT": "off", "OPSTATUS_AUTH_FAILURE_LIMIT": "off"}
+    with running(database, tmp_path, limits) as server:
         started = time.monotonic()
         result = subprocess.run(
             [

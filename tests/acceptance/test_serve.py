@@ -12,6 +12,8 @@ import pytest
 
 from tests.server import free_port, run_cli, serve_process, stop, wait_healthy
 
+BOOT_SECRET = "boot-secret-of-at-least-32-characters"
+
 
 def test_serve_answers_health_and_readiness_then_stops_cleanly(
     store_url: str, tmp_path: Path
@@ -135,12 +137,12 @@ def test_serve_with_workers_bootstraps_and_logs_json_in_every_worker(tmp_path: P
     port = free_port()
     log = tmp_path / "serve.log"
     args = ["--port", str(port), "--workers", "2", "--database", f"sqlite:///{tmp_path}/o.db"]
-    url, env = f"http://127.0.0.1:{port}", {"OPSTATUS_BOOTSTRAP_ADMIN_KEY": "boot-secret"}
+    url, env = f"http://127.0.0.1:{port}", {"OPSTATUS_BOOTSTRAP_ADMIN_KEY": BOOT_SECRET}
     with serve_process(args, tmp_path, log, env) as proc:
         wait_healthy(url, proc, log)
         with httpx.Client(base_url=url, timeout=5) as client:
             for _ in range(10):
-                keys = client.get("/v1/keys", headers={"X-API-Key": "boot-secret"})
+                keys = client.get("/v1/keys", headers={"X-API-Key": BOOT_SECRET})
                 assert keys.status_code == 200, keys.text
                 assert keys.json()["items"][0]["role"] == "admin"
             assert client.get("/v1/keys").status_code == 401
@@ -151,7 +153,7 @@ def test_serve_with_workers_bootstraps_and_logs_json_in_every_worker(tmp_path: P
     assert {"ts", "request_id", "method", "path", "duration_ms", "client", "key_id"} <= set(
         keys_lines[0]
     )
-    assert "boot-secret" not in log.read_text()
+    assert BOOT_SECRET not in log.read_text()
     assert '"GET /v1/keys HTTP/1.1" 200' not in log.read_text()  # uvicorn's access log is off
 
 

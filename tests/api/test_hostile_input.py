@@ -12,8 +12,9 @@ import pytest
 
 from opstatus.server import create_app
 from opstatus.settings import Settings
+from tests.server import ADMIN_SECRET
 
-KEY = "hostile-admin-key"
+KEY = ADMIN_SECRET
 
 
 async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:

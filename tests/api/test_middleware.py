@@ -17,8 +17,7 @@ from opstatus.domain.roles import Role
 from opstatus.logs import JsonFormatter
 from opstatus.server import create_app
 from opstatus.settings import Settings
-
-ADMIN_SECRET = "opk_test_admin_secret"
+from tests.server import ADMIN_SECRET
 
 
 @pytest.fixture

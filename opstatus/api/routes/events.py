@@ -19,7 +19,6 @@ from opstatus.web.waits import HeldStream
 
 router = Router("events")
 SSE = "text/event-stream"
-HEARTBEAT = 15.0  #: seconds between keep-alive comments on an idle stream
 _PARAMS = (
     Param(name="after", schema={"type": "integer", "minimum": 0, "maximum": 2**62},
           description="only events with a larger seq"),
@@ -67,24 +66,31 @@ async def _events(ctx: Ctx, operation_id: str | None) -> Response:
 
 
 async def _stream(ctx: Ctx, operation_id: str | None, after: int) -> AsyncIterator[bytes]:
-    """Backlog first, then each new event as it commits; a comment when idle."""
+    """Backlog first, then each new event as it commits; a comment when idle
+    (every ``Api.keepalive`` seconds). The stream ends, with a last comment, once the
+    caller's key is revoked or token expires (the client's reconnect then gets 401)."""
     ops, notes = ctx.api.operations, ctx.api.notifier
     key = notifier.events_key(ctx.tenant)
+    watch = ctx.watch()
     yield b"retry: 1000\n\n"
-    while True:
-        waiter = notes.subscribe(key)
-        try:
-            found = await ops.events(ctx.tenant, after, limit=500, operation_id=operation_id)
-            for event in found:
-                after = event.seq
-                data = _encoder.encode(convert.event(event)).decode()
-                yield f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
-            if notes.closing:
-                return  # shutting down: all committed events are out; the client resumes
-            if not found and await notes.wait(waiter, HEARTBEAT) is None:
-                yield b": keep-alive\n\n"
-        finally:
-            waiter.cancel()
+    try:
+        while True:
+            waiter = notes.subscribe(key)
+            try:
+                await watch.due()
+                found = await ops.events(ctx.tenant, after, limit=500, operation_id=operation_id)
+                for event in found:
+                    after = event.seq
+                    data = _encoder.encode(convert.event(event)).decode()
+                    yield f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
+                if notes.closing:
+                    return  # shutting down: all committed events are out; the client resumes
+                if not found and await watch.wait(waiter, ctx.api.keepalive) is None:
+                    yield b": keep-alive\n\n"
+            finally:
+                waiter.cancel()
+    except errors.Unauthorized:
+        yield b": the credential was revoked or has expired\n\n"
 
 
 @router.route(

@@ -158,7 +158,7 @@ async def inbox(ctx: Ctx) -> Response:
     waiter = ctx.api.notifier.subscribe(notifier.inbox_key(ctx.tenant, target))
     try:
         items = await ops.claim_inbox(ctx.tenant, target, limit)
-        woke = not items and wait and await ctx.api.notifier.wait(waiter, wait) is not None
+        woke = not items and wait and await ctx.watch().wait(waiter, wait) is not None
         if woke and not ctx.api.notifier.closing:  # shutting down: an empty page, no lease
             items = await ops.claim_inbox(ctx.tenant, target, limit)
     finally:

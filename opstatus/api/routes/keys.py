@@ -57,10 +57,13 @@ async def revoke_key(ctx: Ctx) -> Response:
 
 @router.route(
     "POST", "/v1/auth/token", action=tuple(Action), public=True, body=wire.TokenIn,
-    body_required=False, response=wire.TokenOut, errors=(400, 401, 413, 415, 422),
+    body_required=False, response=wire.TokenOut, errors=(400, 401, 403, 413, 415, 422),
 )  # fmt: skip
 async def issue_token(ctx: Ctx) -> Response:
-    """Exchange a key (Basic, X-API-Key, Bearer, or ``{"key": secret}``) for a bearer token."""
+    """Exchange a key (Basic, X-API-Key, Bearer, or ``{"key": secret}``) for a bearer token.
+
+    A token cannot be exchanged for another (403), so a token's lifetime bounds it.
+    """
     body: wire.TokenIn | None = ctx.body
     if body is not None:
         principal = await ctx.api.credentials.by_secret(body.key)

@@ -219,7 +219,7 @@ async def get_operation(ctx: Ctx) -> Response:
             if known is None:
                 known = view.operation.version
             if view.operation.version == known and not view.operation.state.terminal:
-                woke = await ctx.api.notifier.wait(waiter, wait)
+                woke = await ctx.watch().wait(waiter, wait)
                 if woke is not None:  # every long-poll this change woke shares one read
                     view = await woke.share("view", lambda: ops.get(ctx.tenant, op_id))
         finally:
