@@ -20,11 +20,11 @@ from opstatus.cli.remote import (
     OutputOption,
     Url,
     connect,
+    connected,
     emit_json,
     fail,
     operation_id,
     pairs,
-    remote,
     show_events,
     usage_error,
 )
@@ -104,14 +104,14 @@ def create(
 
 
 @app.command(epilog="Example: opstatus op get '#16' -o json")
-@remote
+@connected
 def get(op_id: OperationId, *, client: Client, output: Output) -> None:
     """Print one operation with its executions."""
     _show(client.get(op_id), output)  # the server knows numbers too
 
 
 @app.command("list", epilog="Example: opstatus op list --state running --kind image-update")
-@remote
+@connected
 def list_(
     state: Annotated[
         list[OperationState] | None, typer.Option(help="Only in this state (repeat).")
@@ -137,7 +137,7 @@ def list_(
 
 
 @app.command(epilog="Example: opstatus op cancel 01J9Z8K3V6 --force")
-@remote
+@connected
 def cancel(
     op_id: OperationId,
     force: Annotated[bool, typer.Option(help="Cancel work already running too.")] = False,
@@ -158,7 +158,7 @@ def cancel(
 
 
 @app.command(epilog="Example: opstatus op events 01J9Z8K3V6 --follow")
-@remote
+@connected
 def events(
     op_id: OperationId,
     follow: Annotated[
@@ -199,7 +199,7 @@ def watch(
 
 
 @app.command(epilog="Example: opstatus op retry '#16' --target web-2")
-@remote
+@connected
 def retry(
     op_id: OperationId,
     target: Annotated[
@@ -223,7 +223,7 @@ def retry(
 
 
 @app.command(epilog="Example: opstatus op delete '#16'")
-@remote
+@connected
 def delete(op_id: OperationId, *, client: Client) -> None:
     """Delete a finished operation (later reads answer 410 Gone)."""
     found = operation_id(client, op_id)

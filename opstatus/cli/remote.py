@@ -130,7 +130,7 @@ def connect(url: str | None, key: str | None) -> Iterator[Client]:
         fail(error.detail)
 
 
-#: the options :func:`remote` gives a command, after its own
+#: the options :func:`connected` gives a command, after its own
 _CONNECTION = (
     inspect.Parameter("url", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Url),
     inspect.Parameter("key", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Key),
@@ -140,7 +140,7 @@ _OUTPUT = inspect.Parameter(
 )
 
 
-def remote(command: Callable[..., None]) -> Callable[..., None]:
+def connected(command: Callable[..., None]) -> Callable[..., None]:
     """A command that talks to the server, for Typer: ``command`` takes the connected
     ``client`` (and, if it names one, the ``output`` asked for); Typer sees ``--url``,
     ``--key`` (and ``-o``) in their place, after the command's own options."""

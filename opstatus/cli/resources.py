@@ -13,19 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from opstatus.cli import remote
 from opstatus.cli import views as _view
-from opstatus.cli.remote import (
-    CONFIG_HELP,
-    Key,
-    Output,
-    OutputOption,
-    Url,
-    connect,
-    emit_json,
-    pairs,
-    remote,
-    show_events,
-)  # fmt: skip
+from opstatus.cli.remote import CONFIG_HELP, Output, connected
 from opstatus.client._client import Client
 from opstatus.wire import Role
 
@@ -51,7 +41,7 @@ DELIVERY_COLUMNS = ("id", "seq", "type", "attempt", "status", "status_code", "er
 def show(found: Any, output: Output, columns: Iterable[str] | None = None) -> None:
     """One resource (``columns`` None) or a list of them, as a table or the JSON."""
     if output is Output.json:
-        emit_json(found)
+        remote.emit_json(found)
     elif columns is None:
         Console().print(_view.record_table(_view.plain(found)))
     else:
@@ -61,7 +51,7 @@ def show(found: Any, output: Output, columns: Iterable[str] | None = None) -> No
 def by_id(app: typer.Typer, name: str, method: str, summary: str, example: str) -> None:
     """Add ``NAME ID``: one SDK call on one resource by id, printed with ``-o``."""
 
-    @remote
+    @connected
     def command(item_id: Id, *, client: Client, output: Output) -> None:
         show(getattr(client, method)(item_id), output)
 
@@ -73,7 +63,7 @@ def listing(
 ) -> None:
     """Add ``list [--limit N]``: a paged SDK listing, printed with ``-o``."""
 
-    @remote
+    @connected
     def command(limit: Limit = None, *, client: Client, output: Output) -> None:
         show(list(getattr(client, method)(limit=limit)), output, columns)
 
@@ -90,19 +80,19 @@ def target_put(
     label: Annotated[
         list[str] | None, typer.Option(metavar="K=V", help="Label (repeat); replaces them all.")
     ] = None,
-    url: Url = None,
-    key: Key = None,
-    output: OutputOption = Output.table,
+    url: remote.Url = None,
+    key: remote.Key = None,
+    output: remote.OutputOption = Output.table,
 ) -> None:
     """Register a target, or update its name and labels."""
-    labels = dict(pairs("--label", label)) if label else None
-    with connect(url, key) as client:
+    labels = dict(remote.pairs("--label", label)) if label else None
+    with remote.connect(url, key) as client:
         show(client.put_target(target_id, name, labels), output)
 
 
 # groups -----------------------------------------------------------------------------
 @group_app.command("put", epilog="Example: opstatus group put web --target web-1 --target web-2")
-@remote
+@connected
 def group_put(
     group_id: Id,
     target: Annotated[
@@ -121,7 +111,7 @@ def group_put(
 @key_app.command(
     "create", epilog="Example: opstatus key create --role agent --target web-1 -o json"
 )
-@remote
+@connected
 def key_create(
     role: Annotated[Role, typer.Option(help="What the key may do.")],
     target: Annotated[
@@ -137,7 +127,7 @@ def key_create(
 
 
 @key_app.command("list", epilog="Example: opstatus key list -o json")
-@remote
+@connected
 def key_list(*, client: Client, output: Output) -> None:
     """List every key of your tenant, revoked ones too (never a secret)."""
     show(client.keys(), output, KEY_COLUMNS)
@@ -148,7 +138,7 @@ def key_list(*, client: Client, output: Output) -> None:
     "create",
     epilog="Example: opstatus webhook create https://example.com/hook --event 'operation.*'",
 )
-@remote
+@connected
 def webhook_create(
     hook_url: Annotated[str, typer.Argument(metavar="URL", help="Where to POST events.")],
     event: Annotated[
@@ -168,7 +158,7 @@ def webhook_create(
 @webhook_app.command(
     "deliveries", epilog="Example: opstatus webhook deliveries wh_01J9Z8K3V6 --limit 10"
 )
-@remote
+@connected
 def webhook_deliveries(
     webhook_id: Id,
     limit: Limit = None,
@@ -181,7 +171,7 @@ def webhook_deliveries(
 
 
 @webhook_app.command("replay", epilog="Example: opstatus webhook replay wh_01J9Z8K3V6 42")
-@remote
+@connected
 def webhook_replay(
     webhook_id: Id,
     delivery_id: Annotated[
@@ -196,7 +186,7 @@ def webhook_replay(
 
 
 # the tenant's events ----------------------------------------------------------------
-@remote
+@connected
 def events(
     after: Annotated[
         int, typer.Option(min=0, metavar="SEQ", help="Only events after this seq.")
@@ -209,7 +199,7 @@ def events(
     output: Output,
 ) -> None:
     """Print every event of your tenant after --after; --follow tails them live."""
-    show_events(client, None, after, follow, output)
+    remote.show_events(client, None, after, follow, output)
 
 
 listing(target_app, "targets", TARGET_COLUMNS, "List targets by id.", "opstatus target list")
