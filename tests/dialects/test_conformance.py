@@ -398,6 +398,7 @@ EXPIRY: dict[str, tuple[str, Callable[[httpx.Response], None]]] = {
     "webex": ("/v1/videoMesh/testStatus?commandId=x", webex_error),
     "commandstatus": ("/commands/v0/status/ex_x/", envelope(401)),
     "rsa": (RSA_RUN + "1", rsa_html),
+    "clanforge": ("/cfp/v1/imageupdate/1/status?accountserviceid=default", clanforge_error),
 }
 
 
