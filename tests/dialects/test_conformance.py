@@ -49,8 +49,9 @@ def webex_ok(r: httpx.Response) -> None:
     assert {"orgId", "commandId", "nodes"} <= set(r.json())
 
 
-def envelope(code: int) -> Callable[[httpx.Response], None]:
-    """Command Status's ``{code, message, content}``, ``code`` 0 or the status."""
+def envelope(code: int, error: str | None = None) -> Callable[[httpx.Response], None]:
+    """Command Status's ``{code, message, content}``, ``code`` 0 or the status (and
+    ``content.error`` ``error`` when given)."""
 
     def check(r: httpx.Response) -> None:
         body = r.json()
@@ -58,6 +59,8 @@ def envelope(code: int) -> Callable[[httpx.Response], None]:
         assert isinstance(body["message"], str) and isinstance(body["content"], dict)
         if code:
             assert isinstance(body["content"]["error"], str)
+        if error is not None:
+            assert body["content"]["error"] == error, body
 
     return check
 
@@ -109,7 +112,7 @@ class World:
         """``row``'s request, placeholders filled in."""
         url = self.server.url + row.path.format(**self.values)
         headers = dict(self.auth[row.auth]) | row.headers
-        content = row.content.format(**self.values).encode() if row.content is not None else None
+        content = row.content.encode() if row.content is not None else None
         if row.json is not None:
             content = json.dumps(row.json).encode()
             headers.setdefault("Content-Type", "application/json")
@@ -209,6 +212,8 @@ WEBEX = [
         expect={"Allow": "GET, HEAD"}, spec=True),
     Row(name="purged test", method="GET", path="/v1/videoMesh/testStatus?commandId={gone}",
         status=410, body=webex_error, spec=True),
+    Row(name="too large", method="POST", path=NODE, json={"type": "NetworkTest",
+        "padding": "x" * (1 << 20)}, status=400, body=webex_error),
     Row(name="not JSON", method="POST", path=NODE, content="type=NetworkTest",
         headers={"Content-Type": "text/plain"}, status=415, body=webex_error, spec=True),
     Row(name="node busy", method="POST", path="/v1/videoMesh/triggerTest/nodes/node-1",
@@ -237,17 +242,21 @@ COMMAND_STATUS = [
         json={"state": "Command In Progress", "reason": "string"}, status=200,
         body=envelope(0)),
     Row(name="PUT bad state", method="PUT", path=CS_ONE, auth="key",
-        json={"state": "Command Queued"}, status=400, body=envelope(400)),
+        json={"state": "Command Queued"}, status=400, body=envelope(400, "invalid")),
     Row(name="PUT unknown id", method="PUT", path="/commands/v0/status/ex_x/", auth="key",
-        json={"state": "Command Success"}, status=400, body=envelope(400)),
+        json={"state": "Command Success"}, status=400, body=envelope(400, "not_found")),
     Row(name="PUT by a viewer", method="PUT", path=CS_ONE, auth="key_viewer",
-        json={"state": "Command Success"}, status=400, body=envelope(400)),
+        json={"state": "Command Success"}, status=400, body=envelope(400, "forbidden")),
     Row(name="PUT not JSON", method="PUT", path=CS_ONE, auth="key", content="state=x",
-        headers={"Content-Type": "text/plain"}, status=400, body=envelope(400)),
+        headers={"Content-Type": "text/plain"}, status=400,
+        body=envelope(400, "unsupported_media_type")),
+    Row(name="PUT too large", method="PUT", path=CS_ONE, auth="key",
+        content='{"state": "Command Success", "reason": "' + "x" * (1 << 20) + '"}',
+        headers={"Content-Type": "application/json"}, status=400, body=envelope(400, "too_large")),
     Row(name="PUT no credentials", method="PUT", path=CS_ONE, auth="none",
         json={"state": "Command Success"}, status=401, body=envelope(401)),
     Row(name="PUT illegal step", method="PUT", path=CS_ONE, auth="key",
-        json={"state": "Command Acknowledged"}, status=400, body=envelope(400)),
+        json={"state": "Command Acknowledged"}, status=400, body=envelope(400, "conflict")),
 ]  # fmt: skip
 CF_STATUS = "/cfp/v1/imageupdate/{update}/status?accountserviceid=default"
 CLANFORGE = [
