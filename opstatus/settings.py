@@ -40,6 +40,9 @@ class Settings:
     webhook_max_attempts: int = 12
     #: ``mqtt://[user[:password]@]host[:port]`` of a broker: run the MQTT bridge there
     mqtt_url: str | None = None
+    #: creates register the targets they name that are not registered yet, for every
+    #: caller that may trigger (otherwise only a request's ``"register_targets": true``)
+    register_targets: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +89,7 @@ class Settings:
             webhook_allow_private=_flag(env, "OPSTATUS_WEBHOOK_ALLOW_PRIVATE"),
             webhook_max_attempts=_positive_int(env, "OPSTATUS_WEBHOOK_MAX_ATTEMPTS", 12),
             mqtt_url=_mqtt_url(env),
+            register_targets=_flag(env, "OPSTATUS_REGISTER_TARGETS"),
         )
 
 

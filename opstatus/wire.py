@@ -13,7 +13,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from opstatus.domain.roles import Role
-from opstatus.domain.states import OperationState, State
+from opstatus.domain.states import OperationState, Outcome, State
 
 Id = Annotated[str, Meta(min_length=1, max_length=200, description="an id")]
 Seconds = Annotated[float, Meta(gt=0, le=31_536_000, description="seconds")]
@@ -63,6 +63,9 @@ class CreateOperationIn(_In):
     retries: Retries = 0
     exclusive: bool = False
     rollout: RolloutIn = msgspec.field(default_factory=RolloutIn)
+    #: register the named targets that are not registered yet (needs a role that may
+    #: manage targets); without it, unknown targets are refused with 422 unknown_targets
+    register_targets: bool = False
 
 
 class ExecutionUpdateIn(_In):
@@ -195,9 +198,33 @@ class OperationOut(Struct, kw_only=True, omit_defaults=True):
     parameters: dict[str, Any]
     internal: bool
     state: OperationState
-    progress: float
+    progress: Annotated[
+        float,
+        Meta(
+            description="how far the work is, 0-100: the mean of the executions' progress, "
+            "a finished execution (succeeded, failed, timed out or cancelled) counting 100; "
+            "100 means every execution is finished, not that all went well (see outcome)"
+        ),
+    ]
     eta: datetime | None
-    error: str | None
+    error: Annotated[
+        str | None,
+        Meta(
+            description="the current failures: how many executions failed or timed out and "
+            "the first few (by target) as 'target: reason'; null when none has (a retry "
+            "clears its execution's failure)"
+        ),
+    ]
+    #: how a final operation went; null while it runs
+    outcome: Annotated[
+        Outcome | None,
+        Meta(
+            description="how the final operation went: succeeded (all succeeded), "
+            "partially_failed (some failed or timed out, some succeeded), failed (some "
+            "failed or timed out, none succeeded), cancelled (none failed, some cancelled); "
+            "null while it runs"
+        ),
+    ]
     result: Any
     counts: dict[str, int]
     targets: list[str]
@@ -324,3 +351,5 @@ class Problem(Struct, kw_only=True, omit_defaults=True):
     parameter: str | None = None
     current: ExecutionOut | None = None
     errors: list[dict[str, Any]] | None = None
+    #: ``unknown_targets`` problems: every target id the request named that does not exist
+    unknown_targets: list[str] | None = None

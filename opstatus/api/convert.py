@@ -40,7 +40,8 @@ def operation(view: OperationView, now: datetime) -> wire.OperationOut:
     return wire.OperationOut(
         id=op.id, number=op.number, tenant=op.tenant, kind=op.kind,
         parameters=dict(op.parameters), internal=op.internal, state=op.state,
-        progress=op.progress, eta=derive.eta(op, now), error=op.error, result=op.result,
+        progress=op.progress, eta=derive.eta(op, now), error=op.error,
+        outcome=derive.outcome(op.counts), result=op.result,
         counts=dict(op.counts), targets=list(view.targets), groups=list(op.groups),
         created_at=op.created_at, started_at=op.started_at, updated_at=op.updated_at,
         completed_at=op.completed_at, schedule_at=op.schedule_at,

@@ -141,6 +141,8 @@ class _Demo:
         async with httpx.AsyncClient(
             base_url=self.server.url, headers=headers, timeout=timeout
         ) as http:
+            for target in self.targets:  # creates refuse unknown targets
+                (await http.post("/v1/targets", json={"id": target})).raise_for_status()
             workers = [asyncio.create_task(self._agent(http, t)) for t in self.targets]
             workers.append(asyncio.create_task(self._trigger(http)))
             try:
@@ -158,7 +160,9 @@ class _Demo:
         while True:
             try:
                 response = await http.get(
-                    f"/v1/targets/{target}/inbox", params={"wait": INBOX_WAIT}
+                    # an admin key only peeks unless it claims explicitly
+                    f"/v1/targets/{target}/inbox",
+                    params={"wait": INBOX_WAIT, "peek": "false"},
                 )
                 response.raise_for_status()
                 for item in response.json()["items"]:

@@ -172,6 +172,10 @@ def create(
     idempotency_key: Annotated[
         str | None, typer.Option(metavar="K", help="Same key and body: same operation.")
     ] = None,
+    register_targets: Annotated[
+        bool,
+        typer.Option(help="Register the targets not registered yet (else they are refused)."),
+    ] = False,
     url: Url = None,
     key: Key = None,
     output: OutputOption = Output.table,
@@ -189,6 +193,8 @@ def create(
     }
     if schedule_at is not None:
         body["schedule_at"] = schedule_at
+    if register_targets:
+        body["register_targets"] = True
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     with connect(url, key) as api:
         made = api.request("POST", "/v1/operations", json_body=body, headers=headers)

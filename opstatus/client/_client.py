@@ -214,6 +214,8 @@ class Client(_Base):
                             yield event
                             if event.type in models.TERMINAL_EVENTS:
                                 return
+                        if parser.ended:
+                            return
             except httpx.TransportError as error:
                 failures += 1
                 if failures > self.retries:
@@ -221,10 +223,16 @@ class Client(_Base):
             time.sleep(parser.retry)
 
     def inbox(
-        self, target: str, wait: float | None = None, limit: int | None = None
+        self,
+        target: str,
+        wait: float | None = None,
+        limit: int | None = None,
+        *,
+        peek: bool = False,
     ) -> _InboxItems:
-        """Work for ``target`` (agent side); long-polls up to ``wait`` seconds when empty."""
-        return self._run(protocol.inbox(target, wait, limit, **self._opts()))
+        """Work for ``target`` (agent side), claimed; long-polls up to ``wait`` seconds when
+        empty. ``peek=True`` only looks: held and queued work, nothing dispatched."""
+        return self._run(protocol.inbox(target, wait, limit, peek=peek, **self._opts()))
 
     def report(
         self,
@@ -376,6 +384,8 @@ class AsyncClient(_Base):
                             yield event
                             if event.type in models.TERMINAL_EVENTS:
                                 return
+                        if parser.ended:
+                            return
             except httpx.TransportError as error:
                 failures += 1
                 if failures > self.retries:
@@ -383,10 +393,16 @@ class AsyncClient(_Base):
             await asyncio.sleep(parser.retry)
 
     async def inbox(
-        self, target: str, wait: float | None = None, limit: int | None = None
+        self,
+        target: str,
+        wait: float | None = None,
+        limit: int | None = None,
+        *,
+        peek: bool = False,
     ) -> _InboxItems:
-        """Work for ``target`` (agent side); long-polls up to ``wait`` seconds when empty."""
-        return await self._run(protocol.inbox(target, wait, limit, **self._opts()))
+        """Work for ``target`` (agent side), claimed; long-polls up to ``wait`` seconds when
+        empty. ``peek=True`` only looks: held and queued work, nothing dispatched."""
+        return await self._run(protocol.inbox(target, wait, limit, peek=peek, **self._opts()))
 
     async def report(
         self,

@@ -232,10 +232,20 @@ def wait(
 
 
 def inbox(
-    target: str, wait: float | None, limit: int | None, *, retries: int, clock: Clock
+    target: str,
+    wait: float | None,
+    limit: int | None,
+    *,
+    peek: bool = False,
+    retries: int,
+    clock: Clock,
 ) -> Flow[list[models.InboxItem]]:
-    """``GET /v1/targets/{id}/inbox[?wait=S&limit=N]``."""
-    params = query({"wait": None if wait is None else _seconds(wait), "limit": limit})
+    """``GET /v1/targets/{id}/inbox?peek=…[&wait=S&limit=N]``.
+
+    ``peek`` is always sent: a credential other than an agent key claims only when it
+    says so, and an agent run with an operator key still means to claim.
+    """
+    params = query({"wait": None if wait is None else _seconds(wait), "limit": limit, "peek": peek})
     call = Call(
         method="GET",
         path=f"/v1/targets/{target}/inbox",
@@ -265,18 +275,29 @@ def watch_headers(last_seq: int) -> dict[str, str]:
     return headers
 
 
+#: the event that ends one operation's stream (the server closes it after)
+END = "end"
+
+
 class SSEParser:
     """Turns the lines of an event stream into :class:`Event` objects."""
 
     def __init__(self) -> None:
         self.last_seq = 0  #: seq of the last event seen: where a reconnection resumes
         self.retry = 1.0  #: seconds to wait before reconnecting (the server's ``retry:``)
+        #: the server sent ``end``: the operation is final and the stream closes
+        self.ended = False
         self._data: list[str] = []
+        self._type = ""
 
     def feed(self, line: str) -> models.Event | None:
         """Take one line (without its newline); return an event when one is complete."""
         if not line:
             data, self._data = self._data, []
+            kind, self._type = self._type, ""
+            if kind == END:
+                self.ended = True  # its data is the operation, not an event
+                return None
             if not data:
                 return None
             event = msgspec.json.decode("\n".join(data), type=models.Event)
@@ -288,9 +309,11 @@ class SSEParser:
         value = value.removeprefix(" ")
         if name == "data":
             self._data.append(value)
+        elif name == "event":
+            self._type = value
         elif name == "retry" and value.isdigit():
             self.retry = int(value) / 1000
-        return None  # ``id`` and ``event`` repeat what the JSON data already says
+        return None  # ``id`` repeats what the JSON data already says
 
 
 def monotonic() -> float:

@@ -39,6 +39,18 @@ def _check_progress(value: float) -> float:
     return float(value)
 
 
+def _reported_fields(execution: Execution, update: ExecutionUpdate) -> dict[str, Any]:
+    """The fields a report sets besides ``state`` (details merge into the current ones)."""
+    fields: dict[str, Any] = {}
+    if update.progress is not None:
+        fields["progress"] = _check_progress(update.progress)
+    if update.details is not None:
+        fields["details"] = {**execution.details, **update.details}
+    given = {"eta": update.eta, "error": update.error, "result": update.result}
+    fields.update({name: value for name, value in given.items() if value is not None})
+    return fields
+
+
 def apply_update(execution: Execution, update: ExecutionUpdate, now: datetime) -> Execution:
     """Apply an agent's or client's report; the table decides any state change.
 
@@ -52,17 +64,7 @@ def apply_update(execution: Execution, update: ExecutionUpdate, now: datetime) -
             current=execution,
             state=str(execution.state),
         )
-    fields: dict[str, Any] = {}
-    if update.progress is not None:
-        fields["progress"] = _check_progress(update.progress)
-    if update.eta is not None:
-        fields["eta"] = update.eta
-    if update.details is not None:
-        fields["details"] = {**execution.details, **update.details}
-    if update.error is not None:
-        fields["error"] = update.error
-    if update.result is not None:
-        fields["result"] = update.result
+    fields = _reported_fields(execution, update)
     if update.state is None:
         if not fields:
             return execution
@@ -206,10 +208,15 @@ def settle(
     operation: Operation,
     changes: Sequence[tuple[Execution | None, Execution]],
     now: datetime,
+    *,
+    failures: Sequence[Execution] | None = None,
     **event_data: Any,
 ) -> tuple[Operation, list[Event]]:
     """Fold execution changes into their operation and list the events they make.
 
+    ``failures`` are the operation's failed or timed-out executions before the
+    changes (see :func:`derive.failing`); the caller passes them when
+    :func:`derive.touches_failures`, and the operation's ``error`` is summarised anew.
     Every change yields an ``execution.<state>`` event; a change of the derived
     operation state adds an ``operation.<state>`` event after them.
     """
@@ -218,6 +225,9 @@ def settle(
     for before, after in changes:
         folded = derive.fold(folded, before, after, now)
         events.append(execution_event(before, after, now, **event_data))
+    if failures is not None:
+        now_failing = derive.failing(failures, changes)
+        folded = evolve(folded, error=derive.error_summary(folded, now_failing))
     if folded.state is not operation.state:
         events.append(operation_event(folded, now))
     return folded, events

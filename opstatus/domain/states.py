@@ -47,6 +47,15 @@ class OperationState(enum.StrEnum):
         return self in OPERATION_TERMINAL
 
 
+class Outcome(enum.StrEnum):
+    """How a final operation went (``None`` while it runs); derived from its counts."""
+
+    SUCCEEDED = "succeeded"  #: every execution succeeded
+    PARTIALLY_FAILED = "partially_failed"  #: some failed or timed out, some succeeded
+    FAILED = "failed"  #: some failed or timed out, none succeeded
+    CANCELLED = "cancelled"  #: none failed, some were cancelled
+
+
 class Via(enum.Enum):
     """What a step of the table demands of whoever takes it."""
 

@@ -112,6 +112,19 @@ class MemoryStore(port.Store):
         """Read a target."""
         return _found(self._targets.get((tenant, target_id)), f"target {target_id!r}")
 
+    async def known_targets(self, tenant: str, target_ids: Sequence[str]) -> set[str]:
+        """Those of ``target_ids`` registered in ``tenant``."""
+        return {t for t in target_ids if (tenant, t) in self._targets}
+
+    async def register_targets(self, targets: Sequence[Target]) -> None:
+        """Insert the targets not registered yet."""
+        async with self._lock:
+            for target in targets:
+                self._require_tenant(target.tenant)
+                self._targets.setdefault(
+                    (target.tenant, target.id), evolve(target, labels=dict(target.labels))
+                )
+
     async def list_targets(self, tenant: str, *, after: str, limit: int) -> list[Target]:
         """Targets by id."""
         found = [t for (ten, tid), t in self._targets.items() if ten == tenant and tid > after]
@@ -453,7 +466,13 @@ class MemoryStore(port.Store):
         for op_id in sorted(by_op):
             current = self._ops[(tenant, op_id)]
             timed = [(b, evolve(a, due_at=deadlines.due(a, current))) for b, a in by_op[op_id]]
-            op, op_events = changes.settle(current, timed, now, **event_data)
+            failures = None
+            if derive.touches_failures(timed):
+                failures = sorted(
+                    (e for e in self._by_op(tenant, op_id) if e.state in derive.FAILURES),
+                    key=lambda e: (e.target, e.id),
+                )
+            op, op_events = changes.settle(current, timed, now, failures=failures, **event_data)
             folded[op_id] = op
             events.extend(op_events)
             stored.extend(a for _, a in timed)

@@ -132,10 +132,10 @@ class Server:
     def create(
         self, key: Key, targets: Sequence[str], kind: str = "test.run", **fields: Any
     ) -> dict[str, Any]:
-        """Create an operation (202) and return its JSON."""
+        """Create an operation (202) and return its JSON (unknown targets registered)."""
         response = self.http.post(
             "/v1/operations",
-            json={"kind": kind, "targets": list(targets), **fields},
+            json={"kind": kind, "targets": list(targets), "register_targets": True, **fields},
             headers=key.headers,
         )
         assert response.status_code == 202, response.text
@@ -152,8 +152,11 @@ class Server:
         return found
 
     def pull(self, key: Key, target: str) -> list[dict[str, Any]]:
-        """Read a target's inbox (200) and return its items."""
-        response = self.http.get(f"/v1/targets/{target}/inbox", headers=key.headers)
+        """Claim a target's inbox (200) and return its items (``peek=false``: a key other
+        than an agent's claims only when it says so)."""
+        response = self.http.get(
+            f"/v1/targets/{target}/inbox", params={"peek": "false"}, headers=key.headers
+        )
         assert response.status_code == 200, response.text
         items: list[dict[str, Any]] = response.json()["items"]
         return items
@@ -181,7 +184,12 @@ def running_server(
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log = workdir / f"serve-{port}.log"
-    environment = clean_env(OPSTATUS_BOOTSTRAP_ADMIN_KEY=BOOTSTRAP_SECRET, **(env or {}))
+    # Most tests name targets freely: creates register them, unless ``env`` sets it "0"
+    # (test_truth.py checks the default refusal).
+    environment = clean_env(
+        OPSTATUS_BOOTSTRAP_ADMIN_KEY=BOOTSTRAP_SECRET,
+        **{"OPSTATUS_REGISTER_TARGETS": "1", **(env or {})},
+    )
     args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--database", database_url]
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -267,3 +275,15 @@ def limited_server(store_url: str, tmp_path: Path) -> Iterator[Server]:
     env = {"OPSTATUS_MAX_BODY_BYTES": str(SMALL_BODY), "OPSTATUS_RATE_LIMIT": f"{RATE}/second"}
     with running_server(store_url, tmp_path, env) as running:
         yield running
+
+
+@pytest.fixture
+def tenant(server: Server) -> Tenant:
+    """A tenant of this test's own (on whichever ``server`` the module uses)."""
+    return server.tenant()
+
+
+@pytest.fixture
+def operator(server: Server, tenant: Tenant) -> Key:
+    """An operator key of the test's tenant."""
+    return server.key(tenant, "operator")

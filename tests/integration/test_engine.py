@@ -39,7 +39,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def ops(store: Store, clock: Clock) -> Operations:
-    return Operations(store, clock=clock)
+    return Operations(store, clock=clock, register_targets=True)
 
 
 async def create(ops: Operations, *targets: str, **kw: object) -> str:
@@ -171,7 +171,7 @@ async def test_retention_purges_and_leaves_tombstones(ops: Operations, clock: Cl
 async def test_replicas_apply_each_deadline_once(
     store: Store, store_url: str, clock: Clock
 ) -> None:
-    ops = Operations(store, clock=clock)
+    ops = Operations(store, clock=clock, register_targets=True)
     targets = [f"t{i}" for i in range(200)]
     op_id = await create(ops, *targets, timeouts=Timeouts(queue=1))
     clock.advance(2)
@@ -241,7 +241,7 @@ async def test_rollout_caps_dispatches_per_minute(ops: Operations, clock: Clock)
 async def test_rollout_cap_holds_under_concurrent_claimers(
     store: Store, store_url: str, clock: Clock
 ) -> None:
-    ops = Operations(store, clock=clock)
+    ops = Operations(store, clock=clock, register_targets=True)
     targets = [f"t{i}" for i in range(40)]
     op_id = await create(ops, *targets, rollout=Rollout(max_per_minute=5))
     replicas = [make_store(store_url) for _ in range(4)]

@@ -55,7 +55,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def service(memory: MemoryStore, clock: Clock) -> Operations:
-    return Operations(memory, clock=clock, limits=Limits(max_page=100, max_claim=20))
+    return Operations(
+        memory, clock=clock, limits=Limits(max_page=100, max_claim=20), register_targets=True
+    )
 
 
 async def create(svc: Operations, *targets: str, tenant: str = T, **kw: Any) -> str:
@@ -446,10 +448,11 @@ async def test_failure_and_retry(service: Operations) -> None:
     [item] = await service.claim_inbox(T, "a")
     await report(service, item.execution.id, state=State.FAILED, error="disk full")
     op = (await service.get(T, op_id)).operation
-    assert (op.state, op.error) == (OperationState.FAILED, "a: disk full")
+    assert (op.state, op.error) == (OperationState.FAILED, "1 of 1 executions failed: a: disk full")
     retried = await service.retry_execution(T, item.execution.id)
     assert (retried.state, retried.attempt, retried.error) == (State.QUEUED, 2, None)
-    assert await op_state(service, op_id) is OperationState.QUEUED
+    op = (await service.get(T, op_id)).operation
+    assert (op.state, op.error) == (OperationState.QUEUED, None)  # the failure is gone
     [again] = await service.claim_inbox(T, "a")
     assert again.execution.id == item.execution.id
     with pytest.raises(errors.Conflict):

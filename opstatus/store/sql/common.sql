@@ -16,6 +16,10 @@ INSERT INTO targets (tenant_id, id, name, labels, created_at) VALUES ($1, $2, $3
 ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name, labels = excluded.labels
 RETURNING tenant_id, id, name, labels, created_at
 
+-- name: target_insert_missing
+INSERT INTO targets (tenant_id, id, name, labels, created_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (tenant_id, id) DO NOTHING
+
 -- name: target_get
 SELECT tenant_id, id, name, labels, created_at FROM targets WHERE tenant_id = $1 AND id = $2
 
@@ -92,6 +96,11 @@ ORDER BY o.number DESC LIMIT {limit} OFFSET {offset}
 
 -- name: exec_by_op
 SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2 ORDER BY target_id, id
+
+-- name: exec_failing
+SELECT * FROM executions
+WHERE tenant_id = $1 AND operation_id = $2 AND state IN ('failed', 'timed_out')
+ORDER BY target_id, id LIMIT $3
 
 -- name: exec_get
 SELECT * FROM executions WHERE tenant_id = $1 AND id = $2

@@ -66,6 +66,8 @@ async function stream(path, { after, onEvent, onState, signal }) {
         buffer = lines.pop(); // an incomplete line waits for the next chunk
         for (const line of lines) {
           if (line === "") { // a blank line dispatches the event
+            // `end`: the operation is final and the server closes; do not reconnect
+            if (event.type === "end") { reader.cancel(); return; }
             if (event.id !== null) lastId = event.id;
             if (event.data.length) onEvent(event.type, event.data.join("\n"));
             event = { id: null, type: "message", data: [] };
@@ -123,12 +125,16 @@ function el(tag, attrs, ...children) {
 
 const badge = (state) => el("span", { class: `state state-${state}` }, state);
 
-function bar(progress) {
+// `outcome` (operations only) colours a finished bar: progress is how far the work
+// is, so a failed operation's bar is full too; the colour and label say how it went.
+function bar(progress, outcome) {
   const value = Math.max(0, Math.min(100, Number(progress) || 0));
-  return el("div", { class: "progress", role: "progressbar", "aria-valuemin": "0",
-                     "aria-valuemax": "100", "aria-valuenow": String(value) },
+  const label = outcome && outcome !== "succeeded" ? `${Math.round(value)}% ${outcome.replace("_", " ")}`
+                                                   : `${Math.round(value)}%`;
+  return el("div", { class: `progress${outcome ? ` outcome-${outcome}` : ""}`, role: "progressbar",
+                     "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": String(value) },
     Object.assign(el("div", { class: "fill" }), { style: `width: ${value}%` }),
-    el("span", { class: "label" }, `${Math.round(value)}%`));
+    el("span", { class: "label" }, label));
 }
 
 function when(text) {
@@ -250,7 +256,7 @@ function operationRow(op) {
     el("td", {}, link),
     el("td", { class: "kind" }, op.kind, el("div", { class: "muted id" }, op.id)),
     el("td", {}, badge(op.state)),
-    el("td", {}, bar(op.progress)),
+    el("td", {}, bar(op.progress, op.outcome)),
     el("td", { class: "targets-cell" }, op.targets.join(", ")),
     el("td", {}, when(op.created_at)),
     el("td", {}, when(op.updated_at)));
@@ -298,7 +304,7 @@ function renderOperation(op, history) {
   $("operation").dataset.state = op.state;
   $("operation").replaceChildren(
     el("div", { class: "title" }, el("h1", {}, `#${op.number} ${op.kind}`), badge(op.state)),
-    bar(op.progress),
+    bar(op.progress, op.outcome),
     el("dl", { class: "fields" },
       field("id", el("code", {}, op.id)),
       field("targets", op.targets.join(", ")),

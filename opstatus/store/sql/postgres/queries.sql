@@ -88,3 +88,6 @@ SELECT pg_notify('opstatus', $1)
 INSERT INTO event_appends (tenant_id, numbering, types, operation_ids, execution_ids,
                            target_ids, states, progresses, datas, created_ats)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+
+-- name: targets_known
+SELECT id FROM targets WHERE tenant_id = $1 AND id = ANY($2::text[])

@@ -74,3 +74,6 @@ ORDER BY completed_at LIMIT $2
 
 -- name: op_dispatched_since
 SELECT count(*) AS n FROM executions WHERE operation_id = $1 AND started_at > $2
+
+-- name: targets_known
+SELECT id FROM targets WHERE tenant_id = $1 AND id IN (SELECT value FROM json_each($2))
