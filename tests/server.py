@@ -41,6 +41,8 @@ def running(database: str, workdir: Path, env: Mapping[str, str] | None = None) 
     log = workdir / f"serve-{port}.log"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OPSTATUS_")}
     environ.update({"OPSTATUS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET, "OPSTATUS_RATE_LIMIT": "off"})
+    # Most tests name targets freely: creates register them unless ``env`` says "0".
+    environ["OPSTATUS_REGISTER_TARGETS"] = "1"
     environ.update(env or {})
     with log.open("wb") as out:
         proc = subprocess.Popen(

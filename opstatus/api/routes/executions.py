@@ -46,7 +46,7 @@ async def list_executions(ctx: Ctx) -> Response:
 
 @router.route(
     "GET", "/v1/executions/{id}", action=(Action.READ, Action.PULL), response=wire.ExecutionOut,
-    errors=(403, 404), headers=("ETag",),
+    errors=(403, 404, 410), headers=("ETag",),
 )  # fmt: skip
 async def get_execution(ctx: Ctx) -> Response:
     """One execution (agents: only their own targets')."""
@@ -60,7 +60,7 @@ async def get_execution(ctx: Ctx) -> Response:
 
 @router.route(
     "PATCH", "/v1/executions/{id}", action=Action.REPORT, body=wire.ExecutionUpdateIn,
-    response=wire.ExecutionOut, errors=(400, 403, 404, 409, 412, 413, 415, 422),
+    response=wire.ExecutionOut, errors=(400, 403, 404, 409, 410, 412, 413, 415, 422),
     params=(Param(name="If-Match", where="header", description="the version you read (ETag)",
                   schema={"type": "string", "pattern": '^(W/)?"*[0-9]{1,18}"*$'}),),
     headers=("ETag",),
@@ -99,7 +99,7 @@ async def update_execution(ctx: Ctx) -> Response:
 
 @router.route(
     "POST", "/v1/executions/{id}/retry", action=Action.CANCEL, response=wire.ExecutionOut,
-    errors=(403, 404, 409),
+    errors=(403, 404, 409, 410),
 )  # fmt: skip
 async def retry_execution(ctx: Ctx) -> Response:
     """Queue a failed or timed-out execution again."""
