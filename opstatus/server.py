@@ -100,7 +100,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         pool_size=settings.pool_size,
     )
     notifier = Notifier()
-    operations = Operations(store, notifier, register_targets=settings.register_targets)
+    operations = Operations(
+        store,
+        notifier,
+        register_targets=settings.register_targets,
+        heartbeat=settings.heartbeat_timeout,
+    )
     credentials = Credentials(store, token_ttl=settings.token_ttl)
     engine = Engine(operations, retention=settings.retention_seconds)
     webhook_store = for_store(store)

@@ -43,6 +43,8 @@ class Settings:
     #: creates register the targets they name that are not registered yet, for every
     #: caller that may trigger (otherwise only a request's ``"register_targets": true``)
     register_targets: bool = False
+    #: seconds an agent may stay silent on started work, for creates that name none
+    heartbeat_timeout: float = 600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +92,7 @@ class Settings:
             webhook_max_attempts=_positive_int(env, "OPSTATUS_WEBHOOK_MAX_ATTEMPTS", 12),
             mqtt_url=_mqtt_url(env),
             register_targets=_flag(env, "OPSTATUS_REGISTER_TARGETS"),
+            heartbeat_timeout=float(_positive_int(env, "OPSTATUS_HEARTBEAT_TIMEOUT", 600)),
         )
 
 

@@ -38,6 +38,8 @@ class TimeoutsIn(_In):
     queue: Seconds | None = None
     lease: Seconds = 60.0
     run: Seconds | None = None
+    #: longest silence of the agent on started work; default OPSTATUS_HEARTBEAT_TIMEOUT
+    heartbeat: Seconds | None = None
 
 
 Cap = Annotated[float, Meta(ge=1, le=1_000_000, multiple_of=1, description="a whole number")]
@@ -158,6 +160,7 @@ class TimeoutsOut(Struct, kw_only=True):
     queue: float | None
     lease: float
     run: float | None
+    heartbeat: float | None
 
 
 class ExecutionOut(Struct, kw_only=True):
@@ -178,6 +181,14 @@ class ExecutionOut(Struct, kw_only=True):
     started_at: datetime | None
     updated_at: datetime
     finished_at: datetime | None
+    heartbeat_expires_at: Annotated[
+        datetime | None,
+        Meta(
+            description="started work (acknowledged, in progress): when it is given back "
+            "(queued again, or timed out) unless its agent reports before; every report "
+            "renews it"
+        ),
+    ]
 
 
 class InboxItemOut(ExecutionOut, kw_only=True):

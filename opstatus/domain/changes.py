@@ -125,7 +125,10 @@ def promote(execution: Execution, now: datetime) -> Execution:
 def retry(execution: Execution, now: datetime) -> Execution:
     """Queue a failed or timed-out execution again, attempt + 1 (``started_at`` cleared:
     the next dispatch starts the new attempt, and its run timeout counts from there)."""
-    if states.TRANSITIONS.get((execution.state, State.QUEUED)) is not states.Via.RETRY:
+    if (
+        not execution.state.terminal
+        or states.TRANSITIONS.get((execution.state, State.QUEUED)) is not states.Via.RETRY
+    ):
         raise errors.Conflict(
             f"execution is {execution.state}; only failed or timed-out work is retried",
             state=str(execution.state),
@@ -143,6 +146,15 @@ def retry(execution: Execution, now: datetime) -> Execution:
         started_at=None,
         eta=None,
     )
+
+
+def give_back(execution: Execution, now: datetime) -> Execution:
+    """Started work whose agent went silent: queue it again, attempt + 1, as a lost
+    lease is (``started_at`` and progress cleared: the next attempt starts afresh)."""
+    return _step(
+        execution, State.QUEUED, now, retry=True, attempt=execution.attempt + 1,
+        queued_at=now, started_at=None, progress=0.0, eta=None,
+    )  # fmt: skip
 
 
 def time_out(execution: Execution, now: datetime, reason: str) -> Execution:

@@ -95,6 +95,8 @@ TRANSITIONS: dict[tuple[State, State], Via] = {
     (_S.IN_PROGRESS, _S.FAILED): Via.ANYONE,
     (_S.IN_PROGRESS, _S.CANCELLED): Via.FORCE,
     (_S.IN_PROGRESS, _S.TIMED_OUT): Via.ANYONE,
+    (_S.ACKNOWLEDGED, _S.QUEUED): Via.RETRY,  # its agent went silent: given back
+    (_S.IN_PROGRESS, _S.QUEUED): Via.RETRY,  # its agent went silent: given back
     (_S.FAILED, _S.QUEUED): Via.RETRY,
     (_S.TIMED_OUT, _S.QUEUED): Via.RETRY,
 }

@@ -101,8 +101,11 @@ class Operations:
         clock: Clock = utcnow,
         limits: Limits = Limits(),
         register_targets: bool = False,
+        heartbeat: float | None = 600.0,
     ) -> None:
         self.store = store
+        #: ``timeouts.heartbeat`` of creates that name none (OPSTATUS_HEARTBEAT_TIMEOUT)
+        self.heartbeat = heartbeat
         #: register unknown targets on create for every request (OPSTATUS_REGISTER_TARGETS)
         self.register_targets = register_targets
         self.notifier = notifier or notify.Notifier()
@@ -164,6 +167,9 @@ class Operations:
         await self._require_known(tenant, targets, register=request.register_targets)
         now = self.clock()
         operation, executions = new_records(tenant, request, targets, now)
+        if operation.timeouts.heartbeat is None:
+            timeouts = dataclasses.replace(operation.timeouts, heartbeat=self.heartbeat)
+            operation = dataclasses.replace(operation, timeouts=timeouts)
         digest = request_hash(request) if request.idempotency_key is not None else None
         created, fresh = await self.store.create_operation(
             operation, executions, request_hash=digest
@@ -529,7 +535,8 @@ def _check_depth(value: object, what: str, most: int) -> None:
 
 def _check_timeouts(request: CreateOperation) -> None:
     t = request.timeouts
-    for name, value in (("queue", t.queue), ("lease", t.lease), ("run", t.run)):
+    named = (("queue", t.queue), ("lease", t.lease), ("run", t.run), ("heartbeat", t.heartbeat))
+    for name, value in named:
         if value is not None and value <= 0:
             raise errors.Invalid(
                 f"timeouts.{name} must be a positive number of seconds",

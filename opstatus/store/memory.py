@@ -31,7 +31,7 @@ from opstatus.domain.states import State
 from opstatus.store import port
 
 #: The schema version of the SQL stores this one mirrors.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 Key = tuple[str, str]  #: (tenant, id)
@@ -465,7 +465,7 @@ class MemoryStore(port.Store):
         stored: list[Execution] = []
         for op_id in sorted(by_op):
             current = self._ops[(tenant, op_id)]
-            timed = [(b, evolve(a, due_at=deadlines.due(a, current))) for b, a in by_op[op_id]]
+            timed = [(b, deadlines.timed(a, current)) for b, a in by_op[op_id]]
             failures = None
             if derive.touches_failures(timed):
                 failures = sorted(

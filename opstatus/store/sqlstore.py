@@ -664,7 +664,7 @@ class SqlStore(port.Store):
                 row = await tx.fetchrow(q["op_lock"], tenant, op_id)
             assert row is not None
             current = rows.operation(row, c)
-            timed = [(b, evolve(a, due_at=deadlines.due(a, current))) for b, a in by_op[op_id]]
+            timed = [(b, deadlines.timed(a, current)) for b, a in by_op[op_id]]
             failures = await self._failures(tx, tenant, op_id, timed)
             op, op_events = changes.settle(current, timed, now, failures=failures, **event_data)
             await tx.execute(q["op_update"], *rows.operation_update_args(op, c))

@@ -204,3 +204,33 @@ def test_error_and_outcome_tell_how_it_went(server: Server, tenant: Tenant, oper
         )
         assert retried.status_code == 200
         assert sdk.get(str(op["id"])).error == "1 of 3 executions failed: b: no power"
+
+
+# heartbeats -------------------------------------------------------------------------
+def test_silent_started_work_times_out_and_shows_its_deadline(
+    server: Server, tenant: Tenant, operator: Key
+) -> None:
+    register(server, operator, "mute")
+    op = create(server, operator, ["mute"], timeouts={"heartbeat": 1})
+    timeouts: dict[str, object] = op["timeouts"]  # type: ignore[assignment]
+    assert timeouts["heartbeat"] == 1
+    agent = server.key(tenant, "agent", ["mute"])
+    [item] = inbox(server, agent, "mute")
+    running = server.report(agent, str(item["id"]), state="in_progress")
+    assert running["heartbeat_expires_at"] is not None
+    version = 0
+    for _ in range(30):  # the engine gives the work back once the agent is silent for 1 s
+        answer = server.http.get(
+            f"/v1/operations/{op['id']}",
+            params={"wait": 10, "version": version},
+            headers=operator.headers,
+        ).json()
+        if answer["state"] == "failed":
+            break
+        version = answer["version"]
+    else:
+        pytest.fail(f"the silent execution never timed out: {answer}")
+    [execution] = answer["executions"]
+    assert execution["state"] == "timed_out" and execution["heartbeat_expires_at"] is None
+    assert execution["error"] == "the agent went silent: no report for 1 s on attempt 1"
+    assert answer["outcome"] == "failed"

@@ -107,7 +107,8 @@ async def create_operation(ctx: Ctx) -> Response:
         kind=body.kind, targets=body.targets, groups=body.groups, parameters=body.parameters,
         internal=body.internal, schedule_at=body.schedule_at,
         timeouts=Timeouts(
-            queue=body.timeouts.queue, lease=body.timeouts.lease, run=body.timeouts.run
+            queue=body.timeouts.queue, lease=body.timeouts.lease, run=body.timeouts.run,
+            heartbeat=body.timeouts.heartbeat,
         ),
         retries=int(body.retries), exclusive=body.exclusive, idempotency_key=key,
         rollout=Rollout(

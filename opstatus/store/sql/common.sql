@@ -53,9 +53,9 @@ INSERT INTO operations (
     timeout_queue, timeout_lease, timeout_run, retries, exclusive, idempotency_key,
     request_hash, state, counts, progress_sum, total, eta, error, result,
     created_at, started_at, updated_at, completed_at, version, max_per_minute,
-    abort_after_failures)
+    abort_after_failures, timeout_heartbeat)
 VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-        $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)
+        $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)
 
 -- name: op_set_number
 UPDATE operations SET number = $3 WHERE tenant_id = $1 AND id = $2
