@@ -7,6 +7,8 @@ DEVSTAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 FAULTS_ARGS ?=
+# make run PORT=9000: the port `opstatus serve` listens on
+PORT ?= 8080
 
 .PHONY: run test lint bench faults install install-dev clean browser wrk
 
@@ -25,8 +27,8 @@ $(DEVSTAMP): pyproject.toml $(STAMP)
 install: $(STAMP)
 install-dev: $(DEVSTAMP)
 
-run: $(STAMP)  ## install and start the service on ./opstatus.db (SQLite)
-	$(BIN)/opstatus serve
+run: $(STAMP)  ## install and start the service on ./opstatus.db (SQLite), on port $(PORT)
+	$(BIN)/opstatus serve --port $(PORT)
 
 # The dashboard's browser test drives Debian's chromium: install it when missing and we can.
 browser:

@@ -20,7 +20,7 @@ while it was busy (load average 5). Each database is seeded once and serves
 every repeat.
 
 One ``opstatus serve`` per database, each pinned to the server CPU, answers the
-list requests that clients make (DESIGN.md §4 filters, 50 per page) with an
+list requests that clients make (the filters of docs/architecture.md, 50 per page) with an
 admin key of tenant ``default``. Each query is timed by wrk (pinned to the load
 CPU) over one connection, so its p99 is the time to answer one request with
 nothing queued in front of it. Rounds interleave the sizes query by query; the
@@ -444,7 +444,7 @@ class ListQuery:
 
 
 def _queries(server: Server, key: str, now: datetime.datetime) -> list[ListQuery]:
-    """The list requests of DESIGN.md §4 as clients make them, for one seeded database."""
+    """The list requests of docs/architecture.md as clients make them, for one seeded database."""
     first = expect(*http("GET", f"{server.url}/v1/operations?limit={PAGE}", key), 200)
     cursor = first["next_cursor"]
     if not cursor:

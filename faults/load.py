@@ -491,7 +491,7 @@ def postgres_integrity(url: str) -> list[str]:
 
 
 def derived_state(counts: dict[str, int]) -> str:
-    """An operation's state from its executions' states, as DESIGN.md §1 words it."""
+    """An operation's state from its executions' states, as docs/architecture.md words it."""
     total = sum(counts.values())
     waiting = counts.get("scheduled", 0) + counts.get("queued", 0)
     if total and counts.get("scheduled", 0) == total:

@@ -6,7 +6,7 @@ with httptools, as uvicorn parses requests; it costs the load CPU tens of
 microseconds a request, so a burst is not capped by its client.
 
 The canonical API answers errors as ``application/problem+json`` (RFC 9457) with a
-``detail``; each vendor dialect answers its own documented error body (DESIGN.md §6).
+``detail``; each vendor dialect answers its own documented error body (docs/dialects.md).
 :func:`error_message` holds an answer against those shapes: an error must *say* what
 was wrong.
 """
@@ -112,11 +112,11 @@ class RawConnection:
         self.host, self.port = host, port
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def exchange(self, request: bytes, timeout: float = 30.0) -> Reply:
-        """Send ``request`` and read its whole answer (within ``timeout`` seconds)."""
+    async def exchange(self, request: bytes, seconds: float = 30.0) -> Reply:
+        """Send ``request`` and read its whole answer (within ``seconds``)."""
         import httptools
 
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             if self._streams is None:
                 self._streams = await asyncio.open_connection(self.host, self.port)
             reader, writer = self._streams

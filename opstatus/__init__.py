@@ -27,18 +27,39 @@ if TYPE_CHECKING:
         Unprocessable,
         WaitTimeout,
     )
-    from opstatus.client._models import Event, Execution, InboxItem, Operation, OperationPage
+    from opstatus.client._models import (
+        CreatedKey,
+        CreatedWebhook,
+        Delivery,
+        Event,
+        EventPage,
+        Execution,
+        Group,
+        InboxItem,
+        Key,
+        Operation,
+        OperationPage,
+        Target,
+        Webhook,
+    )
+    from opstatus.client._signature import verify_signature
 
 __all__ = [
     "AsyncClient",
     "BadRequest",
     "Client",
     "Conflict",
+    "CreatedKey",
+    "CreatedWebhook",
+    "Delivery",
     "Event",
+    "EventPage",
     "Execution",
     "Forbidden",
     "Gone",
+    "Group",
     "InboxItem",
+    "Key",
     "Locked",
     "NotFound",
     "Operation",
@@ -47,20 +68,32 @@ __all__ = [
     "PreconditionFailed",
     "RateLimited",
     "ServerError",
+    "Target",
     "TransportError",
     "Unauthorized",
     "Unprocessable",
     "WaitTimeout",
+    "Webhook",
+    "verify_signature",
 ]
 
 _HOME = {
     "AsyncClient": "opstatus.client._client",
     "Client": "opstatus.client._client",
+    "CreatedKey": "opstatus.client._models",
+    "CreatedWebhook": "opstatus.client._models",
+    "Delivery": "opstatus.client._models",
     "Event": "opstatus.client._models",
+    "EventPage": "opstatus.client._models",
     "Execution": "opstatus.client._models",
+    "Group": "opstatus.client._models",
     "InboxItem": "opstatus.client._models",
+    "Key": "opstatus.client._models",
     "Operation": "opstatus.client._models",
     "OperationPage": "opstatus.client._models",
+    "Target": "opstatus.client._models",
+    "Webhook": "opstatus.client._models",
+    "verify_signature": "opstatus.client._signature",
 }
 
 

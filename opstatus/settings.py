@@ -24,6 +24,12 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     #: most PostgreSQL connections one process holds
     pool_size: int = 10
+    #: seconds a request waits for a free PostgreSQL connection before it answers 503
+    pool_timeout: float = 5.0
+    #: seconds a list query may run before it answers 504 (``None``: no budget)
+    list_timeout: float | None = 10.0
+    #: long-polls and event streams one process holds at once (503 beyond)
+    max_waits: int = 20_000
     #: requests per credential, ``limits`` notation (``"100/second"``); ``None``: unlimited
     rate_limit: str | None = "100/second"
     #: largest request body in bytes (413 beyond)
@@ -45,6 +51,11 @@ class Settings:
     register_targets: bool = False
     #: seconds an agent may stay silent on started work, for creates that name none
     heartbeat_timeout: float = 600.0
+    #: run the bridge even on a broker that admits anonymous clients (never in production)
+    mqtt_allow_anonymous: bool = False
+    #: the stand-in mode for client developers: /v1/testing/* (faults, scenarios, clock,
+    #: reset, journal); never in production (docs/testing.md)
+    testing: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +94,9 @@ class Settings:
             database_url=env.get("OPSTATUS_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
             sqlite_synchronous=synchronous,
             pool_size=pool_size,
+            pool_timeout=_positive_number(env, "OPSTATUS_POOL_TIMEOUT", 5.0),
+            list_timeout=_positive_number(env, "OPSTATUS_LIST_TIMEOUT", 10.0),
+            max_waits=_positive_int(env, "OPSTATUS_MAX_WAITS", 20_000),
             rate_limit=rate_limit,
             max_body=_positive_int(env, "OPSTATUS_MAX_BODY_BYTES", 1 << 20),
             token_ttl=float(_positive_int(env, "OPSTATUS_TOKEN_TTL", 900)),
@@ -93,6 +107,36 @@ class Settings:
             mqtt_url=_mqtt_url(env),
             register_targets=_flag(env, "OPSTATUS_REGISTER_TARGETS"),
             heartbeat_timeout=float(_positive_int(env, "OPSTATUS_HEARTBEAT_TIMEOUT", 600)),
+            mqtt_allow_anonymous=_flag(env, "OPSTATUS_MQTT_ALLOW_ANONYMOUS"),
+            testing=_flag(env, "OPSTATUS_TESTING"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Connections:
+    """How ``opstatus serve`` guards its connections (read by the serve command)."""
+
+    #: seconds from a connection's first byte (or its opening) to a complete request head
+    head_timeout: float = 10.0
+    #: seconds from a complete head to a complete body
+    body_timeout: float = 30.0
+    #: seconds an idle kept-alive connection stays open
+    keepalive_timeout: int = 5
+    #: open connections per process beyond which requests answer 503; ``None``: derived
+    #: from the descriptor limit when the server starts
+    max_connections: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Connections:
+        """Read ``OPSTATUS_HEAD_TIMEOUT``, ``OPSTATUS_BODY_TIMEOUT``,
+        ``OPSTATUS_KEEPALIVE_TIMEOUT`` and ``OPSTATUS_MAX_CONNECTIONS``."""
+        env = os.environ if environ is None else environ
+        raw_max = env.get("OPSTATUS_MAX_CONNECTIONS", "").strip()
+        return cls(
+            head_timeout=float(_positive_int(env, "OPSTATUS_HEAD_TIMEOUT", 10)),
+            body_timeout=float(_positive_int(env, "OPSTATUS_BODY_TIMEOUT", 30)),
+            keepalive_timeout=_positive_int(env, "OPSTATUS_KEEPALIVE_TIMEOUT", 5),
+            max_connections=_positive_int(env, "OPSTATUS_MAX_CONNECTIONS", 1) if raw_max else None,
         )
 
 
@@ -112,6 +156,19 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise SettingsError(f"{name} must be 1 or 0, not {raw!r}")
+
+
+def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds, not {raw!r}")
+    return value
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -1,4 +1,4 @@
-"""Request and response bodies of the canonical API (DESIGN.md §4a) as msgspec Structs.
+"""Request and response bodies of the canonical ``/v1`` API as msgspec Structs.
 
 The same types decode requests, encode responses and give the OpenAPI document
 its JSON Schemas, so the three cannot drift apart.
@@ -12,8 +12,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from opstatus.domain.roles import Role
-from opstatus.domain.states import OperationState, Outcome, State
+from opstatus.domain.roles import Role as Role
+
+# Re-exported: the client side takes the states from here, as it imports no domain module.
+from opstatus.domain.states import OperationState as OperationState
+from opstatus.domain.states import Outcome as Outcome
+from opstatus.domain.states import State as State
+from opstatus.domain.webhooks import DeliveryStatus as DeliveryStatus
 
 Id = Annotated[str, Meta(min_length=1, max_length=200, description="an id")]
 Seconds = Annotated[float, Meta(gt=0, le=31_536_000, description="seconds")]
@@ -336,6 +341,18 @@ class KeyCreatedOut(KeyOut, kw_only=True):
     secret: str
 
 
+class MqttCredentialsOut(Struct, kw_only=True):
+    """``POST /v1/mqtt/credentials``: how an agent connects to the broker as itself."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str  #: the key id
+    password: str  #: shown once; the previous one stopped working
+    prefix: str  #: publish requests under it, subscribe to ``{prefix}/#`` for replies
+    inboxes: list[str]  #: subscribe to these for "work may be waiting" notices
+
+
 class KeyList(Struct, kw_only=True):
     """Keys of the tenant."""
 
@@ -348,6 +365,55 @@ class TokenOut(Struct, kw_only=True):
     access_token: str
     token_type: Literal["Bearer"]
     expires_in: int
+
+
+class WebhookOut(Struct, kw_only=True):
+    """A subscription (never its secret) and how far its deliveries got."""
+
+    id: str
+    url: str
+    events: list[str]
+    created_at: datetime
+    cursor: int  #: last event seq delivered, dead-lettered or skipped
+    attempts: int  #: failed attempts at the next event
+    next_attempt_at: datetime | None  #: when that event is tried again
+
+
+class WebhookCreatedOut(WebhookOut, kw_only=True):
+    """A new subscription: the only time its signing secret is shown."""
+
+    secret: str
+
+
+class WebhookList(Struct, kw_only=True):
+    """A page of subscriptions by id."""
+
+    items: list[WebhookOut]
+    next_cursor: str | None
+
+
+class DeliveryOut(Struct, kw_only=True):
+    """One attempt (or requested replay) in the delivery log."""
+
+    id: str
+    webhook_id: str
+    seq: int
+    type: str
+    attempt: int
+    status: DeliveryStatus
+    status_code: int | None
+    error: str | None
+    replay_of: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryList(Struct, kw_only=True):
+    """A page of the delivery log, newest first."""
+
+    items: list[DeliveryOut]
+    next_cursor: str | None
 
 
 class Problem(Struct, kw_only=True, omit_defaults=True):

@@ -1,24 +1,25 @@
 """``opstatus agent``: pull a target's work and run a shell command per execution.
 
 For each execution from the inbox (long-polled) the agent reports
-``acknowledged`` then ``in_progress``, runs the command through the shell with
-``OPSTATUS_PARAMETERS`` (JSON), ``OPSTATUS_EXECUTION_ID``, ``OPSTATUS_OPERATION_ID``
-and ``OPSTATUS_TARGET`` in its environment, turns each stdout line ``PROGRESS n``
-into a progress report, and reports ``succeeded`` (exit 0) or ``failed`` with the
-output's tail.
+``acknowledged`` then ``in_progress`` and runs the command through the shell. The
+command gets the execution's parameters (JSON) three ways: on its standard input,
+in the file named by ``OPSTATUS_PARAMETERS_FILE`` (removed when the command ends),
+and — when they take at most :data:`ENV_LIMIT` bytes — in ``OPSTATUS_PARAMETERS``
+(an environment holds little: a large document there makes the spawn fail). It also
+gets ``OPSTATUS_EXECUTION_ID``, ``OPSTATUS_OPERATION_ID`` and ``OPSTATUS_TARGET``.
+Each stdout line ``PROGRESS n`` becomes a progress report; the agent reports
+``succeeded`` (exit 0) or ``failed`` with the output's tail. A command that cannot
+be started at all is reported ``failed`` with the reason.
 
-Liveness: leases only cover ``dispatched`` work; once acknowledged, the
-operation's *run* timeout applies instead. So a long job is kept visibly alive by
-re-reporting ``in_progress`` every ``heartbeat`` seconds, which records that the
-agent still holds it.
+Liveness: every started execution has a heartbeat deadline that each report renews;
+the agent re-reports ``in_progress`` every ``heartbeat`` seconds while the command
+runs, so a long job stays alive and a dead agent's work is taken back by the engine.
 
-Stopping (SIGTERM/SIGINT): the agent takes no new work, sends SIGTERM to the
-running commands (their whole process group; SIGKILL after ``grace`` seconds),
+Stopping (SIGTERM/SIGINT): the agent takes no new work and sends SIGTERM to the
+running commands (their whole process group; SIGKILL after ``grace`` seconds), then
 reports each as ``failed`` with error ``agent stopped (SIGTERM)`` and exits 0.
-Giving the work back instead is not possible: the table allows ``dispatched →
-queued`` only, and the agent acknowledges at once; a retry policy on the
-operation (``retries``) re-queues the failed execution for another run. Work
-delivered but not yet acknowledged returns to the queue when its lease lapses.
+Work delivered but not yet acknowledged returns to the queue when its lease lapses;
+a killed agent's started work comes back when its heartbeat deadline passes.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import re
 import signal
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from opstatus.client import _exceptions as exc
@@ -44,6 +47,8 @@ PROGRESS = re.compile(rb"^\s*PROGRESS\s+(\d+(?:\.\d+)?)\s*$")
 TAIL_LINES = 20
 TAIL_BYTES = 4096
 STOPPED = "agent stopped (SIGTERM)"
+#: largest parameters document (bytes of JSON) also passed in ``OPSTATUS_PARAMETERS``
+ENV_LIMIT = 64 * 1024
 
 
 def tail_text(lines: collections.deque[bytes]) -> str:
@@ -199,78 +204,29 @@ class Agent:
             return
         if not await self._report(item, state="in_progress"):
             return
-        env = {
-            **os.environ,
-            "OPSTATUS_PARAMETERS": json.dumps(item.parameters),
-            "OPSTATUS_EXECUTION_ID": item.id,
-            "OPSTATUS_OPERATION_ID": item.operation_id,
-            "OPSTATUS_TARGET": item.target,
-        }
-        proc = await asyncio.create_subprocess_shell(
-            self.command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            start_new_session=True,  # its own process group: SIGTERM reaches the children
-        )
-        output: collections.deque[bytes] = collections.deque(maxlen=TAIL_LINES)
-        lost = asyncio.Event()  # the server no longer takes reports (cancelled, timed out)
-
-        async def send_progress(value: float) -> None:
-            if not await self._report(item, state="in_progress", progress=value):
-                lost.set()
-
-        throttle = Throttle(send_progress, self.progress_interval)
-
-        async def read(stream: asyncio.StreamReader | None, progress: bool) -> None:
-            assert stream is not None
-            async for line in stream:
-                output.append(line)
-                match = PROGRESS.match(line) if progress else None
-                if match:
-                    throttle.offer(min(100.0, float(match.group(1))))
-
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(self.heartbeat)
-                if not await self._report(item, state="in_progress"):
-                    lost.set()
-
-        readers = asyncio.gather(read(proc.stdout, True), read(proc.stderr, False))
-        heart = asyncio.create_task(beat())
-        stop = asyncio.ensure_future(self.stopping.wait())
-        gone = asyncio.ensure_future(lost.wait())
-        exited = asyncio.ensure_future(proc.wait())
-        try:
-            await asyncio.wait([exited, stop, gone], return_when=asyncio.FIRST_COMPLETED)
-            interrupted = not exited.done()
-            if interrupted:
-                await self._terminate(proc)
-            code = await exited
-            await readers
-        finally:
-            for task in (heart, stop, gone):
-                task.cancel()
-        await throttle.drain()
-        tail = tail_text(output)
-        if lost.is_set():
+        with parameters_file(item) as path:
+            try:
+                proc = await asyncio.create_subprocess_shell(
+                    self.command,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env={**os.environ, **environment(item, path)},
+                    start_new_session=True,  # its own process group: SIGTERM reaches children
+                )
+            except OSError as error:  # nothing ran: say so, never leave the work hanging
+                log.warning("execution %s: the command could not start: %s", item.id, error)
+                await self._report(item, state="failed", error=f"could not start: {error}")
+                return
+            feeding = asyncio.create_task(_feed(proc, item))
+            ending = await _Run(self, item, proc).finish()
+            feeding.cancel()
+        fields = final_report(ending)
+        if fields is None:
             log.info("execution %s ended on the server; command stopped", item.id)
-        elif interrupted:
-            await self._report(
-                item, state="failed", error=STOPPED, result={"exit_code": code, "output_tail": tail}
-            )
-        elif code == 0:
-            await self._report(
-                item, state="succeeded", progress=100.0,
-                result={"exit_code": 0, "output_tail": tail},
-            )  # fmt: skip
         else:
-            await self._report(
-                item, state="failed", error=tail or f"exit code {code}",
-                result={"exit_code": code, "output_tail": tail},
-            )  # fmt: skip
-        log.info("execution %s finished: exit code %s", item.id, code)
+            await self._report(item, **fields)
+        log.info("execution %s finished: exit code %s", item.id, ending.code)
 
     async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM the command's process group; SIGKILL after ``grace`` seconds."""
@@ -282,6 +238,124 @@ class Agent:
                 return
             except TimeoutError:
                 continue
+
+
+def environment(item: models.InboxItem, parameters_path: str) -> dict[str, str]:
+    """What the command learns of its execution, as environment variables."""
+    env = {
+        "OPSTATUS_PARAMETERS_FILE": parameters_path,
+        "OPSTATUS_EXECUTION_ID": item.id,
+        "OPSTATUS_OPERATION_ID": item.operation_id,
+        "OPSTATUS_TARGET": item.target,
+    }
+    document = json.dumps(item.parameters)
+    if len(document.encode()) <= ENV_LIMIT:
+        env["OPSTATUS_PARAMETERS"] = document
+    return env
+
+
+@contextlib.contextmanager
+def parameters_file(item: models.InboxItem) -> Iterator[str]:
+    """A private file holding the execution's parameters, removed afterwards."""
+    fd, path = tempfile.mkstemp(prefix="opstatus-parameters-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(item.parameters, out)
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+async def _feed(proc: asyncio.subprocess.Process, item: models.InboxItem) -> None:
+    """The parameters on the command's stdin; a command that never reads them is fine."""
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        proc.stdin.write(json.dumps(item.parameters).encode())
+        await proc.stdin.drain()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
+        proc.stdin.close()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Ending:
+    """How a command's run ended."""
+
+    code: int  #: its exit code (negative: the signal that ended it)
+    interrupted: bool  #: the agent stopped it (SIGTERM to the agent)
+    lost: bool  #: the server stopped taking reports on the execution (cancelled, timed out)
+    tail: str  #: the end of its output
+
+
+def final_report(ending: Ending) -> dict[str, Any] | None:
+    """The report that closes the execution after its command ended; None: send none.
+
+    Lost work is over on the server already, so nothing is left to say about it.
+    """
+    if ending.lost:
+        return None
+    result = {"exit_code": ending.code, "output_tail": ending.tail}
+    if ending.interrupted:
+        return {"state": "failed", "error": STOPPED, "result": result}
+    if ending.code == 0:
+        return {"state": "succeeded", "progress": 100.0, "result": result}
+    return {"state": "failed", "error": ending.tail or f"exit code {ending.code}", "result": result}
+
+
+class _Run:
+    """One command run for one execution: its output, its progress and its heartbeat."""
+
+    def __init__(
+        self, agent: Agent, item: models.InboxItem, proc: asyncio.subprocess.Process
+    ) -> None:
+        self.agent, self.item, self.proc = agent, item, proc
+        self.output: collections.deque[bytes] = collections.deque(maxlen=TAIL_LINES)
+        self.lost = asyncio.Event()  #: the server no longer takes reports
+        self.throttle = Throttle(self._progress, agent.progress_interval)
+
+    async def _still_in_progress(self, **fields: Any) -> None:
+        if not await self.agent._report(self.item, state="in_progress", **fields):
+            self.lost.set()
+
+    async def _progress(self, value: float) -> None:
+        await self._still_in_progress(progress=value)
+
+    async def _read(self, stream: asyncio.StreamReader | None, progress: bool) -> None:
+        """Keep the output's tail; ``PROGRESS n`` lines of stdout become progress reports."""
+        assert stream is not None
+        async for line in stream:
+            self.output.append(line)
+            match = PROGRESS.match(line) if progress else None
+            if match:
+                self.throttle.offer(min(100.0, float(match.group(1))))
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.agent.heartbeat)
+            await self._still_in_progress()
+
+    async def finish(self) -> Ending:
+        """Wait for the command to exit, or end it when the agent stops or the work is lost."""
+        proc = self.proc
+        readers = asyncio.gather(self._read(proc.stdout, True), self._read(proc.stderr, False))
+        heart = asyncio.create_task(self._beat())
+        stop = asyncio.ensure_future(self.agent.stopping.wait())
+        gone = asyncio.ensure_future(self.lost.wait())
+        exited = asyncio.ensure_future(proc.wait())
+        try:
+            await asyncio.wait([exited, stop, gone], return_when=asyncio.FIRST_COMPLETED)
+            interrupted = not exited.done()
+            if interrupted:
+                await self.agent._terminate(proc)
+            code = await exited
+            await readers
+        finally:
+            for task in (heart, stop, gone):
+                task.cancel()
+        await self.throttle.drain()
+        return Ending(
+            code=code, interrupted=interrupted, lost=self.lost.is_set(), tail=tail_text(self.output)
+        )
 
 
 async def serve_agent(

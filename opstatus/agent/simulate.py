@@ -41,6 +41,21 @@ async def _run_one(
         await client.report(item.id, state="succeeded", progress=100, result={"simulated": True})
 
 
+async def _pull(
+    client: AsyncClient, target: str, poll: float, stop: asyncio.Event
+) -> list[models.InboxItem] | None:
+    """The next work for ``target``; None when ``stop`` comes first."""
+    pull = asyncio.ensure_future(client.inbox(target, wait=poll, limit=1))
+    halt = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([pull, halt], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Also when this agent is cancelled: a long-poll left behind would fail unseen.
+        halt.cancel()
+        pull.cancel()
+    return pull.result() if pull.done() and not pull.cancelled() else None
+
+
 async def simulated_agent(
     client: AsyncClient,
     target: str,
@@ -55,14 +70,10 @@ async def simulated_agent(
     rng = rng or random.Random()
     while not stop.is_set():
         try:
-            pull = asyncio.ensure_future(client.inbox(target, wait=poll, limit=1))
-            halt = asyncio.ensure_future(stop.wait())
-            await asyncio.wait([pull, halt], return_when=asyncio.FIRST_COMPLETED)
-            halt.cancel()
-            if not pull.done():
-                pull.cancel()
+            items = await _pull(client, target, poll, stop)
+            if items is None:
                 return
-            for item in pull.result():
+            for item in items:
                 seconds = rng.uniform(*duration)
                 await _run_one(client, item, seconds, rng.random() < failure_rate, stop)
         except exc.OpstatusError:

@@ -5,7 +5,7 @@ layer and never imports a dialect.
 
 from __future__ import annotations
 
-from opstatus.api.routes import directory, events, executions, keys, operations, webhooks
+from opstatus.api.routes import directory, events, executions, keys, mqtt, operations, webhooks
 from opstatus.web.endpoint import Endpoint
 
 #: every canonical endpoint, in matching order (``latest`` before ``{id}``)
@@ -16,6 +16,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *directory.router.endpoints,
     *keys.router.endpoints,
     *webhooks.router.endpoints,
+    *mqtt.router.endpoints,
 )
 
 __all__ = ["ENDPOINTS"]

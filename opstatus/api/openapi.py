@@ -13,7 +13,7 @@ import http
 import importlib.metadata
 import importlib.resources
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +69,18 @@ PROBLEM_HEADERS: dict[int, tuple[str, ...]] = {
     401: ("WWW-Authenticate",),
     423: ("Retry-After",),
     429: ("Retry-After",),
+    503: ("Retry-After",),
 }
 _PATH_PARAM = re.compile(r"\{([^}:]+)\}")
 _STRING = {"type": "string"}
 
 
-def document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document describing ``endpoints`` (and the health checks)."""
+def document(
+    endpoints: Sequence[Endpoint], parts: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document describing ``endpoints`` (and the health checks), plus
+    ``parts``: partial documents (``tags``, ``paths``, ``components.schemas``) that other
+    route families, such as the vendor dialects, describe themselves."""
     types = {t for ep in endpoints for t in (ep.body, ep.response) if t is not None}
     ordered = sorted(types, key=lambda t: t.__name__)
     _, components = msgspec.json.schema_components([*ordered, wire.Problem], ref_template=REF)
@@ -86,18 +91,23 @@ def document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     for ep in endpoints:
         paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep)
     paths.update(_health())
-    tags = sorted({ep.tag for ep in endpoints} | {"health"})
+    tags = [{"name": tag} for tag in sorted({ep.tag for ep in endpoints} | {"health"})]
+    for part in parts:
+        tags += part.get("tags", [])
+        paths.update(part.get("paths", {}))
+        components.update(part.get("components", {}).get("schemas", {}))
     return {
         "openapi": OPENAPI,
         "info": {
             "title": "opstatus",
             "version": _version(),
             "description": (
-                "Track asynchronous operations: trigger, watch, report. Errors are "
-                "application/problem+json (RFC 9457) with a stable code."
+                "Track asynchronous operations: trigger, watch, report. Errors of the "
+                "canonical API are application/problem+json (RFC 9457) with a stable code; "
+                "each vendor dialect (one tag each) answers in its vendor's own shapes."
             ),
         },
-        "tags": [{"name": tag} for tag in tags],
+        "tags": tags,
         "security": SECURITY,
         "paths": paths,
         "components": {
@@ -124,7 +134,7 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         "operationId": ep.handler.__name__,
         "summary": ep.summary,
         "tags": [ep.tag],
-        "parameters": [*_path_params(ep.path), *(_param(p) for p in (*ep.params, FORMAT))],
+        "parameters": [*_path_params(ep.path), *(p.document() for p in (*ep.params, FORMAT))],
         "responses": _responses(ep),
     }
     doc = (ep.handler.__doc__ or "").strip()
@@ -144,18 +154,6 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
 def _path_params(path: str) -> Iterable[dict[str, Any]]:
     for name in _PATH_PARAM.findall(path):
         yield {"name": name, "in": "path", "required": True, "schema": PATH_ID}
-
-
-def _param(p: Param) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "name": p.name,
-        "in": p.where,
-        "required": p.required,
-        "schema": p.schema,
-    }
-    if p.description:
-        out["description"] = p.description
-    return out
 
 
 def _headers(names: Iterable[str], *, required: Iterable[str] = ()) -> dict[str, Any]:
@@ -185,7 +183,9 @@ def _responses(ep: Endpoint) -> dict[str, Any]:
             "description": "Not Modified: the version named by If-None-Match is current",
             "headers": _headers(("ETag", *RATE_LIMIT_HEADERS), required=("ETag",)),
         }
-    statuses = {*ep.errors, 400, 429}  # 400: any route refuses a bad ``format``
+    # 400: any route refuses a bad ``format``; 503: any route may find the database away
+    # or its connections all busy (and a long-poll, every wait slot held)
+    statuses = {*ep.errors, 400, 429, 503}
     if not ep.public:
         statuses |= {401, 403}
     if ep.body is not None:
@@ -291,9 +291,12 @@ def swagger_ui_dir() -> Path:
     return found[-1]
 
 
-def routes(endpoints: Sequence[Endpoint]) -> list[BaseRoute]:
-    """``GET /openapi.json``, ``GET /docs`` and the Swagger UI assets (all public)."""
-    body = msgspec.json.encode(document(endpoints))
+def routes(
+    endpoints: Sequence[Endpoint], parts: Sequence[Mapping[str, Any]] = ()
+) -> list[BaseRoute]:
+    """``GET /openapi.json`` (of ``endpoints`` and ``parts``, see :func:`document`),
+    ``GET /docs`` and the Swagger UI assets (all public)."""
+    body = msgspec.json.encode(document(endpoints, parts))
 
     async def openapi_json(request: Request) -> Response:
         """The OpenAPI 3.1 document."""

@@ -8,16 +8,7 @@ from typing import Annotated
 
 import typer
 
-Url = Annotated[
-    str | None,
-    typer.Option("--url", envvar="OPSTATUS_URL", help="Server URL ($OPSTATUS_URL).",
-                 show_default=False),
-]  # fmt: skip
-Key = Annotated[
-    str | None,
-    typer.Option("--key", envvar="OPSTATUS_KEY", help="API key ($OPSTATUS_KEY).",
-                 show_default=False),
-]  # fmt: skip
+from opstatus.cli.remote import CONFIG_HELP, Key, Url, resolve
 
 
 def agent(
@@ -49,14 +40,14 @@ def agent(
     """
     from opstatus.agent import runner as agent_mod
 
+    config = resolve(url, key)
     _logging()
-    if not url:
-        raise typer.BadParameter("no server URL: pass --url or set OPSTATUS_URL")
     asyncio.run(
         agent_mod.serve_agent(
-            url, key, target, command, concurrency=concurrency, heartbeat=heartbeat, poll=poll
+            config.url, config.key, target, command,
+            concurrency=concurrency, heartbeat=heartbeat, poll=poll,
         )
-    )
+    )  # fmt: skip
 
 
 def simulate(
@@ -77,16 +68,15 @@ def simulate(
     """Run a simulated fleet of N agents in this process until SIGTERM or SIGINT."""
     from opstatus.agent import simulate as simulate_mod
 
+    config = resolve(url, key)
     _logging()
-    if not url:
-        raise typer.BadParameter("no server URL: pass --url or set OPSTATUS_URL")
     if duration_max < duration_min:
         raise typer.BadParameter("--duration-max is below --duration-min")
     names = [f"{prefix}-{n}" for n in range(1, targets + 1)]
     asyncio.run(
         simulate_mod.simulate(
-            url,
-            key,
+            config.url,
+            config.key,
             names,
             duration=(duration_min, duration_max),
             failure_rate=failure_rate,
@@ -103,5 +93,9 @@ def _logging() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the commands to the ``opstatus`` app."""
-    app.command(epilog="Example: opstatus agent --target web-1 --exec ./deploy.sh")(agent)
-    app.command(epilog="Example: opstatus simulate --targets 20 --failure-rate 0.1")(simulate)
+    app.command(epilog=f"Example: opstatus agent --target web-1 --exec ./deploy.sh. {CONFIG_HELP}")(
+        agent
+    )
+    app.command(
+        epilog=f"Example: opstatus simulate --targets 20 --failure-rate 0.1. {CONFIG_HELP}"
+    )(simulate)

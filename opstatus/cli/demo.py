@@ -1,8 +1,9 @@
 """``opstatus demo``: a real server, a simulated cluster and live progress in the terminal.
 
 The server is a real ``opstatus serve`` subprocess over a throw-away SQLite file,
-bootstrapped with a random admin key. Simulated agents are small async loops that
-long-poll their inbox and report over the canonical HTTP API like any agent would.
+bootstrapped with a random admin key. The simulated agents are those of ``opstatus
+simulate`` (:mod:`opstatus.agent.simulate`); they, the trigger and the screen speak
+to the server through the SDK like any client would.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from opstatus.agent import simulate
 from opstatus.cli import views as _view
-from opstatus.domain.states import OperationState, State
+from opstatus.client import _exceptions as exc
+from opstatus.client._client import AsyncClient, Client
+from opstatus.wire import OperationState
 
 EXAMPLE = "Example: opstatus demo --duration 30 --targets 8"
 KINDS = ("image-update", "network-test", "reboot", "config-push")
@@ -45,6 +48,8 @@ TRIGGER_EVERY = 1.5
 REFRESH_EVERY = 0.25
 #: share of executions the simulated agents fail
 FAILURE_RATE = 0.05
+#: shortest and longest simulated run, seconds
+RUN_SECONDS = (0.5, 2.0)
 SHOWN = 8
 
 
@@ -99,7 +104,7 @@ def _server(workdir: Path) -> Iterator[_Server]:
         )
     server = _Server(url=f"http://127.0.0.1:{port}", key=key)
     try:
-        _wait_healthy(server.url, proc, log)
+        _wait_healthy(server, proc, log)
         yield server
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -110,16 +115,17 @@ def _server(workdir: Path) -> Iterator[_Server]:
             proc.wait()
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_healthy(server: _Server, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the server answers an API read (not up yet: no answer, or 503)."""
     deadline = time.monotonic() + START_DEADLINE
-    with httpx.Client(base_url=url, timeout=2) as http:
+    with Client(server.url, server.key, timeout=2, retries=0) as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 typer.echo(f"error: the demo server exited:\n{log.read_text()}", err=True)
                 raise typer.Exit(1)
-            with contextlib.suppress(httpx.TransportError):
-                if http.get("/readyz").status_code == 200:
-                    return
+            with contextlib.suppress(exc.TransportError, exc.ServerError):
+                client.list_page(limit=1)
+                return
             time.sleep(0.05)  # start-up polling, bounded by the deadline
     typer.echo(f"error: the demo server did not start in {START_DEADLINE:.0f}s", err=True)
     raise typer.Exit(1)
@@ -136,75 +142,49 @@ class _Demo:
 
     async def run(self, duration: float | None) -> None:
         """Run until ``duration`` seconds pass (forever when None), then print a summary."""
-        headers = {"X-API-Key": self.server.key}
-        timeout = httpx.Timeout(INBOX_WAIT + 10)
-        async with httpx.AsyncClient(
-            base_url=self.server.url, headers=headers, timeout=timeout
-        ) as http:
-            for target in self.targets:  # creates refuse unknown targets
-                (await http.post("/v1/targets", json={"id": target})).raise_for_status()
-            workers = [asyncio.create_task(self._agent(http, t)) for t in self.targets]
-            workers.append(asyncio.create_task(self._trigger(http)))
+        # Agents end by being cancelled, not by ``stop``: work under way stays as it
+        # was instead of being reported failed before the summary.
+        stop = asyncio.Event()
+        async with AsyncClient(self.server.url, self.server.key, timeout=INBOX_WAIT + 10) as client:
+            workers = [
+                asyncio.create_task(
+                    simulate.simulated_agent(
+                        client, target, duration=RUN_SECONDS, failure_rate=FAILURE_RATE,
+                        stop=stop, poll=INBOX_WAIT,
+                    )
+                )
+                for target in self.targets
+            ]  # fmt: skip
+            workers.append(asyncio.create_task(self._trigger(client)))
             try:
-                await self._screen(http, duration)
+                await self._screen(client, duration)
             finally:
                 for task in workers:
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
-            operations = await self._recent(http, 1000)
+            operations = await self._recent(client, 1000)
         self.console.print(_view.operations_table(operations[:SHOWN], title="recent operations"))
         self.console.print(Text("operations: ").append(_summary(operations)))
 
-    async def _agent(self, http: httpx.AsyncClient, target: str) -> None:
-        """Pull work for ``target`` and carry it out, failing now and then."""
-        while True:
-            try:
-                response = await http.get(
-                    # an admin key only peeks unless it claims explicitly
-                    f"/v1/targets/{target}/inbox",
-                    params={"wait": INBOX_WAIT, "peek": "false"},
-                )
-                response.raise_for_status()
-                for item in response.json()["items"]:
-                    await self._execute(http, item)
-            except httpx.HTTPError:
-                await asyncio.sleep(0.5)  # back off from a hiccup; the loop is a simulation
-
-    async def _execute(self, http: httpx.AsyncClient, item: dict[str, Any]) -> None:
-        path = f"/v1/executions/{item['id']}"
-        steps: list[dict[str, object]] = [{"state": State.ACKNOWLEDGED.value}]
-        steps += [{"state": State.IN_PROGRESS.value, "progress": p} for p in (20, 45, 70, 90)]
-        if random.random() < FAILURE_RATE:
-            steps.append({"state": State.FAILED.value, "error": "simulated failure"})
-        else:
-            steps.append({"state": State.SUCCEEDED.value, "progress": 100})
-        for step in steps:
-            await asyncio.sleep(random.uniform(0.05, 0.35))  # simulated work
-            response = await http.patch(path, json=step)
-            if response.status_code == 409:
-                return  # cancelled or taken back meanwhile: drop it, as a real agent would
-            response.raise_for_status()
-
-    async def _trigger(self, http: httpx.AsyncClient) -> None:
+    async def _trigger(self, client: AsyncClient) -> None:
         """Create an operation on a few random targets every TRIGGER_EVERY seconds."""
         while True:
             aimed = random.sample(self.targets, random.randint(1, len(self.targets)))
-            body = {
-                "kind": random.choice(KINDS),
-                "targets": aimed,
-                "parameters": {"version": f"1.{random.randint(0, 9)}"},
-            }
-            with contextlib.suppress(httpx.HTTPError):
-                (await http.post("/v1/operations", json=body)).raise_for_status()
+            with contextlib.suppress(exc.OpstatusError):
+                await client.create(
+                    random.choice(KINDS),
+                    targets=aimed,
+                    parameters={"version": f"1.{random.randint(0, 9)}"},
+                    register_targets=True,  # the demo's targets are its own: no one registered them
+                )
             await asyncio.sleep(TRIGGER_EVERY)
 
-    async def _recent(self, http: httpx.AsyncClient, limit: int) -> list[dict[str, Any]]:
-        response = await http.get("/v1/operations", params={"limit": limit})
-        response.raise_for_status()
-        items: list[dict[str, Any]] = response.json()["items"]
-        return items
+    async def _recent(self, client: AsyncClient, limit: int) -> list[dict[str, Any]]:
+        page = await client.list_page(limit=limit)
+        operations: list[dict[str, Any]] = _view.plain(page.items)
+        return operations
 
-    async def _screen(self, http: httpx.AsyncClient, duration: float | None) -> None:
+    async def _screen(self, client: AsyncClient, duration: float | None) -> None:
         """Redraw the recent operations until the time is up."""
         deadline = None if duration is None else time.monotonic() + duration
         live = self.console.is_terminal
@@ -214,8 +194,8 @@ class _Demo:
             else contextlib.nullcontext(None) as screen
         ):
             while deadline is None or time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
-                    operations = await self._recent(http, 200)
+                with contextlib.suppress(exc.OpstatusError):
+                    operations = await self._recent(client, 200)
                     if screen is not None:
                         table = _view.operations_table(operations[:SHOWN], title="operations")
                         screen.update(Group(table, _summary(operations)), refresh=True)

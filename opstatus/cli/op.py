@@ -1,156 +1,65 @@
-"""``opstatus op``: trigger, read, cancel and watch operations over the HTTP API (DESIGN.md §8).
+"""``opstatus op``: trigger, read, cancel, retry, delete and watch operations over HTTP (the SDK).
 
-Where the server is: ``--url``/``--key``, else ``OPSTATUS_URL``/``OPSTATUS_KEY``, else
-``url``/``key`` in ``~/.config/opstatus/config.toml`` (``OPSTATUS_CONFIG`` names
-another file).
+Where the server is: see :mod:`opstatus.cli.remote`, which every client command shares.
 """
 
 from __future__ import annotations
 
-import enum
 import json
-import os
-import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.live import Live
 
 from opstatus.cli import views as _view
-from opstatus.client._http import Api, ApiError
-from opstatus.domain.states import OperationState
-
-#: seconds one long-poll of ``op watch`` parks on the server
-WATCH_WAIT = 25.0
-CONFIG_HELP = (
-    "Where the server is: --url/--key, else $OPSTATUS_URL/$OPSTATUS_KEY, else url/key in "
-    "~/.config/opstatus/config.toml ($OPSTATUS_CONFIG names another file)."
+from opstatus.cli.remote import (
+    CONFIG_HELP,
+    Key,
+    Output,
+    OutputOption,
+    Url,
+    connect,
+    emit_json,
+    fail,
+    operation_id,
+    pairs,
+    show_events,
+    usage_error,
 )
+from opstatus.client._models import Operation
+from opstatus.wire import OperationState, State
 
 app = typer.Typer(
-    help=f"Trigger, read, cancel and watch operations. {CONFIG_HELP}",
+    help=f"Trigger, read, cancel, retry, delete and watch operations. {CONFIG_HELP}",
     no_args_is_help=True,
     epilog="Example: opstatus op create image-update --target web-1 --param version=1.2",
 )
 
-
-class Output(enum.StrEnum):
-    """How a command prints what it read."""
-
-    table = "table"
-    json = "json"
-
-
-Url = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        envvar="OPSTATUS_URL",
-        metavar="URL",
-        help="Server URL, e.g. http://127.0.0.1:8080 (else url in the config file).",
-        show_default=False,
-    ),
+OperationId = Annotated[
+    str,
+    typer.Argument(metavar="ID", help="Operation id, or its number as lists show it (16, #16)."),
 ]
-Key = Annotated[
-    str | None,
-    typer.Option(
-        "--key",
-        envvar="OPSTATUS_KEY",
-        metavar="SECRET",
-        help="API key secret (else key in the config file).",
-        show_default=False,
-    ),
-]
-OutputOption = Annotated[
-    Output, typer.Option("--output", "-o", help="table (Rich) or the canonical JSON.")
-]
-OperationId = Annotated[str, typer.Argument(metavar="ID", help="Operation id.")]
+#: execution states of work an agent has started (a plain cancel leaves it running)
+STARTED = frozenset({State.DISPATCHED, State.ACKNOWLEDGED, State.IN_PROGRESS})
+#: execution states ``retry`` can queue again
+RETRYABLE = frozenset({State.FAILED, State.TIMED_OUT})
 
 
-@dataclass(frozen=True, kw_only=True)
-class Config:
-    """Where the server is and how to authenticate."""
-
-    url: str
-    key: str | None
-
-
-def config_path() -> Path:
-    """The config file: ``$OPSTATUS_CONFIG``, else ``~/.config/opstatus/config.toml``."""
-    named = os.environ.get("OPSTATUS_CONFIG")
-    return Path(named) if named else Path.home() / ".config" / "opstatus" / "config.toml"
-
-
-def resolve(url: str | None, key: str | None) -> Config:
-    """Options and environment first, the config file for what they leave out."""
-    path = config_path()
-    if (url is None or key is None) and path.is_file():
+def parameters(texts: list[str] | None, typed: list[str] | None) -> dict[str, Any]:
+    """``--param k=v`` as the string v; ``--param-json k=v`` as the JSON value v."""
+    found: dict[str, Any] = dict(pairs("--param", texts))
+    for name, raw in pairs("--param-json", typed):
         try:
-            found = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            usage_error(f"config file {path}: {exc}")
-        url = url or _text(found, "url", path)
-        key = key or _text(found, "key", path)
-    if not url:
-        usage_error(f"no server URL: pass --url, set OPSTATUS_URL or put url in {path}")
-    return Config(url=url, key=key)
-
-
-def _text(found: dict[str, Any], name: str, path: Path) -> str | None:
-    value = found.get(name)
-    if value is not None and not isinstance(value, str):
-        usage_error(f"config file {path}: {name} must be a string")
-    return value
-
-
-def usage_error(message: str) -> NoReturn:
-    """One line on stderr and exit 2."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def fail(message: str) -> NoReturn:
-    """One line on stderr and exit 1."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-@contextmanager
-def connect(url: str | None, key: str | None) -> Iterator[Api]:
-    """A client of the configured server; server errors print ``error: …`` and exit 1."""
-    config = resolve(url, key)
-    try:
-        with Api(config.url, config.key) as api:
-            yield api
-    except ApiError as exc:
-        fail(exc.detail)
-
-
-def emit_json(document: Any) -> None:
-    """The canonical JSON, one document on one line."""
-    typer.echo(json.dumps(document, ensure_ascii=False))
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``k=v``: the value as JSON when it is valid JSON, else as a string."""
-    name, sep, raw = text.partition("=")
-    if not sep or not name:
-        usage_error(f"--param {text!r} is not k=v")
-    try:
-        value: Any = json.loads(raw)
-    except ValueError:
-        value = raw
-    return name, value
+            found[name] = json.loads(raw)
+        except ValueError:
+            usage_error(f"--param-json {name}: {raw!r} is not JSON")
+    return found
 
 
 @app.command(
     epilog="Example: opstatus op create image-update --target web-1 --target web-2 "
-    "--param version=1.2 --param 'force=true' --retries 2"
+    "--param version=2.10 --param-json force=true --retries 2"
 )
 def create(
     kind: Annotated[str, typer.Argument(metavar="KIND", help="What to do, e.g. image-update.")],
@@ -162,7 +71,11 @@ def create(
     ] = None,
     param: Annotated[
         list[str] | None,
-        typer.Option(metavar="K=V", help="Parameter (repeat); V is JSON when valid, else text."),
+        typer.Option(metavar="K=V", help="Parameter (repeat); V is sent as a string."),
+    ] = None,
+    param_json: Annotated[
+        list[str] | None,
+        typer.Option(metavar="K=JSON", help="Typed parameter (repeat): V is JSON (2, true, [1])."),
     ] = None,
     internal: Annotated[bool, typer.Option(help="Mark the operation internal.")] = False,
     schedule_at: Annotated[
@@ -183,31 +96,24 @@ def create(
     """Trigger an operation on targets and groups and print it."""
     if not target and not group:
         usage_error("name at least one --target or --group")
-    body: dict[str, Any] = {
-        "kind": kind,
-        "targets": target or [],
-        "groups": group or [],
-        "parameters": dict(parse_param(p) for p in param or []),
-        "internal": internal,
-        "retries": retries,
-    }
+    values = parameters(param, param_json)
+    options: dict[str, Any] = {"internal": internal, "retries": retries}
     if schedule_at is not None:
-        body["schedule_at"] = schedule_at
+        options["schedule_at"] = schedule_at
     if register_targets:
-        body["register_targets"] = True
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-    with connect(url, key) as api:
-        made = api.request("POST", "/v1/operations", json_body=body, headers=headers)
+        options["register_targets"] = True
+    with connect(url, key) as client:
+        made = client.create(kind, target, group, values, idempotency_key, **options)
     _show(made, output)
 
 
-@app.command(epilog="Example: opstatus op get 01J9Z8K3V6 --output json")
+@app.command(epilog="Example: opstatus op get '#16' -o json")
 def get(
     op_id: OperationId, url: Url = None, key: Key = None, output: OutputOption = Output.table
 ) -> None:
     """Print one operation with its executions."""
-    with connect(url, key) as api:
-        found = api.request("GET", f"/v1/operations/{op_id}")
+    with connect(url, key) as client:
+        found = client.get(op_id)  # the server knows numbers too
     _show(found, output)
 
 
@@ -226,19 +132,15 @@ def list_(
     output: OutputOption = Output.table,
 ) -> None:
     """List operations, newest first."""
-    query: dict[str, str | int | float] = {"limit": limit}
-    if state:
-        query["state"] = ",".join(s.value for s in state)
-    if kind:
-        query["kind"] = kind
-    if target:
-        query["target"] = ",".join(target)
-    with connect(url, key) as api:
-        page = api.request("GET", "/v1/operations", params=query)
+    with connect(url, key) as client:
+        page = client.list_page(
+            limit=limit, state=[s.value for s in state or []] or None, kind=kind or None,
+            target=target or None,
+        )  # fmt: skip
     if output is Output.json:
         emit_json(page)
     else:
-        Console().print(_view.operations_table(page["items"]))
+        Console().print(_view.operations_table(_view.plain(page.items)))
 
 
 @app.command(epilog="Example: opstatus op cancel 01J9Z8K3V6 --force")
@@ -249,10 +151,17 @@ def cancel(
     key: Key = None,
     output: OutputOption = Output.table,
 ) -> None:
-    """Cancel an operation: queued work at once, running work only with --force."""
-    with connect(url, key) as api:
-        found = api.request("POST", f"/v1/operations/{op_id}/cancel", json_body={"force": force})
+    """Cancel an operation: queued work at once, running work only with --force.
+
+    Without --force, the work agents already started goes on; a line on stderr names it.
+    """
+    with connect(url, key) as client:
+        found = client.cancel(operation_id(client, op_id), force=force)
     _show(found, output)
+    running = [e for e in found.executions or [] if e.state in STARTED]
+    if running:
+        names = ", ".join(f"{e.target} ({e.state})" for e in running)
+        typer.echo(f"left running: {names}; cancel them with --force", err=True)
 
 
 @app.command(epilog="Example: opstatus op events 01J9Z8K3V6 --follow")
@@ -266,22 +175,8 @@ def events(
     output: OutputOption = Output.table,
 ) -> None:
     """Print an operation's recorded changes; --follow streams them as they happen."""
-    with connect(url, key) as api:
-        if not follow:
-            page = api.request("GET", f"/v1/operations/{op_id}/events", params={"limit": 1000})
-            if output is Output.json:
-                emit_json(page)
-            else:
-                Console().print(_view.events_table(page["items"]))
-            return
-        console = Console()
-        for event in api.stream_events(op_id):
-            if output is Output.json:
-                emit_json(event)
-            else:
-                console.print("  ".join(str(cell) for cell in _view.event_row(event)))
-            if event["type"].startswith("operation.") and _terminal(event["state"]):
-                return
+    with connect(url, key) as client:
+        show_events(client, operation_id(client, op_id), 0, follow, output)
 
 
 @app.command(epilog="Example: opstatus op watch 01J9Z8K3V6 && echo deployed")
@@ -294,40 +189,58 @@ def watch(
     it prints the final operation instead of the live view.
     """
     try:
-        with connect(url, key) as api:
+        with connect(url, key) as client:
             if output is Output.json:
-                final = _follow(api, op_id, None)
+                final = client.wait(op_id)
                 emit_json(final)
             else:
-                view = _view.WatchView()
-                with Live(view, console=Console(), refresh_per_second=8):
-                    final = _follow(api, op_id, view)
+                view, console = _view.WatchView(), Console()
+                with Live(view, console=console, refresh_per_second=8):
+                    final = client.wait(op_id, on_change=lambda o: view.update(_view.plain(o)))
+                if not console.is_terminal:
+                    console.line()  # the last picture ends its line, as a terminal's does
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    if final["state"] != OperationState.SUCCEEDED:
+    if final.state != OperationState.SUCCEEDED:
         raise typer.Exit(1)
 
 
-def _follow(api: Api, op_id: str, view: _view.WatchView | None) -> dict[str, Any]:
-    """Long-poll until the operation is terminal; feed each version to ``view``."""
-    operation: dict[str, Any] = api.request("GET", f"/v1/operations/{op_id}")
-    while True:
-        if view is not None:
-            view.update(operation)
-        if _terminal(operation["state"]):
-            return operation
-        operation = api.wait_operation(op_id, operation["version"], WATCH_WAIT)
+@app.command(epilog="Example: opstatus op retry '#16' --target web-2")
+def retry(
+    op_id: OperationId,
+    target: Annotated[
+        list[str] | None, typer.Option(metavar="ID", help="Only on this target (repeat).")
+    ] = None,
+    url: Url = None,
+    key: Key = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Queue an operation's failed and timed-out executions again (or those on --target)."""
+    with connect(url, key) as client:
+        found = client.get(op_id)
+        again = [
+            e for e in found.executions or []
+            if e.state in RETRYABLE and (not target or e.target in target)
+        ]  # fmt: skip
+        if not again:
+            fail(f"operation {found.id}: no failed or timed-out execution to retry")
+        for execution in again:
+            client.retry(execution.id)
+        found = client.get(found.id)
+    _show(found, output)
 
 
-def _terminal(state: str) -> bool:
-    try:
-        return OperationState(state).terminal
-    except ValueError:
-        return False
+@app.command(epilog="Example: opstatus op delete '#16'")
+def delete(op_id: OperationId, url: Url = None, key: Key = None) -> None:
+    """Delete a finished operation (later reads answer 410 Gone)."""
+    with connect(url, key) as client:
+        found = operation_id(client, op_id)
+        client.delete(found)
+    typer.echo(f"deleted {found}")
 
 
-def _show(operation: dict[str, Any], output: Output) -> None:
+def _show(operation: Operation, output: Output) -> None:
     if output is Output.json:
         emit_json(operation)
     else:
-        Console().print(_view.operation_table(operation))
+        Console().print(_view.operation_table(_view.plain(operation)))

@@ -39,10 +39,17 @@ admin_app.add_typer(key_app, name="key")
 
 
 class Output(enum.StrEnum):
-    """How a command prints what it made."""
+    """How a command prints what it made: the values of every command's ``-o``."""
 
-    text = "text"
+    table = "table"
+    text = "text"  #: what ``table`` was called before; older scripts still pass it
     json = "json"
+
+
+OutputOption = Annotated[
+    Output,
+    typer.Option("--output", "-o", help="table (text, its older name, is the same) or the JSON."),
+]
 
 
 Database = Annotated[
@@ -137,6 +144,16 @@ def serve(
             case_sensitive=False,
         ),
     ] = LogLevel.info,
+    testing: Annotated[
+        bool,
+        typer.Option(
+            "--testing",
+            help="Stand in for the vendor APIs in client tests: /v1/testing/* injects "
+            "faults, drives scenario targets, moves the clock, resets a tenant and lists "
+            "recent requests (admin keys only; one worker; never in production; "
+            "default: $OPSTATUS_TESTING).",
+        ),
+    ] = False,
 ) -> None:
     """Run the HTTP service (uvicorn, uvloop, httptools) until SIGINT or SIGTERM.
 
@@ -154,12 +171,26 @@ def serve(
     signal.signal(signal.SIGTERM, _exit_zero)
     # The app factory reads its settings from the environment, in every worker process.
     os.environ["OPSTATUS_DATABASE_URL"] = settings.database_url
+    if testing:
+        os.environ["OPSTATUS_TESTING"] = "1"
+        settings = dataclasses.replace(settings, testing=True)
+    if settings.testing and workers > 1:
+        # faults, the clock and the journal live in one process's memory
+        raise typer.BadParameter("the testing mode runs one worker", param_hint="--workers")
     if mqtt:
         os.environ["OPSTATUS_MQTT_URL"] = mqtt
         try:
-            settings_mod.Settings.from_env()
+            settings = settings_mod.Settings.from_env()
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
+    if settings.mqtt_url:
+        _check_broker(settings)
+    from opstatus.web import protocol
+
+    try:
+        guard = settings_mod.Connections.from_env()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     uvicorn.run(
         "opstatus.server:create_app",
         factory=True,
@@ -168,7 +199,11 @@ def serve(
         workers=workers,
         backlog=backlog,
         loop="uvloop",
-        http="httptools",
+        # httptools with deadlines for request heads and bodies (slowloris), see protocol.py
+        http="opstatus.web.protocol:DeadlineProtocol",
+        ws="none",
+        timeout_keep_alive=guard.keepalive_timeout,
+        limit_concurrency=protocol.connection_limit(guard.max_connections),
         lifespan="on",
         # The access log is ours (opstatus.access, JSON, with request ids); uvicorn's is off.
         access_log=False,
@@ -178,6 +213,24 @@ def serve(
         log_config=logs.uvicorn_log_config(log_level.value),
         log_level=log_level.value,
     )
+
+
+def _check_broker(settings: settings_mod.Settings) -> None:
+    """Refuse, in one line, a bridge that cannot run: no mqtt extra, or a broker that is
+    not safe for agents (bridges/mqtt.py ``check_broker``)."""
+    try:
+        from opstatus.bridges import mqtt as bridge
+    except ModuleNotFoundError:
+        typer.echo(
+            "error: the MQTT bridge needs the mqtt extra: pip install 'opstatus[mqtt]'", err=True
+        )
+        raise typer.Exit(1) from None
+    broker = bridge.Broker.from_url(settings.mqtt_url or "")
+    try:
+        asyncio.run(bridge.check_broker(broker, allow_anonymous=settings.mqtt_allow_anonymous))
+    except bridge.BrokerRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @db_app.command(epilog="Example: opstatus db upgrade --database sqlite:///opstatus.db")
@@ -211,7 +264,7 @@ def tenant_create(
     ],
     name: Annotated[str | None, typer.Option(help="Display name (default: the id).")] = None,
     database: Database = None,
-    output: Annotated[Output, typer.Option(help="Output format.")] = Output.text,
+    output: OutputOption = Output.table,
 ) -> None:
     """Create a tenant directly in the database (migrating it first) and print it."""
 
@@ -283,7 +336,7 @@ def key_create(
         str,
         typer.Option(
             metavar="[admin|operator|viewer|agent]",
-            help="What the key may do (DESIGN.md §5).",
+            help="What the key may do: admin, operator, viewer or agent (docs/architecture.md).",
             show_default=False,
         ),
     ],
@@ -295,7 +348,7 @@ def key_create(
     ] = None,
     name: Annotated[str, typer.Option(help="A note saying what the key is for.")] = "",
     database: Database = None,
-    output: Annotated[Output, typer.Option(help="Output format.")] = Output.text,
+    output: OutputOption = Output.table,
 ) -> None:
     """Make an API key directly in the database (migrating it first) and print it with its secret.
 
@@ -328,7 +381,7 @@ def key_create(
 def key_list(
     tenant: TenantOption,
     database: Database = None,
-    output: Annotated[Output, typer.Option(help="Output format.")] = Output.text,
+    output: OutputOption = Output.table,
 ) -> None:
     """Print every key of a tenant, revoked ones too (never a secret)."""
     _check_tenant(tenant)
@@ -351,7 +404,7 @@ def key_revoke(
     key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="Id of the key to revoke.")],
     tenant: TenantOption,
     database: Database = None,
-    output: Annotated[Output, typer.Option(help="Output format.")] = Output.text,
+    output: OutputOption = Output.table,
 ) -> None:
     """Revoke a key and every token it issued; a running server refuses them at once."""
     _check_tenant(tenant)

@@ -1,6 +1,6 @@
 """Rich renderings of operations, shared by ``opstatus op`` and ``opstatus demo``.
 
-Everything here takes the canonical JSON shapes (DESIGN.md §4a) as plain dicts.
+Everything here takes the canonical JSON shapes (``opstatus.wire``) as plain dicts.
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from rich.console import Group, RenderableType
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from opstatus.domain.states import OperationState, State
+from opstatus.wire import OperationState, State
 
 #: Rich styles per state, operations and executions alike
 STYLES: dict[str, str] = {
@@ -29,6 +30,11 @@ STYLES: dict[str, str] = {
     State.TIMED_OUT: "red",
     State.CANCELLED: "magenta",
 }
+
+
+def plain(value: Any) -> Any:
+    """An SDK result (or a list of them) as the canonical JSON shapes: dicts and lists."""
+    return msgspec.to_builtins(value)
 
 
 def styled(state: str) -> Text:
@@ -107,9 +113,31 @@ def operation_table(operation: Mapping[str, Any]) -> RenderableType:
     return Group(fields, table)
 
 
+def short_time(value: object) -> str:
+    """An RFC 3339 time as ``YYYY-MM-DD HH:MM:SS`` (UTC), which a narrow column can wrap."""
+    moment = parse_time(value)
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def id_first_table(*columns: str, ids: Iterable[str], title: str | None = None) -> Table:
+    """A table whose ``id`` column is never cut: narrow terminals fold the other columns."""
+    table = Table(*columns, title=title)
+    for column in table.columns:
+        if str(column.header) == "id":
+            column.no_wrap = True
+            column.min_width = max((len(i) for i in ids), default=2)
+        else:
+            column.overflow = "fold"
+    return table
+
+
 def operations_table(operations: Iterable[Mapping[str, Any]], title: str | None = None) -> Table:
-    """A list of operations, one row each."""
-    table = Table("#", "id", "kind", "state", "progress", "targets", "created", title=title)
+    """A list of operations, one row each; ids in full at any width."""
+    operations = list(operations)
+    table = id_first_table(
+        "#", "id", "kind", "state", "progress", "targets", "created",
+        ids=[op["id"] for op in operations], title=title,
+    )  # fmt: skip
     for op in operations:
         targets = op.get("targets", [])
         shown = ", ".join(targets[:3]) + (f" +{len(targets) - 3}" if len(targets) > 3 else "")
@@ -120,9 +148,41 @@ def operations_table(operations: Iterable[Mapping[str, Any]], title: str | None 
             styled(op["state"]),
             f"{op['progress']:.0f}%",
             shown,
-            str(op["created_at"]),
+            short_time(op["created_at"]),
         )
     return table
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
+def records_table(records: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> Table:
+    """Resources (targets, keys, webhooks …), one row each, these fields as columns."""
+    records, columns = list(records), list(columns)
+    table = id_first_table(*columns, ids=[str(r.get("id", "")) for r in records])
+    for record in records:
+        table.add_row(
+            *(
+                short_time(record.get(c)) if c.endswith("_at") else _cell(record.get(c))
+                for c in columns
+            )
+        )
+    return table
+
+
+def record_table(record: Mapping[str, Any]) -> Table:
+    """One resource: a row per field."""
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold")
+    fields.add_column()
+    for name, value in record.items():
+        fields.add_row(name, _cell(value))
+    return fields
 
 
 def events_table(events: Iterable[Mapping[str, Any]]) -> Table:

@@ -1,4 +1,26 @@
-"""The SDK's exceptions: one base class, one subclass per kind of answer."""
+"""The client side's one exception hierarchy: one base class, one subclass per answer.
+
+Every SDK method raises these, and the client-side commands (``opstatus op``, the
+agents) catch them; the server's own errors (``DomainError`` and its kin) never reach
+a client, only the problem bodies they are rendered to::
+
+    OpstatusError            any refusal, or no answer; .status .code .detail .problem
+    ├── TransportError       no answer: the server could not be reached, or the connection broke
+    ├── BadRequest           400
+    ├── Unauthorized         401
+    ├── Forbidden            403
+    ├── NotFound             404
+    ├── Conflict             409
+    ├── Gone                 410
+    ├── PreconditionFailed   412
+    ├── Unprocessable        422
+    ├── Locked               423
+    ├── RateLimited          429, after the retries the client allows
+    ├── ServerError          5xx
+    └── WaitTimeout          wait() ran out of time (also a TimeoutError)
+
+Any other status raises :class:`OpstatusError` itself.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Typed results of the SDK.
 
-They are the server's own response types (``opstatus.wire``, DESIGN.md §4a),
+They are the server's own response types (``opstatus.wire``),
 so the SDK decodes exactly what the server encodes and the two cannot drift apart.
 Unknown fields a newer server adds are ignored.
 """
@@ -14,11 +14,41 @@ Execution = wire.ExecutionOut
 InboxItem = wire.InboxItemOut
 Event = wire.EventOut
 OperationPage = wire.OperationList
+EventPage = wire.EventList
+Target = wire.TargetOut
+TargetPage = wire.TargetList
+Group = wire.GroupOut
+Key = wire.KeyOut
+CreatedKey = wire.KeyCreatedOut
+KeyList = wire.KeyList
+Webhook = wire.WebhookOut
+CreatedWebhook = wire.WebhookCreatedOut
+WebhookPage = wire.WebhookList
+Delivery = wire.DeliveryOut
+DeliveryPage = wire.DeliveryList
 
 #: event types that mean the operation finished (``watch`` stops after one)
 TERMINAL_EVENTS = frozenset({"operation.succeeded", "operation.failed", "operation.cancelled"})
 
-__all__ = ["TERMINAL_EVENTS", "Event", "Execution", "InboxItem", "Operation", "OperationPage"]
+__all__ = [
+    "TERMINAL_EVENTS",
+    "CreatedKey",
+    "CreatedWebhook",
+    "Delivery",
+    "DeliveryPage",
+    "Event",
+    "EventPage",
+    "Execution",
+    "Group",
+    "InboxItem",
+    "Key",
+    "KeyList",
+    "Operation",
+    "OperationPage",
+    "Target",
+    "TargetPage",
+    "Webhook",
+    "WebhookPage",
+]
 
-EventList = wire.EventList
 Inbox = wire.InboxOut

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -22,11 +23,15 @@ from opstatus.client import _exceptions as exc
 from opstatus.client import _models as models
 
 T = TypeVar("T")
+Item_co = TypeVar("Item_co", covariant=True)
+Item = TypeVar("Item")
 SSE = "text/event-stream"
 #: longest single long-poll the SDK asks for (the server caps ``wait`` at 60 s)
 MAX_POLL = 30.0
 #: extra read time on top of a long-poll's ``wait``, for the answer to travel
 POLL_SLACK = 10.0
+#: read timeout of an event stream; the server sends a keep-alive every 15 s
+STREAM_READ = 60.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -52,6 +57,14 @@ Flow = Generator[Call | Sleep, httpx.Response | None, T]
 Clock = Callable[[], float]
 
 
+@dataclasses.dataclass(frozen=True)
+class Opts:
+    """What every flow of a client shares: its 429 retry budget and its clock."""
+
+    retries: int
+    clock: Clock
+
+
 # answers ---------------------------------------------------------------------------
 def error_for(response: httpx.Response) -> exc.OpstatusError:
     """The exception an error answer stands for, carrying its problem body."""
@@ -74,6 +87,12 @@ def decode(response: httpx.Response, type_: type[T]) -> T:
     if not response.is_success:
         raise error_for(response)
     return msgspec.json.decode(response.content, type=type_)
+
+
+def succeeded(response: httpx.Response) -> None:
+    """Nothing, for an answer without a body (204), or the error the answer stands for."""
+    if not response.is_success:
+        raise error_for(response)
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -114,6 +133,26 @@ def request(
 
 
 # requests ----------------------------------------------------------------------------
+def seg(value: str) -> str:
+    """One path segment: an id quoted whole, so ``#16`` or ``a/b`` stays one segment."""
+    return quote(value, safe="")
+
+
+def fetch(
+    method: str,
+    path: str,
+    type_: type[T],
+    *,
+    params: Mapping[str, Any] | None = None,
+    json: Any = None,
+    retries: int,
+    clock: Clock,
+) -> Flow[T]:
+    """One request whose answer is a ``type_`` (most of the API)."""
+    call = Call(method=method, path=path, params=query(params or {}) or None, json=json)
+    return decode((yield from request(call, retries=retries, clock=clock)), type_)
+
+
 def _param(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -155,17 +194,21 @@ def create(
 
 def get(operation_id: str, *, retries: int, clock: Clock) -> Flow[models.Operation]:
     """``GET /v1/operations/{id}``."""
-    call = Call(method="GET", path=f"/v1/operations/{operation_id}")
-    return decode((yield from request(call, retries=retries, clock=clock)), models.Operation)
+    path = f"/v1/operations/{seg(operation_id)}"
+    return (yield from fetch("GET", path, models.Operation, retries=retries, clock=clock))
 
 
 def page(
     filters: Mapping[str, Any], cursor: str | None, *, retries: int, clock: Clock
 ) -> Flow[models.OperationPage]:
     """``GET /v1/operations`` (one page)."""
-    params = query({**filters, "cursor": cursor})
-    call = Call(method="GET", path="/v1/operations", params=params)
-    return decode((yield from request(call, retries=retries, clock=clock)), models.OperationPage)
+    params = {**filters, "cursor": cursor}
+    return (
+        yield from fetch(
+            "GET", "/v1/operations", models.OperationPage, params=params, retries=retries,
+            clock=clock,
+        )
+    )  # fmt: skip
 
 
 def cancel(
@@ -175,60 +218,131 @@ def cancel(
     body: dict[str, Any] = {"force": force}
     if reason is not None:
         body["reason"] = reason
-    call = Call(method="POST", path=f"/v1/operations/{operation_id}/cancel", json=body)
-    return decode((yield from request(call, retries=retries, clock=clock)), models.Operation)
-
-
-def events(
-    operation_id: str, after: int, *, retries: int, clock: Clock
-) -> Flow[list[models.Event]]:
-    """``GET /v1/operations/{id}/events`` as JSON (one page after ``after``)."""
-    call = Call(
-        method="GET",
-        path=f"/v1/operations/{operation_id}/events",
-        params={"after": str(after), "limit": "1000"},
+    path = f"/v1/operations/{seg(operation_id)}/cancel"
+    return (
+        yield from fetch("POST", path, models.Operation, json=body, retries=retries, clock=clock)
     )
-    found = decode((yield from request(call, retries=retries, clock=clock)), models.EventList)
-    return found.items
+
+
+def events_path(operation_id: str | None) -> str:
+    """One operation's events, or (``None``) every event of the tenant."""
+    return "/v1/events" if operation_id is None else f"/v1/operations/{seg(operation_id)}/events"
+
+
+def events_page(
+    operation_id: str | None, after: int, *, retries: int, clock: Clock
+) -> Flow[models.EventPage]:
+    """``GET /v1/operations/{id}/events`` (or ``/v1/events``) as JSON: one page after ``after``."""
+    return (
+        yield from fetch(
+            "GET", events_path(operation_id), models.EventPage,
+            params={"after": after, "limit": 1000}, retries=retries, clock=clock,
+        )
+    )  # fmt: skip
+
+
+class Page(Protocol[Item_co]):
+    """What every paged list answers: some items and where the next page starts."""
+
+    @property
+    def items(self) -> Sequence[Item_co]: ...
+    @property
+    def next_cursor(self) -> str | None: ...
+
+
+class Pager(Generic[Item]):
+    """One paged listing without I/O: which page to ask for next, and when it is over.
+
+    ``limit`` counts items in total (None: all of them); ``page_size`` how many one
+    request asks for (None: the server's default, or what ``limit`` leaves).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        page_type: type[Page[Item]],
+        filters: Mapping[str, Any],
+        *,
+        limit: int | None,
+        page_size: int | None,
+    ) -> None:
+        self.path, self.page_type, self.filters = path, page_type, dict(filters)
+        self.left = limit  #: items still wanted (None: no limit)
+        self.page_size = page_size
+        self.cursor: str | None = None
+        self.done = limit is not None and limit <= 0  #: no more pages to fetch
+
+    def next(self, *, retries: int, clock: Clock) -> Flow[list[Item]]:
+        """The next page's items, at most as many as are still wanted."""
+        size = self.page_size
+        if self.left is not None:
+            size = min(self.left, size or 100)
+        params = {**self.filters, "limit": size, "cursor": self.cursor}
+        found = yield from fetch(
+            "GET", self.path, self.page_type, params=params, retries=retries, clock=clock
+        )
+        items = list(found.items if self.left is None else found.items[: self.left])
+        if self.left is not None:
+            self.left -= len(items)
+        self.cursor = found.next_cursor
+        self.done = not found.next_cursor or not found.items or self.left == 0
+        return items
 
 
 def wait(
-    operation_id: str, timeout: float | None, *, retries: int, clock: Clock
+    operation_id: str,
+    timeout: float | None,
+    *,
+    retries: int,
+    clock: Clock,
+    on_change: Callable[[models.Operation], object] | None = None,
 ) -> Flow[models.Operation]:
     """Long-poll the operation until it is terminal; WaitTimeout after ``timeout`` seconds.
 
     Each round asks ``?wait=S&version=N``: the server answers as soon as the version
     differs from N (one notifier wake-up after the change), or after S seconds. A
     ``Retry-After`` on an unchanged answer, and every 429, is slept exactly, cut to the
-    time left.
+    time left. ``on_change`` sees the first version read and every newer one.
     """
     deadline = None if timeout is None else clock() + timeout
     operation = yield from get(operation_id, retries=retries, clock=clock)
+    if on_change is not None:
+        on_change(operation)
     while not operation.state.terminal:
         left = MAX_POLL if deadline is None else deadline - clock()
         if left <= 0:
             raise exc.WaitTimeout(
                 f"operation {operation_id} still {operation.state} after {timeout} s"
             )
-        poll = min(left, MAX_POLL)
-        call = Call(
-            method="GET",
-            path=f"/v1/operations/{operation_id}",
-            params={"wait": _seconds(poll), "version": str(operation.version)},
-            read_timeout=poll + POLL_SLACK,
-        )
-        started = clock()
-        response = yield from request(call, retries=retries, clock=clock, deadline=deadline)
-        before, operation = operation.version, decode(response, models.Operation)
-        if operation.version != before or operation.state.terminal:
-            continue
-        # Unchanged: the long-poll ran out, or the server asks us to come back later.
-        pause = retry_after(response)
-        if pause is None and clock() - started < poll / 2:
-            pause = 1.0  # a server that ignores ``wait``: do not spin
-        if pause:
-            yield Sleep(pause if deadline is None else max(0.0, min(pause, deadline - clock())))
+        before = operation
+        operation = yield from _poll(operation, min(left, MAX_POLL), deadline, retries, clock)
+        if on_change is not None and operation.version != before.version:
+            on_change(operation)
     return operation
+
+
+def _poll(
+    operation: models.Operation, poll: float, deadline: float | None, retries: int, clock: Clock
+) -> Flow[models.Operation]:
+    """One long-poll round: the newer version, or the same one after any pause asked for."""
+    call = Call(
+        method="GET",
+        path=f"/v1/operations/{seg(operation.id)}",
+        params={"wait": _seconds(poll), "version": str(operation.version)},
+        read_timeout=poll + POLL_SLACK,
+    )
+    started = clock()
+    response = yield from request(call, retries=retries, clock=clock, deadline=deadline)
+    found = decode(response, models.Operation)
+    if found.version != operation.version or found.state.terminal:
+        return found
+    # Unchanged: the long-poll ran out, or the server asks us to come back later.
+    pause = retry_after(response)
+    if pause is None and clock() - started < poll / 2:
+        pause = 1.0  # a server that ignores ``wait``: do not spin
+    if pause:
+        yield Sleep(pause if deadline is None else max(0.0, min(pause, deadline - clock())))
+    return found
 
 
 def inbox(
@@ -248,7 +362,7 @@ def inbox(
     params = query({"wait": None if wait is None else _seconds(wait), "limit": limit, "peek": peek})
     call = Call(
         method="GET",
-        path=f"/v1/targets/{target}/inbox",
+        path=f"/v1/targets/{seg(target)}/inbox",
         params=params,
         read_timeout=None if wait is None else wait + POLL_SLACK,
     )
@@ -262,7 +376,7 @@ def report(
     """``PATCH /v1/executions/{id}`` with the fields given (None ones left out)."""
     body = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}
     body = {k: v for k, v in body.items() if v is not None}
-    call = Call(method="PATCH", path=f"/v1/executions/{execution_id}", json=body)
+    call = Call(method="PATCH", path=f"/v1/executions/{seg(execution_id)}", json=body)
     return decode((yield from request(call, retries=retries, clock=clock)), models.Execution)
 
 
@@ -316,6 +430,189 @@ class SSEParser:
         return None  # ``id`` repeats what the JSON data already says
 
 
+class Watch:
+    """One ``watch()`` (or ``tail()``) without I/O: which stream to open, what its answer
+    means, which events its lines carry, and how long to pause before reconnecting.
+
+    A driver loops: open :meth:`call` as a stream (reading the body of an error answer),
+    hand the answer to :meth:`opened` and, when it says so, each line to :meth:`feed`
+    until :attr:`done`; on a broken connection call :meth:`broke`; then sleep
+    :meth:`pause` seconds and go round again.
+    """
+
+    def __init__(self, operation_id: str | None, after: int, *, retries: int) -> None:
+        self.path = events_path(operation_id)
+        self._ends = operation_id is not None  #: the tenant's stream never finishes
+        self.retries = retries  #: broken connections in a row tolerated
+        self.done = False  #: the operation finished: the watch is over
+        self._parser = SSEParser()
+        self._parser.last_seq = after
+        self._failures = 0
+        self._throttled: float | None = None  #: the pause a 429 asked for
+
+    def call(self) -> Call:
+        """The stream to open now, resuming after the last event seen."""
+        self._throttled = None
+        headers = watch_headers(self._parser.last_seq)
+        return Call(method="GET", path=self.path, headers=headers, read_timeout=STREAM_READ)
+
+    def opened(self, response: httpx.Response) -> bool:
+        """Whether to read the answer's lines; raises the error an error answer stands for."""
+        if response.status_code == 429:
+            self._throttled = retry_after(response) or 1.0
+            return False
+        if not response.is_success:
+            raise error_for(response)
+        self._failures = 0
+        return True
+
+    def feed(self, line: str) -> models.Event | None:
+        """The event ``line`` completes, if any; a terminal one, or the server's ``end``
+        (the operation is final, the stream closes), sets :attr:`done`."""
+        event = self._parser.feed(line)
+        if event is not None and self._ends and event.type in models.TERMINAL_EVENTS:
+            self.done = True
+        if self._parser.ended:
+            self.done = True  # no reconnection: the server has said its last word
+        return event
+
+    def broke(self, error: Exception) -> None:
+        """Count a broken connection; TransportError after ``retries`` in a row."""
+        self._failures += 1
+        if self._failures > self.retries:
+            raise exc.TransportError(f"GET {self.path}: {error!r}") from error
+
+    def pause(self) -> float:
+        """Seconds to wait before the next connection."""
+        return self._parser.retry if self._throttled is None else self._throttled
+
+
 def monotonic() -> float:
     """The default clock."""
     return time.monotonic()
+
+
+# the rest of the API: one flow each, run by both clients as they are --------------------
+def _one(
+    o: Opts, method: str, path: str, type_: type[T], *, params: Any = None, json: Any = None
+) -> Flow[T]:
+    return (
+        yield from fetch(
+            method, path, type_, params=params, json=json, retries=o.retries, clock=o.clock
+        )
+    )
+
+
+def _body(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def delete(o: Opts, operation_id: str) -> Flow[None]:
+    """Delete a finished operation (later reads raise :class:`~opstatus.Gone`)."""
+    call = Call(method="DELETE", path=f"/v1/operations/{seg(operation_id)}")
+    succeeded((yield from request(call, retries=o.retries, clock=o.clock)))
+
+
+def retry(o: Opts, execution_id: str) -> Flow[models.Execution]:
+    """Queue a failed or timed-out execution again."""
+    path = f"/v1/executions/{seg(execution_id)}/retry"
+    return (yield from _one(o, "POST", path, models.Execution))
+
+
+def put_target(
+    o: Opts, target_id: str, name: str | None = None, labels: Mapping[str, str] | None = None
+) -> Flow[models.Target]:
+    """Register a target, or update its name and labels."""
+    body = _body(id=target_id, name=name, labels=None if labels is None else dict(labels))
+    return (yield from _one(o, "POST", "/v1/targets", models.Target, json=body))
+
+
+def get_target(o: Opts, target_id: str) -> Flow[models.Target]:
+    """One target."""
+    return (yield from _one(o, "GET", f"/v1/targets/{seg(target_id)}", models.Target))
+
+
+def put_group(
+    o: Opts, group_id: str, targets: Sequence[str], name: str | None = None
+) -> Flow[models.Group]:
+    """Create a group, or replace its name and members."""
+    body = _body(id=group_id, targets=list(targets), name=name)
+    return (yield from _one(o, "POST", "/v1/groups", models.Group, json=body))
+
+
+def get_group(o: Opts, group_id: str) -> Flow[models.Group]:
+    """One group with its members."""
+    return (yield from _one(o, "GET", f"/v1/groups/{seg(group_id)}", models.Group))
+
+
+def create_key(
+    o: Opts, role: str, name: str = "", targets: Sequence[str] = ()
+) -> Flow[models.CreatedKey]:
+    """Make an API key in the caller's tenant; its ``secret`` is in this answer only."""
+    body = {"role": role, "name": name, "targets": list(targets)}
+    return (yield from _one(o, "POST", "/v1/keys", models.CreatedKey, json=body))
+
+
+def keys(o: Opts) -> Flow[list[models.Key]]:
+    """Every key of the tenant, revoked ones too (never a secret)."""
+    return (yield from _one(o, "GET", "/v1/keys", models.KeyList)).items
+
+
+def revoke_key(o: Opts, key_id: str) -> Flow[models.Key]:
+    """Revoke a key and every token it issued, at once."""
+    return (yield from _one(o, "DELETE", f"/v1/keys/{seg(key_id)}", models.Key))
+
+
+def create_webhook(
+    o: Opts, url: str, events: Sequence[str] | None = None
+) -> Flow[models.CreatedWebhook]:
+    """Subscribe ``url`` to events (default all); the signing ``secret`` is shown only here."""
+    body = _body(url=url, events=None if events is None else list(events))
+    return (yield from _one(o, "POST", "/v1/webhooks", models.CreatedWebhook, json=body))
+
+
+def get_webhook(o: Opts, webhook_id: str) -> Flow[models.Webhook]:
+    """One subscription and how far its deliveries got."""
+    return (yield from _one(o, "GET", f"/v1/webhooks/{seg(webhook_id)}", models.Webhook))
+
+
+def delete_webhook(o: Opts, webhook_id: str) -> Flow[models.Webhook]:
+    """Unsubscribe: deliveries stop and the delivery log goes with it."""
+    return (yield from _one(o, "DELETE", f"/v1/webhooks/{seg(webhook_id)}", models.Webhook))
+
+
+def replay(o: Opts, webhook_id: str, delivery_id: str) -> Flow[models.Delivery]:
+    """Send a delivered or dead-lettered event again; the new, pending log entry."""
+    path = f"/v1/webhooks/{seg(webhook_id)}/deliveries/{seg(delivery_id)}/replay"
+    return (yield from _one(o, "POST", path, models.Delivery))
+
+
+# listings: what to page through (the clients fetch the pages) ---------------------------
+def operations(
+    *, limit: int | None = None, page_size: int | None = None, **filters: Any
+) -> Pager[models.Operation]:
+    """Every matching operation, newest first; at most ``limit`` in all.
+
+    Filters are the query parameters of ``GET /v1/operations`` (``state``, ``target``,
+    ``kind``, ``group``, ``id``, ``internal``, ``created_after``, …); lists are
+    comma-joined. ``page_size`` is how many one request asks for.
+    """
+    return Pager("/v1/operations", models.OperationPage, filters, limit=limit, page_size=page_size)
+
+
+def targets(*, limit: int | None = None, page_size: int | None = None) -> Pager[models.Target]:
+    """Every target by id; at most ``limit`` in all."""
+    return Pager("/v1/targets", models.TargetPage, {}, limit=limit, page_size=page_size)
+
+
+def webhooks(*, limit: int | None = None, page_size: int | None = None) -> Pager[models.Webhook]:
+    """Every webhook subscription by id (never a secret); at most ``limit`` in all."""
+    return Pager("/v1/webhooks", models.WebhookPage, {}, limit=limit, page_size=page_size)
+
+
+def deliveries(
+    webhook_id: str, *, limit: int | None = None, page_size: int | None = None
+) -> Pager[models.Delivery]:
+    """A subscription's delivery log, newest first; at most ``limit`` entries in all."""
+    path = f"/v1/webhooks/{seg(webhook_id)}/deliveries"
+    return Pager(path, models.DeliveryPage, {}, limit=limit, page_size=page_size)

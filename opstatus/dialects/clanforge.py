@@ -1,4 +1,4 @@
-"""Unity Multiplay Clanforge image updates (seeds/003, DESIGN.md §6).
+"""Unity Multiplay Clanforge image updates (docs/dialects.md).
 
 Every route is a ``GET``, as Clanforge's are; every answer is JSON.
 
@@ -37,26 +37,25 @@ Errors answer ``{"success": false, "error": "..."}``: 400 missing or invalid par
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
-from opstatus.dialects import common
+from opstatus.dialects.base import Call, Dialect, required
 from opstatus.domain import derive, errors, states
 from opstatus.domain.roles import Action
 from opstatus.domain.states import OperationState, State
 from opstatus.service.credentials import Principal
 from opstatus.service.operations import OperationView
 from opstatus.service.requests import CreateOperation
-from opstatus.web import params, problems
+from opstatus.web import params
+from opstatus.web.endpoint import Param
 
 KIND = "image-update"
-#: the operation's derived state -> (jobstateid, jobstatename); DESIGN.md §6
+#: the operation's derived state -> (jobstateid, jobstatename)
 JOB_STATES: dict[OperationState, tuple[int, str]] = {
     OperationState.SCHEDULED: (2, "Pending"),
     OperationState.QUEUED: (3, "Queued"),
@@ -73,8 +72,6 @@ FAILURES = tuple(
     if new is State.QUEUED and via is states.Via.RETRY
 )
 _encoder = msgspec.json.Encoder()
-
-Handler = Callable[[Request, Principal], Awaitable[dict[str, Any]]]
 
 
 def _unix(moment: datetime | None) -> int | None:
@@ -119,22 +116,52 @@ def _account(request: Request, who: Principal, action: Action) -> str:
     return account
 
 
-async def _update(request: Request, tenant: str) -> OperationView:
-    raw = str(request.path_params["updateid"])
+async def _update(call: Call, tenant: str) -> OperationView:
+    raw = call.path("updateid")
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) < 1:
         raise errors.Invalid("updateid must be a positive integer", parameter="updateid")
     try:
-        return await common.api(request).operations.get_by_number(tenant, int(raw))
+        return await call.api.operations.get_by_number(tenant, int(raw))
     except errors.NotFound:
         raise errors.NotFound(f"no image update {raw}") from None
     except errors.Gone:
         raise errors.Gone(f"image update {raw} was purged") from None
 
 
-async def create(request: Request, who: Principal) -> dict[str, Any]:
+def _json(content: Any, status: int = 200) -> Response:
+    return Response(_encoder.encode(content), status, media_type="application/json")
+
+
+def render_error(request: Request, status: int, exc: errors.DomainError) -> Response:
+    """``{"success": false, "error": "..."}``."""
+    return _json({"success": False, "error": exc.detail}, status)
+
+
+DIALECT = Dialect(
+    name="clanforge", tag="Unity Clanforge", prefixes=("/cfp",), render=render_error,
+    realm="clanforge", scheme="Basic",
+    error_schema={
+        "type": "object",
+        "properties": {"success": {"const": False}, "error": {"type": "string"}},
+        "required": ["success", "error"],
+    },
+)  # fmt: skip
+ACCOUNT = required("accountserviceid", "the tenant")
+
+
+@DIALECT.route(
+    "GET", "/cfp/v1/imageupdate/create",
+    params=(
+        *(required(n) for n in ("imageid", "desc", "machineid")),
+        ACCOUNT, Param(name="url"),
+    ),
+    errors=(400, 403),
+)  # fmt: skip
+async def create(call: Call) -> Response:
     """Trigger an image update on one machine (or a comma-separated list)."""
+    request = call.request
     params.only(request, ["imageid", "desc", "machineid", "accountserviceid", "url"])
-    tenant = _account(request, who, Action.TRIGGER)
+    tenant = _account(request, call.who, Action.TRIGGER)
     parameters = {
         "imageid": _required(request, "imageid"),
         "desc": _required(request, "desc"),
@@ -143,7 +170,7 @@ async def create(request: Request, who: Principal) -> dict[str, Any]:
     machines = params.csv(request, "machineid")
     if not machines:
         raise errors.Invalid("query parameter 'machineid' is required", parameter="machineid")
-    ops = common.api(request).operations
+    ops = call.api.operations
     try:
         view, _ = await ops.create(
             tenant, CreateOperation(kind=KIND, targets=machines, parameters=parameters)
@@ -152,21 +179,29 @@ async def create(request: Request, who: Principal) -> dict[str, Any]:
         # A machineid names a machine of the account service's fleet (a registered
         # target): an unknown one is an invalid parameter, as on Clanforge (400).
         raise errors.Invalid(exc.detail.partition(";")[0], parameter="machineid") from None
-    return status_document(view, ops.clock())
+    return _json(status_document(view, ops.clock()))
 
 
-async def status(request: Request, who: Principal) -> dict[str, Any]:
+@DIALECT.route(
+    "GET", "/cfp/v1/imageupdate/{updateid}/status", params=(ACCOUNT,),
+    errors=(400, 403, 404, 410),
+)  # fmt: skip
+async def status(call: Call) -> Response:
     """The status of one image update."""
-    params.only(request, ["accountserviceid"])
-    view = await _update(request, _account(request, who, Action.READ))
-    return status_document(view, common.api(request).operations.clock())
+    params.only(call.request, ["accountserviceid"])
+    view = await _update(call, _account(call.request, call.who, Action.READ))
+    return _json(status_document(view, call.api.operations.clock()))
 
 
-async def retry(request: Request, who: Principal) -> dict[str, Any]:
+@DIALECT.route(
+    "GET", "/cfp/v1/imageupdate/{updateid}/retry", params=(ACCOUNT,),
+    errors=(400, 403, 404, 409, 410),
+)  # fmt: skip
+async def retry(call: Call) -> Response:
     """Queue the update's failed and timed-out machines again."""
-    params.only(request, ["accountserviceid"])
-    tenant = _account(request, who, Action.CANCEL)
-    view = await _update(request, tenant)
+    params.only(call.request, ["accountserviceid"])
+    tenant = _account(call.request, call.who, Action.CANCEL)
+    view = await _update(call, tenant)
     failed = [e for e in view.executions or () if e.state in FAILURES]
     if not failed:
         _, name = JOB_STATES[view.operation.state]
@@ -174,46 +209,7 @@ async def retry(request: Request, who: Principal) -> dict[str, Any]:
             f"image update {view.operation.number} has no failed machines to retry ({name})",
             state=name,
         )
-    ops = common.api(request).operations
+    ops = call.api.operations
     for execution in failed:
         await ops.retry_execution(tenant, execution.id)
-    return status_document(await ops.get(tenant, view.operation.id), ops.clock())
-
-
-def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        _encoder.encode(content), status, headers=headers, media_type="application/json"
-    )
-
-
-def error_response(exc: errors.DomainError) -> Response:
-    """The Clanforge error body for a domain error; status from the HTTP layer's table."""
-    status = problems.status_of(exc)
-    headers = common.error_headers(exc)
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Basic realm="clanforge"'
-    return _json({"success": False, "error": exc.detail}, status, headers)
-
-
-def _route(path: str, handler: Handler) -> Route:
-    async def run(request: Request) -> Response:
-        limit_headers: dict[str, str] = {}
-        try:
-            who, limit_headers = await common.principal(request)
-            request.state.key_id = who.key_id  # for the access log
-            response = _json(await handler(request, who))
-        except errors.DomainError as exc:
-            response = error_response(exc)
-        response.headers.update(limit_headers)
-        return response
-
-    return Route(path, run, methods=["GET"], name=f"clanforge.{handler.__name__}")
-
-
-def routes() -> list[BaseRoute]:
-    """The Clanforge image update routes."""
-    return [
-        _route("/cfp/v1/imageupdate/create", create),
-        _route("/cfp/v1/imageupdate/{updateid}/status", status),
-        _route("/cfp/v1/imageupdate/{updateid}/retry", retry),
-    ]
+    return _json(status_document(await ops.get(tenant, view.operation.id), ops.clock()))

@@ -1,4 +1,4 @@
-"""The IoT Command Status API (seeds/004, DESIGN.md §6).
+"""The IoT Command Status API (docs/dialects.md).
 
 A *command request* is an operation; a *command status object* is one execution (one
 device = one target). Credentials: ``X-API-Key`` (also ``Authorization: Bearer``).
@@ -9,8 +9,9 @@ device = one target). Credentials: ``X-API-Key`` (also ``Authorization: Bearer``
   50) and ``offset``. Newest first.
 - ``GET /commands/v0/status/{id}/`` — one status object.
 - ``PUT /commands/v0/status/{id}/`` — body ``{"state", "reason"}``; ``state`` is required
-  and must be one the seed lists for PUT (otherwise 400). The transition table decides the
-  step; one it does not list answers 409 with the current state (DESIGN.md §1), e.g.
+  and must be one the vendor lists for PUT (otherwise 400). The transition table
+  (:mod:`opstatus.domain.states`) decides the step; one it does not list answers 409 with
+  the current state, e.g.
   ``Command Scheduled`` (nothing steps back to scheduled) or ``Command Cancelled`` on work
   in progress (that needs a forced cancel). ``reason`` becomes the execution's ``error``
   for ``Command Failure``/``Command TimeOut`` and ``details.reason`` otherwise.
@@ -35,15 +36,14 @@ agent key, which is hidden as the tenant wall hides), 409 illegal step, 413/415 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
-from opstatus.dialects import common
+from opstatus.dialects.base import Call, Dialect, required
 from opstatus.domain import errors
 from opstatus.domain.records import (
     Execution,
@@ -55,9 +55,10 @@ from opstatus.domain.records import (
 from opstatus.domain.roles import Action, Role
 from opstatus.domain.states import State
 from opstatus.service.credentials import Principal
-from opstatus.web import endpoint, params, problems
+from opstatus.web import params
+from opstatus.web.endpoint import Param
 
-#: canonical execution state -> Command Status ``state``; DESIGN.md §6
+#: canonical execution state -> Command Status ``state``
 STATES: dict[State, str] = {
     State.SCHEDULED: "Command Scheduled",
     State.QUEUED: "Command Queued",
@@ -71,7 +72,7 @@ STATES: dict[State, str] = {
 }
 _NAMED = {name: state for state, name in STATES.items()}
 _CANONICAL = {str(state): state for state in STATES}
-#: the states the seed's PUT body enum lists (queued and initiated are the engine's)
+#: the states the vendor's PUT body enum lists (queued and initiated are the engine's)
 WRITABLE = frozenset(STATES) - {State.QUEUED, State.DISPATCHED}
 #: PUT states whose reason is the execution's error
 _ERRORS = frozenset({State.FAILED, State.TIMED_OUT})
@@ -86,8 +87,33 @@ class StatusUpdate(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
 
 
-_decoder = msgspec.json.Decoder(StatusUpdate)
-Handler = Callable[[Request, Principal], Awaitable[tuple[str, Any]]]
+def _envelope(code: int, message: str, content: Any, status: int = 200) -> Response:
+    body = _encoder.encode({"code": code, "message": message, "content": content})
+    return Response(body, status, media_type="application/json")
+
+
+def render_error(request: Request, status: int, exc: errors.DomainError) -> Response:
+    """The envelope for a domain error: ``code`` its status, ``content.error`` its code."""
+    content: dict[str, Any] = {"error": exc.code}
+    if isinstance(exc, errors.Conflict) and exc.state in _CANONICAL:
+        content["state"] = STATES[_CANONICAL[exc.state]]
+    if exc.context.get("parameter"):
+        content["parameter"] = str(exc.context["parameter"])
+    return _envelope(status, exc.detail, content, status)
+
+
+DIALECT = Dialect(
+    name="commandstatus", tag="Command Status", prefixes=("/commands", "/v2/command-inbox"),
+    render=render_error,
+    error_schema={
+        "type": "object",
+        "properties": {
+            "code": {"type": "integer"}, "message": {"type": "string"},
+            "content": {"type": "object", "properties": {"error": {"type": "string"}}},
+        },
+        "required": ["code", "message", "content"],
+    },
+)  # fmt: skip
 
 
 def status_object(e: Execution, op: Operation) -> dict[str, Any]:
@@ -102,20 +128,20 @@ def status_object(e: Execution, op: Operation) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def status_objects(request: Request, tenant: str, found: Sequence[Execution]) -> list[Any]:
+async def status_objects(call: Call, found: Sequence[Execution]) -> list[Any]:
     """Status objects for ``found``, reading their command requests in one query."""
     wanted = list(dict.fromkeys(e.operation_id for e in found))
     ops: dict[str, Operation] = {}
     if wanted:
         query = OperationQuery(ids=wanted, limit=len(wanted))
-        page = await common.api(request).operations.find(tenant, query)
+        page = await call.api.operations.find(call.tenant, query)
         ops = {view.operation.id: view.operation for view in page.items}
     # an execution whose command request was purged meanwhile is gone with it
     return [status_object(e, ops[e.operation_id]) for e in found if e.operation_id in ops]
 
 
-async def _single(request: Request, tenant: str, execution: Execution) -> Any:
-    found = await status_objects(request, tenant, [execution])
+async def _single(call: Call, execution: Execution) -> Any:
+    found = await status_objects(call, [execution])
     if not found:
         raise errors.NotFound(f"no execution {execution.id!r}")
     return found[0]
@@ -125,10 +151,10 @@ def _see(who: Principal, device: str) -> None:
     who.require(Action.PULL if who.role is Role.AGENT else Action.READ, device)
 
 
-async def _own(request: Request, who: Principal, action: Action) -> Execution:
+async def _own(call: Call, action: Action) -> Execution:
     """The addressed execution; an agent key's view ends at its own devices."""
-    execution_id = str(request.path_params["id"])
-    execution = await common.api(request).operations.get_execution(who.tenant, execution_id)
+    who, execution_id = call.who, call.path("id")
+    execution = await call.api.operations.get_execution(who.tenant, execution_id)
     if not who.reaches(execution.target):
         raise errors.NotFound(f"no execution {execution_id!r}")
     who.require(action, execution.target)
@@ -145,8 +171,21 @@ def _states(request: Request) -> list[State]:
     return out
 
 
-async def list_status(request: Request, who: Principal) -> tuple[str, Any]:
+@DIALECT.route(
+    "GET", "/commands/v0/status/",
+    params=(
+        Param(name="request", description="operation ids, comma-separated"),
+        Param(name="device", description="target ids, comma-separated"),
+        Param(name="state", description="states, comma-separated"),
+        Param(name="exclude_internal_commands", schema={"type": "boolean"}),
+        Param(name="limit", schema={"type": "integer", "minimum": 1}),
+        Param(name="offset", schema={"type": "integer", "minimum": 0}),
+    ),
+    errors=(400, 403),
+)  # fmt: skip
+async def list_status(call: Call) -> Response:
     """Get status list for command request."""
+    request, who = call.request, call.who
     names = ["request", "device", "state", "exclude_internal_commands", "limit", "offset"]
     params.only(request, names)
     devices = params.csv(request, "device")
@@ -156,7 +195,7 @@ async def list_status(request: Request, who: Principal) -> tuple[str, Any]:
         _see(who, device)
     if not devices:
         who.require(Action.READ)
-    ops = common.api(request).operations
+    ops = call.api.operations
     limit = params.integer(request, "limit", 50, low=1, high=ops.limits.max_page) or 50
     offset = params.integer(request, "offset", 0, high=1_000_000) or 0
     query = ExecutionQuery(
@@ -164,28 +203,28 @@ async def list_status(request: Request, who: Principal) -> tuple[str, Any]:
         states=_states(request), limit=limit, offset=offset,
         internal=False if params.boolean(request, "exclude_internal_commands") else None,
     )  # fmt: skip
-    results = await status_objects(
-        request, who.tenant, await ops.find_executions(who.tenant, query)
-    )
+    results = await status_objects(call, await ops.find_executions(who.tenant, query))
     content = {"count": len(results), "limit": limit, "offset": offset, "results": results}
-    return "Status list for a command request", content
+    return _envelope(0, "Status list for a command request", content)
 
 
-async def get_status(request: Request, who: Principal) -> tuple[str, Any]:
+@DIALECT.route("GET", "/commands/v0/status/{id}/", errors=(400, 403, 404))
+async def get_status(call: Call) -> Response:
     """Get a command status."""
-    params.only(request, [])
-    execution = await _own(request, who, Action.PULL if who.role is Role.AGENT else Action.READ)
-    return "Command status information", await _single(request, who.tenant, execution)
+    params.only(call.request, [])
+    execution = await _own(call, Action.PULL if call.who.role is Role.AGENT else Action.READ)
+    return _envelope(0, "Command status information", await _single(call, execution))
 
 
-async def put_status(request: Request, who: Principal) -> tuple[str, Any]:
+@DIALECT.route(
+    "PUT", "/commands/v0/status/{id}/", body=StatusUpdate,
+    body_missing="a JSON body {state, reason} is required", errors=(400, 403, 404, 409),
+)  # fmt: skip
+async def put_status(call: Call) -> Response:
     """Update command status."""
-    params.only(request, [])
-    execution = await _own(request, who, Action.REPORT)
-    raw = await endpoint.read_body(request, common.api(request).max_body)
-    if not raw:
-        raise errors.Invalid("a JSON body {state, reason} is required", parameter="body")
-    body = _decoder.decode(raw)
+    params.only(call.request, [])
+    execution = await _own(call, Action.REPORT)
+    body: StatusUpdate = await call.body()
     state = _NAMED.get(body.state)
     if state not in WRITABLE:
         allowed = ", ".join(f'"{STATES[s]}"' for s in STATES if s in WRITABLE)
@@ -196,72 +235,29 @@ async def put_status(request: Request, who: Principal) -> tuple[str, Any]:
         error=reason if state in _ERRORS else None,
         details={"reason": reason} if reason is not None and state not in _ERRORS else None,
     )  # fmt: skip
-    ops = common.api(request).operations
-    changed = await ops.update_execution(who.tenant, execution.id, update)
-    return "Command status successfully updated.", await _single(request, who.tenant, changed)
+    changed = await call.api.operations.update_execution(call.tenant, execution.id, update)
+    return _envelope(0, "Command status successfully updated.", await _single(call, changed))
 
 
-async def inbox(request: Request, who: Principal) -> tuple[str, Any]:
+@DIALECT.route(
+    "GET", "/v2/command-inbox/",
+    params=(required("device_id", "target ids, comma-separated"),),
+    errors=(400, 403),
+)  # fmt: skip
+async def inbox(call: Call) -> Response:
     """Get Queued commands to be executed by the physical device."""
-    params.only(request, ["device_id"])
-    devices = params.csv(request, "device_id", most=100)
+    params.only(call.request, ["device_id"])
+    who = call.who
+    devices = params.csv(call.request, "device_id", most=100)
     if not devices:
         raise errors.Invalid("query parameter 'device_id' is required", parameter="device_id")
     for device in devices:
         who.require(Action.PULL, device)
-    ops = common.api(request).operations
+    ops = call.api.operations
     found = []
     for device in devices:
         found += [item.execution for item in await ops.claim_inbox(who.tenant, device, INBOX_LIMIT)]
-    results = await status_objects(request, who.tenant, found)
-    return "List of Queued Command Status", {"count": len(results), "results": results}
-
-
-def _envelope(
-    code: int, message: str, content: Any, status: int, headers: dict[str, str]
-) -> Response:
-    body = _encoder.encode({"code": code, "message": message, "content": content})
-    return Response(body, status, headers=headers, media_type="application/json")
-
-
-def error_response(exc: errors.DomainError) -> Response:
-    """The envelope for a domain error; status from the HTTP layer's table."""
-    status = problems.status_of(exc)
-    content: dict[str, Any] = {"error": exc.code}
-    if isinstance(exc, errors.Conflict) and exc.state in _CANONICAL:
-        content["state"] = STATES[_CANONICAL[exc.state]]
-    if exc.context.get("parameter"):
-        content["parameter"] = str(exc.context["parameter"])
-    headers = common.error_headers(exc)
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="opstatus"'
-    return _envelope(status, exc.detail, content, status, headers)
-
-
-def _route(path: str, method: str, handler: Handler) -> Route:
-    async def run(request: Request) -> Response:
-        limit_headers: dict[str, str] = {}
-        try:
-            who, limit_headers = await common.principal(request)
-            request.state.key_id = who.key_id  # for the access log
-            message, content = await handler(request, who)
-            response = _envelope(0, message, content, 200, {})
-        except errors.DomainError as exc:
-            response = error_response(exc)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            content = {"error": "invalid_body"}
-            response = _envelope(400, f"the body is not valid: {exc}", content, 400, {})
-        response.headers.update(limit_headers)
-        return response
-
-    return Route(path, run, methods=[method], name=f"commandstatus.{handler.__name__}")
-
-
-def routes() -> list[BaseRoute]:
-    """The Command Status routes."""
-    return [
-        _route("/commands/v0/status/", "GET", list_status),
-        _route("/commands/v0/status/{id}/", "GET", get_status),
-        _route("/commands/v0/status/{id}/", "PUT", put_status),
-        _route("/v2/command-inbox/", "GET", inbox),
-    ]
+    results = await status_objects(call, found)
+    return _envelope(
+        0, "List of Queued Command Status", {"count": len(results), "results": results}
+    )

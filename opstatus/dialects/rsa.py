@@ -1,9 +1,9 @@
-"""RSA G&L dialect: ``GET /aveksa/command.submit?cmd=getRunStatus`` (DESIGN.md §6, seed 002).
+"""RSA G&L dialect: ``GET /aveksa/command.submit?cmd=getRunStatus`` (docs/dialects.md).
 
 ``run-id`` is the operation's per-tenant ``number``; ``format=properties`` (the
 default) or ``json``. Errors are the product's HTML page with the request's own
-query string, byte for byte as the seed shows them (its 404 body breaks the line
-inside "Query String", its 412 body does not). Where the seed is silent:
+query string, byte for byte as RSA documents them (its 404 body breaks the line
+inside "Query String", its 412 body does not). Where RSA's documentation is silent:
 
 - ``start-time`` is when the first execution left the queue, else when the run was
   created; ``completed-time`` is present once the run has finished (Completed or
@@ -23,14 +23,13 @@ from datetime import UTC, datetime
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
-from opstatus.dialects import common
+from opstatus.dialects.base import Call, Dialect
 from opstatus.domain import errors
 from opstatus.domain.roles import Action
 from opstatus.domain.states import OperationState
 from opstatus.service.operations import OperationView
-from opstatus.web import problems
+from opstatus.web.endpoint import Param
 
 COMMAND = "getRunStatus"
 FORMATS = ("properties", "json")
@@ -50,7 +49,7 @@ OVERALL_STATUS: dict[OperationState, str] = {
 
 
 def _text(value: str) -> str:
-    """Keep markup out of the page; ``&`` stays as the seed prints query strings."""
+    """Keep markup out of the page; ``&`` stays as RSA prints query strings."""
     return value.replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
@@ -70,14 +69,29 @@ def _required(request: Request, name: str) -> Response:
     return page(request, 412, f"The parameter {name} is required.", wrap=False)
 
 
-async def command_submit(request: Request) -> Response:
-    """``GET /aveksa/command.submit``: getRunStatus for one run."""
-    try:
-        who, limits = await common.principal(request)
-        request.state.key_id = who.key_id  # for the access log
-        who.require(Action.READ)
-    except errors.DomainError as exc:
-        return _error(request, exc)
+def render_error(request: Request, status: int, exc: errors.DomainError) -> Response:
+    """The product's error page with the error's words."""
+    return page(request, status, exc.detail, wrap=False)
+
+
+DIALECT = Dialect(
+    name="rsa", tag="RSA G&L", prefixes=("/aveksa",), render=render_error, realm="aveksa",
+    error_media=("text/html",), error_schema={"type": "string"},
+)  # fmt: skip
+
+
+@DIALECT.route(
+    "GET", "/aveksa/command.submit", action=Action.READ,
+    params=(
+        Param(name="cmd", required=True, schema={"type": "string", "enum": [COMMAND]}),
+        Param(name="run-id", required=True, schema={"type": "string", "pattern": "^[0-9]+$"}),
+        Param(name="format", schema={"type": "string", "enum": list(FORMATS)}),
+    ),
+    errors=(403, 404, 410, 412), media=("text/plain", "application/json"),
+)  # fmt: skip
+async def command_submit(call: Call) -> Response:
+    """getRunStatus: the status of one run (``run-id``, its per-tenant number)."""
+    request = call.request
     q = request.query_params
     cmd = q.get("cmd")
     if not cmd:
@@ -93,21 +107,20 @@ async def command_submit(request: Request) -> Response:
     if not run_id.isascii() or not run_id.isdigit() or len(run_id) > 18:
         return _invalid(request, "run-id", run_id)
     try:
-        view = await common.api(request).operations.get_by_number(who.tenant, int(run_id))
+        view = await call.api.operations.get_by_number(call.tenant, int(run_id))
     except errors.NotFound:
         return _invalid(request, "run-id", run_id)
     except errors.Gone:
         return page(request, 410, f"The run-id {run_id} was purged.", wrap=True)
     data = run_status(view)
     if fmt == "json":
-        body = msgspec.json.encode({"data": data})
-        return Response(body, 200, limits, media_type="application/json")
+        return Response(msgspec.json.encode({"data": data}), media_type="application/json")
     lines = "".join(f"{key}={value}\n" for key, value in data.items())
-    return Response(lines, 200, limits, media_type="text/plain")
+    return Response(lines, media_type="text/plain")
 
 
 def run_status(view: OperationView) -> dict[str, str]:
-    """The response fields of one run, in the seed's order."""
+    """The response fields of one run, in the documented order."""
     op = view.operation
     data = {
         "type": COMMAND,
@@ -121,17 +134,3 @@ def run_status(view: OperationView) -> dict[str, str]:
 
 def _time(value: datetime) -> str:
     return value.astimezone(UTC).strftime(TIME_FORMAT)
-
-
-def _error(request: Request, exc: errors.DomainError) -> Response:
-    status = problems.status_of(exc)
-    response = page(request, status, exc.detail, wrap=False)
-    response.headers.update(common.error_headers(exc))
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="aveksa"'
-    return response
-
-
-def routes() -> list[BaseRoute]:
-    """The RSA route."""
-    return [Route("/aveksa/command.submit", command_submit, methods=["GET"])]

@@ -1,13 +1,13 @@
-"""Oracle SBC REST dialect: ``auth/token`` and ``admin/asyncstatus`` (DESIGN.md §6, seed 001).
+"""Oracle SBC REST dialect: ``auth/token`` and ``admin/asyncstatus`` (docs/dialects.md).
 
 Envelope ``<response><data/><messages/><links/></response>`` in XML (JSON with
 ``Accept: application/json``: the same object, ``messages`` and ``links`` as arrays).
-Where the seed is silent:
+Where Oracle's documentation is silent:
 
 - ``additionalInfo`` appears inside ``data`` only when the operation has a result
-  (the result document); otherwise the body is byte for byte the seed's example.
+  (the result document); otherwise the body is byte for byte Oracle's example.
 - A failed request reports its error twice: ``<errorMessage>`` inside ``data`` (the
-  seed's words) and one ``messages`` item, as every error response does.
+  documented words) and one ``messages`` item, as every error response does.
 - ``messages`` items are ``<error><reasonCode/><reasonData/></error>`` in XML and
   ``{"reasonCode", "reasonData"}`` objects in JSON; reasonCode is the domain code
   in capitals (``UNAUTHORIZED``, ``NOT_FOUND``…).
@@ -27,15 +27,14 @@ from xml.etree import ElementTree as ET
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
-from opstatus.dialects import common
+from opstatus.dialects.base import Call, Dialect
 from opstatus.domain import errors
 from opstatus.domain.roles import Role
 from opstatus.domain.states import OperationState
-from opstatus.service.credentials import Principal
 from opstatus.service.operations import OperationView
-from opstatus.web import problems, render
+from opstatus.web import render
+from opstatus.web.endpoint import Param
 
 VERSIONS = frozenset({"v1.0", "v1.1", "v1.2"})
 XML_HEAD = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -77,7 +76,7 @@ def envelope(
         _fill(ET.SubElement(listed, "error"), item)
     ET.SubElement(root, "links")
     ET.indent(root, "  ")
-    # ElementTree writes "<links />"; the seed writes "<links/>" (text never holds " />").
+    # ElementTree writes "<links />"; Oracle's example writes "<links/>" (text never holds " />").
     text = ET.tostring(root, encoding="unicode").replace(" />", "/>")
     return Response(XML_HEAD + text.encode() + b"\n", status, headers, "application/xml")
 
@@ -92,66 +91,65 @@ def _fill(element: ET.Element, data: dict[str, Any]) -> None:
             ET.SubElement(element, key).text = render.xml_text(str(value))
 
 
-def _error(request: Request, exc: errors.DomainError, scheme: str = "Bearer") -> Response:
-    status = problems.status_of(exc)
-    headers = common.error_headers(exc)
-    if status == 401:
-        headers["WWW-Authenticate"] = f'{scheme} realm="opstatus"'
-    return envelope(request, {}, [(exc.code.upper(), exc.detail)], status=status, headers=headers)
+def render_error(request: Request, status: int, exc: errors.DomainError) -> Response:
+    """The envelope with no data and the error as its one message."""
+    return envelope(request, {}, [(exc.code.upper(), exc.detail)], status=status)
 
 
 def _check_version(request: Request) -> None:
-    if request.path_params["version"] not in VERSIONS:
+    if request.path_params.get("version") not in VERSIONS:
         raise errors.NotFound("Unsupported versionId in URI.")
 
 
-async def token(request: Request) -> Response:
-    """``POST /rest/{version}/auth/token`` (Basic key id:secret) → access token."""
-    try:
-        _check_version(request)
-        scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
-        if scheme != "basic":
-            raise errors.Unauthorized("send Basic credentials (key id:secret)")
-        who, limits = await _principal(request)
-        access, expires = await common.api(request).credentials.issue_token(who)
-    except errors.DomainError as exc:
-        return _error(request, exc, "Basic")
+#: an envelope in either media type; Oracle's schema, described in prose
+_ENVELOPE: dict[str, Any] = {"type": "string", "description": "<response> envelope"}
+DIALECT = Dialect(
+    name="sbc", tag="Oracle SBC", prefixes=("/rest",), render=render_error,
+    guard=_check_version, error_media=("application/xml", "application/json"),
+    error_schema=_ENVELOPE,
+)  # fmt: skip
+VERSION = Param(
+    name="version", where="path", required=True,
+    schema={"type": "string", "enum": sorted(VERSIONS)},
+)  # fmt: skip
+MEDIA = ("application/xml", "application/json")
+
+
+@DIALECT.route(
+    "POST", "/rest/{version}/auth/token", scheme="Basic",
+    scheme_hint="send Basic credentials (key id:secret)", params=(VERSION,), errors=(404,),
+    media=MEDIA,
+)  # fmt: skip
+async def token(call: Call) -> Response:
+    """Issue an access token for Basic key id:secret credentials."""
+    access, expires = await call.api.credentials.issue_token(call.who)
     data = {"access_token": access, "expires_in": expires}
-    return envelope(request, data, headers={**limits, "Cache-Control": "no-store"})
+    return envelope(call.request, data, headers={"Cache-Control": "no-store"})
 
 
-async def asyncstatus(request: Request) -> Response:
-    """``GET /rest/{version}/admin/asyncstatus`` (Bearer, admin) → the newest operation."""
-    try:
-        _check_version(request)
-        scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
-        if scheme != "bearer":
-            raise errors.Unauthorized("send Authorization: Bearer {access token}")
-        who, limits = await _principal(request)
-        if who.role is not Role.ADMIN:
-            raise errors.Forbidden(
-                "This request requires the client credentials to have administrator privileges."
-            )
-        if request.query_params:
-            raise errors.Invalid("this request takes no query parameters")
-        view = await newest(request, who.tenant)
-    except errors.DomainError as exc:
-        return _error(request, exc)
+@DIALECT.route(
+    "GET", "/rest/{version}/admin/asyncstatus", scheme="Bearer",
+    scheme_hint="send Authorization: Bearer {access token}", params=(VERSION,),
+    errors=(400, 403, 404, 410), media=MEDIA,
+)  # fmt: skip
+async def asyncstatus(call: Call) -> Response:
+    """The status of the most recent operation (Bearer, admin only)."""
+    if call.who.role is not Role.ADMIN:
+        raise errors.Forbidden(
+            "This request requires the client credentials to have administrator privileges."
+        )
+    if call.request.query_params:
+        raise errors.Invalid("this request takes no query parameters")
+    view = await newest(call, call.tenant)
     if view is None:
-        return envelope(request, {}, headers=limits)
-    data, messages = describe(view, json=_wants_json(request))
-    return envelope(request, data, messages, headers=limits)
+        return envelope(call.request, {})
+    data, messages = describe(view, json=_wants_json(call.request))
+    return envelope(call.request, data, messages)
 
 
-async def _principal(request: Request) -> tuple[Principal, dict[str, str]]:
-    who, limits = await common.principal(request)
-    request.state.key_id = who.key_id  # for the access log
-    return who, limits
-
-
-async def newest(request: Request, tenant: str) -> OperationView | None:
+async def newest(call: Call, tenant: str) -> OperationView | None:
     """The tenant's most recent operation; None before the first; Gone if it was purged."""
-    operations = common.api(request).operations
+    operations = call.api.operations
     try:
         view: OperationView | None = await operations.latest(tenant)
     except errors.NotFound:
@@ -183,11 +181,3 @@ def describe(view: OperationView, *, json: bool) -> tuple[dict[str, Any], list[t
 def _element(result: Any) -> ET.Element:
     """The result document as ``<additionalInfo>`` (the canonical XML rendering)."""
     return ET.fromstring(render.to_xml(result, "additionalInfo"))
-
-
-def routes() -> list[BaseRoute]:
-    """The SBC routes."""
-    return [
-        Route("/rest/{version}/auth/token", token, methods=["POST"]),
-        Route("/rest/{version}/admin/asyncstatus", asyncstatus, methods=["GET"]),
-    ]

@@ -1,4 +1,4 @@
-"""Webex Video Mesh on-demand tests (DESIGN.md §6), as Cisco's OpenAPI describes them.
+"""Webex Video Mesh on-demand tests, as Cisco's OpenAPI describes them.
 
 ``POST /v1/videoMesh/triggerTest/clusters/{clusterId}`` and
 ``POST /v1/videoMesh/triggerTest/nodes/{nodeId}`` trigger a test, answering 200
@@ -7,37 +7,29 @@ A cluster is a canonical group, a node a target, a test an exclusive operation o
 kind ``videomesh.<type>`` whose id is the ``commandId``; ``orgId`` is the tenant.
 
 Errors answer Webex's body ``{"message", "errors": [{"description"}], "trackingId"}``
-with the status the seed's table gives (the spec excerpt has no error schema); every
+with a status Webex documents (the spec excerpt has no error schema); every
 response carries the same ``trackingId`` in a ``TrackingID`` header.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
 
-from opstatus.dialects import common
+from opstatus.dialects.base import Call, Dialect, required
 from opstatus.domain import errors
 from opstatus.domain.roles import Action
 from opstatus.domain.states import State
-from opstatus.service.credentials import Principal
 from opstatus.service.operations import OperationView
 from opstatus.service.requests import CreateOperation
-from opstatus.web.endpoint import read_body
 
-log = logging.getLogger("opstatus.dialects.webex")
-
-#: canonical execution state -> Webex node ``status`` (DESIGN.md §6); nothing else spells them
+#: canonical execution state -> Webex node ``status``; nothing else spells them
 STATUS: dict[State, str] = {
     State.SCHEDULED: "Dispatched",
     State.QUEUED: "Dispatched",
@@ -49,20 +41,8 @@ STATUS: dict[State, str] = {
     State.TIMED_OUT: "Errored",
     State.CANCELLED: "Errored",
 }
-#: domain error -> status, only statuses of the seed's table (413 is not one: 400)
-ERROR_STATUS: dict[type[errors.DomainError], int] = {
-    errors.Invalid: 400,
-    errors.TooLarge: 400,
-    errors.Unauthorized: 401,
-    errors.Forbidden: 403,
-    errors.NotFound: 404,
-    errors.Gone: 410,
-    errors.Conflict: 409,
-    errors.UnsupportedMediaType: 415,
-    errors.Locked: 423,
-    errors.RateLimited: 429,
-    errors.Unavailable: 503,
-}
+#: statuses of the shared table that Webex's error table lacks -> the one it uses instead
+STATUSES = {412: 409, 413: 400, 422: 409}
 KIND_PREFIX = "videomesh."
 MAX_NODES = 10  #: the spec: "a maximum of 10 nodes present in the cluster"
 
@@ -113,8 +93,35 @@ class ErrorBody(msgspec.Struct):
     trackingId: str
 
 
-Handler = Callable[[Request], Awaitable[Response]]
-T = TypeVar("T")
+def tracking(request: Request) -> str:
+    """The request's tracking id, made on first use: the body and header share it."""
+    found: str | None = getattr(request.state, "tracking_id", None)
+    if found is None:
+        found = request.state.tracking_id = f"ROUTER_{uuid.uuid4()}".upper()
+    return found
+
+
+def render_error(request: Request, status: int, exc: errors.DomainError) -> Response:
+    """``{"message", "errors": [{"description"}], "trackingId"}``."""
+    body = ErrorBody(
+        message=exc.detail,
+        errors=[ErrorDetail(description=exc.detail)],
+        trackingId=tracking(request),
+    )
+    return _json(body, status)
+
+
+def _stamp(request: Request, response: Response) -> None:
+    response.headers["TrackingID"] = tracking(request)
+
+
+DIALECT = Dialect(
+    name="webex", tag="Webex Video Mesh", prefixes=("/v1/videoMesh",), render=render_error,
+    statuses=STATUSES, finish=_stamp,
+    headers={"TrackingID": "ROUTER_<uuid>, also the error body's trackingId"},
+    error_schema=ErrorBody,
+)  # fmt: skip
+route = DIALECT.route
 
 
 def render_status(view: OperationView) -> TestStatus:
@@ -128,35 +135,13 @@ def render_status(view: OperationView) -> TestStatus:
     )
 
 
-def _json(content: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(msgspec.json.encode(content), status, dict(headers or {}), "application/json")
+def _json(content: Any, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(content), status, media_type="application/json")
 
 
-async def _caller(request: Request, action: Action) -> Principal:
-    who, limits = await common.principal(request)
-    request.state.limit_headers = limits  # Resource adds them to every answer, errors too
-    request.state.key_id = who.key_id  # for the access log
-    who.require(action)
-    return who
-
-
-async def _decode(request: Request, into: type[T]) -> T:
-    raw = await read_body(request, common.api(request).max_body)
-    if not raw:
-        raise errors.Invalid("a JSON body with the test type is required")
-    try:
-        return msgspec.json.decode(raw, type=into)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise errors.Invalid(f"the body is not valid: {exc}") from None
-    except RecursionError:  # msgspec recurses per level, also through fields it skips
-        raise errors.Invalid("the body is nested too deeply") from None
-
-
-async def _trigger(
-    request: Request, who: Principal, kind: str, nodes: list[str], cluster: str | None
-) -> Response:
+async def _trigger(call: Call, kind: str, nodes: list[str], cluster: str | None) -> Response:
     """Create the exclusive test operation and answer 200 with its status."""
-    ops = common.api(request).operations
+    ops = call.api.operations
     create = CreateOperation(
         kind=kind, targets=nodes, groups=[cluster] if cluster else [],
         parameters={"type": kind.removeprefix(KIND_PREFIX)}, exclusive=True,
@@ -166,27 +151,31 @@ async def _trigger(
         register_targets=cluster is not None,
     )  # fmt: skip
     try:
-        view, _ = await ops.create(who.tenant, create)
+        view, _ = await ops.create(call.tenant, create)
     except errors.Locked as exc:
         # Retry after a quarter of the kind's typical run (1-60 s), as the canonical API does.
-        typical = await ops.typical_duration(who.tenant, kind)
+        typical = await ops.typical_duration(call.tenant, kind)
         wait = 1 if typical is None else max(1, min(60, math.ceil(typical / 4)))
         exc.context["retry_after"] = wait
         raise
-    return _json(render_status(await ops.get(who.tenant, view.operation.id)))
+    return _json(render_status(await ops.get(call.tenant, view.operation.id)))
 
 
-async def trigger_cluster(request: Request) -> Response:
+@route(
+    "POST", "/v1/videoMesh/triggerTest/clusters/{clusterId}", action=Action.TRIGGER,
+    body=ClusterBody, body_missing="a JSON body with the test type is required",
+    response=TestStatus, errors=(400, 403, 404, 409, 410, 423),
+)  # fmt: skip
+async def trigger_cluster(call: Call) -> Response:
     """Trigger a test on up to 10 nodes of a cluster (named ones, else chosen at random).
 
     An unknown cluster (or another tenant's) is 404, the URI naming what does not
     exist; named nodes that are not members of the cluster are 400, the body being
     what is wrong; an empty cluster with no nodes named is 400 too.
     """
-    who = await _caller(request, Action.TRIGGER)
-    cluster = str(request.path_params["clusterId"])
-    body = await _decode(request, ClusterBody)
-    group = await common.api(request).operations.store.get_group(who.tenant, cluster)
+    cluster = call.path("clusterId")
+    body: ClusterBody = await call.body()
+    group = await call.api.operations.store.get_group(call.tenant, cluster)
     named = list(dict.fromkeys(body.nodes))
     strangers = [n for n in named if n not in group.targets]
     if strangers:
@@ -194,103 +183,46 @@ async def trigger_cluster(request: Request) -> Response:
     if not named and not group.targets:
         raise errors.Invalid(f"cluster {cluster} has no nodes to test")
     nodes = named or random.sample(list(group.targets), min(MAX_NODES, len(group.targets)))
-    return await _trigger(request, who, KIND_PREFIX + body.type, nodes, cluster)
+    return await _trigger(call, KIND_PREFIX + body.type, nodes, cluster)
 
 
-async def trigger_node(request: Request) -> Response:
+@route(
+    "POST", "/v1/videoMesh/triggerTest/nodes/{nodeId}", action=Action.TRIGGER, body=NodeBody,
+    body_missing="a JSON body with the test type is required", response=TestStatus,
+    errors=(400, 403, 404, 409, 410, 423),
+)  # fmt: skip
+async def trigger_node(call: Call) -> Response:
     """Trigger a test on one node: a registered target (404 when unknown).
 
     opstatus cannot look groups up by member, so a node test's cluster is the
     node's ``clusterId`` label when that names a group holding the node; otherwise
     ``clusterId`` is left out, which the spec's schema (no required fields) allows.
     """
-    who = await _caller(request, Action.TRIGGER)
-    node = str(request.path_params["nodeId"])
-    body = await _decode(request, NodeBody)
-    store = common.api(request).operations.store
-    target = await store.get_target(who.tenant, node)
+    node = call.path("nodeId")
+    body: NodeBody = await call.body()
+    store = call.api.operations.store
+    target = await store.get_target(call.tenant, node)
     cluster: str | None = target.labels.get("clusterId")
     if cluster is not None:
         try:
-            if node not in (await store.get_group(who.tenant, cluster)).targets:
+            if node not in (await store.get_group(call.tenant, cluster)).targets:
                 cluster = None
         except errors.NotFound:
             cluster = None
-    return await _trigger(request, who, KIND_PREFIX + body.type, [node], cluster)
+    return await _trigger(call, KIND_PREFIX + body.type, [node], cluster)
 
 
-async def read_status(request: Request) -> Response:
+@route(
+    "GET", "/v1/videoMesh/testStatus", action=Action.READ, response=TestStatus,
+    params=(required("commandId", "the test's id"),),
+    errors=(400, 403, 404, 410),
+)  # fmt: skip
+async def read_status(call: Call) -> Response:
     """The per-node status of a test; an operation that is no Video Mesh test is 404."""
-    who = await _caller(request, Action.READ)
-    command = request.query_params.get("commandId", "")
+    command = call.request.query_params.get("commandId", "")
     if not command:
         raise errors.Invalid("the query parameter commandId is required")
-    view = await common.api(request).operations.get(who.tenant, command)
+    view = await call.api.operations.get(call.tenant, command)
     if not view.operation.kind.startswith(KIND_PREFIX):
         raise errors.NotFound(f"no Video Mesh test {command!r}")
     return _json(render_status(view))
-
-
-def error_response(exc: errors.DomainError, tracking: str) -> Response:
-    """Webex's error body for a domain error, with Retry-After where it applies."""
-    status = next((ERROR_STATUS[c] for c in type(exc).__mro__ if c in ERROR_STATUS), 500)
-    headers = common.error_headers(exc)
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="opstatus"'
-    return webex_error(status, exc.detail, tracking, headers)
-
-
-def webex_error(
-    status: int, message: str, tracking: str, headers: Mapping[str, str] | None = None
-) -> Response:
-    """``{"message", "errors": [{"description"}], "trackingId"}``."""
-    body = ErrorBody(
-        message=message, errors=[ErrorDetail(description=message)], trackingId=tracking
-    )
-    return _json(body, status, headers)
-
-
-class Resource:
-    """One path: dispatches by method itself so that 404 and 405 are Webex-shaped too."""
-
-    def __init__(self, handlers: Mapping[str, Handler]) -> None:
-        self.handlers = dict(handlers)
-        if "GET" in self.handlers:
-            self.handlers.setdefault("HEAD", self.handlers["GET"])
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer one request; every response carries its ``TrackingID``."""
-        request = Request(scope, receive)
-        tracking = f"ROUTER_{uuid.uuid4()}".upper()
-        handler = self.handlers.get(request.method)
-        try:
-            if not self.handlers:
-                raise errors.NotFound(f"no Video Mesh resource {request.url.path}")
-            if handler is None:
-                allow = ", ".join(self.handlers)
-                response = webex_error(
-                    405, f"{request.method} is not supported here; use {allow}", tracking,
-                    {"Allow": allow},
-                )  # fmt: skip
-            else:
-                response = await handler(request)
-        except errors.DomainError as exc:
-            response = error_response(exc, tracking)
-        except Exception:  # anything unforeseen: logged, answered in Webex's shape
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            response = webex_error(500, "Something went wrong on the server.", tracking)
-        response.headers.update(getattr(request.state, "limit_headers", {}))
-        response.headers["TrackingID"] = tracking
-        await response(scope, receive, send)
-
-
-def routes() -> list[BaseRoute]:
-    """The three Video Mesh routes, then a catch-all so unknown paths answer Webex's 404."""
-    return [
-        Route(
-            "/v1/videoMesh/triggerTest/clusters/{clusterId}", Resource({"POST": trigger_cluster})
-        ),
-        Route("/v1/videoMesh/triggerTest/nodes/{nodeId}", Resource({"POST": trigger_node})),
-        Route("/v1/videoMesh/testStatus", Resource({"GET": read_status})),
-        Route("/v1/videoMesh/{rest:path}", Resource({})),
-    ]

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+#: where a snake_case name puts an underscore: before each inner capital
+_SNAKE = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
 
 class DomainError(Exception):
     """Something went wrong."""
 
+    #: the stable name clients match on (a problem's ``code``): the class name in
+    #: snake_case, so a new class cannot get it wrong
     code = "error"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__:  # a class may still name its code itself
+            cls.code = _SNAKE.sub("_", cls.__name__).lower()
 
     def __init__(self, detail: str | None = None, **context: Any) -> None:
         self.detail = detail or (type(self).__doc__ or "").strip()
@@ -19,13 +30,9 @@ class DomainError(Exception):
 class Invalid(DomainError):
     """The request is not valid."""
 
-    code = "invalid"
-
 
 class NotFound(DomainError):
     """No such resource."""
-
-    code = "not_found"
 
 
 class UnknownTargets(Invalid):
@@ -56,13 +63,9 @@ class UnknownTargets(Invalid):
 class Gone(DomainError):
     """The resource existed but was deleted or purged."""
 
-    code = "gone"
-
 
 class Conflict(DomainError):
     """The resource's current state does not allow this."""
-
-    code = "conflict"
 
     @property
     def state(self) -> str | None:
@@ -74,8 +77,6 @@ class Conflict(DomainError):
 class VersionMismatch(Conflict):
     """The execution changed since you read it."""
 
-    code = "version_mismatch"
-
     @property
     def current(self) -> Any:
         """The current record, so the caller needs no second read."""
@@ -85,52 +86,38 @@ class VersionMismatch(Conflict):
 class IdempotencyMismatch(Conflict):
     """This Idempotency-Key was used with a different request."""
 
-    code = "idempotency_mismatch"
-
 
 class Locked(DomainError):
     """A target already runs exclusive work of this kind."""
-
-    code = "locked"
 
 
 class Forbidden(DomainError):
     """You may not do this."""
 
-    code = "forbidden"
-
 
 class Unauthorized(DomainError):
     """Credentials are missing or invalid."""
-
-    code = "unauthorized"
 
 
 class RateLimited(DomainError):
     """Too many requests; slow down."""
 
-    code = "rate_limited"
-
 
 class Unavailable(DomainError):
     """The database cannot be reached right now; retry shortly."""
 
-    code = "unavailable"
+
+class QueryTimeout(DomainError):
+    """The query ran past its time budget; narrow the filters or page with a cursor."""
 
 
 class TooLarge(DomainError):
     """The request body is too large."""
 
-    code = "too_large"
-
 
 class UnsupportedMediaType(DomainError):
     """The request body must be JSON."""
 
-    code = "unsupported_media_type"
-
 
 class PreconditionFailed(VersionMismatch):
     """The execution changed since the version named in If-Match."""
-
-    code = "precondition_failed"

@@ -162,7 +162,7 @@ class ExecutionUpdate:
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class OperationQuery:
-    """Filters and paging for operation lists (DESIGN.md §4)."""
+    """Filters and paging for operation lists (docs/architecture.md, Canonical shapes)."""
 
     ids: Sequence[str] = ()
     targets: Sequence[str] = ()

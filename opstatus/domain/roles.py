@@ -6,7 +6,7 @@ import enum
 
 
 class Role(enum.StrEnum):
-    """What a credential is for (DESIGN.md §5)."""
+    """What a credential is for (docs/architecture.md, Security)."""
 
     ADMIN = "admin"  #: everything in its tenant, keys included
     OPERATOR = "operator"  #: trigger, cancel, delete, manage targets and groups; read

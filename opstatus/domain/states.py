@@ -1,4 +1,4 @@
-"""The one state vocabulary and the one transition table (DESIGN.md §1)."""
+"""The one state vocabulary and the one transition table (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -70,35 +70,32 @@ OPERATION_TERMINAL = frozenset(
     {OperationState.SUCCEEDED, OperationState.FAILED, OperationState.CANCELLED}
 )
 
-_S = State
+_S, _ANY = State, Via.ANYONE
+#: Each state's steps: from -> {to: what the step demands}, flattened below.
+_STEPS: dict[State, dict[State, Via]] = {
+    _S.SCHEDULED: {_S.QUEUED: _ANY, _S.CANCELLED: _ANY},
+    _S.QUEUED: {_S.DISPATCHED: _ANY, _S.CANCELLED: _ANY, _S.TIMED_OUT: _ANY},
+    _S.DISPATCHED: {
+        _S.ACKNOWLEDGED: _ANY, _S.IN_PROGRESS: _ANY, _S.SUCCEEDED: _ANY, _S.FAILED: _ANY,
+        _S.CANCELLED: _ANY, _S.TIMED_OUT: _ANY,
+        _S.QUEUED: _ANY,  # lease lost
+    },
+    _S.ACKNOWLEDGED: {
+        _S.IN_PROGRESS: _ANY, _S.SUCCEEDED: _ANY, _S.FAILED: _ANY, _S.CANCELLED: _ANY,
+        _S.TIMED_OUT: _ANY,
+        _S.QUEUED: Via.RETRY,  # its agent went silent: given back
+    },
+    _S.IN_PROGRESS: {
+        _S.IN_PROGRESS: _ANY,  # progress report
+        _S.SUCCEEDED: _ANY, _S.FAILED: _ANY, _S.CANCELLED: Via.FORCE, _S.TIMED_OUT: _ANY,
+        _S.QUEUED: Via.RETRY,  # its agent went silent: given back
+    },
+    _S.FAILED: {_S.QUEUED: Via.RETRY},
+    _S.TIMED_OUT: {_S.QUEUED: Via.RETRY},
+}  # fmt: skip
 #: The transition table: (from, to) -> what the step demands. Nothing else lists steps.
 TRANSITIONS: dict[tuple[State, State], Via] = {
-    (_S.SCHEDULED, _S.QUEUED): Via.ANYONE,
-    (_S.SCHEDULED, _S.CANCELLED): Via.ANYONE,
-    (_S.QUEUED, _S.DISPATCHED): Via.ANYONE,
-    (_S.QUEUED, _S.CANCELLED): Via.ANYONE,
-    (_S.QUEUED, _S.TIMED_OUT): Via.ANYONE,
-    (_S.DISPATCHED, _S.ACKNOWLEDGED): Via.ANYONE,
-    (_S.DISPATCHED, _S.IN_PROGRESS): Via.ANYONE,
-    (_S.DISPATCHED, _S.SUCCEEDED): Via.ANYONE,
-    (_S.DISPATCHED, _S.FAILED): Via.ANYONE,
-    (_S.DISPATCHED, _S.CANCELLED): Via.ANYONE,
-    (_S.DISPATCHED, _S.TIMED_OUT): Via.ANYONE,
-    (_S.DISPATCHED, _S.QUEUED): Via.ANYONE,  # lease lost
-    (_S.ACKNOWLEDGED, _S.IN_PROGRESS): Via.ANYONE,
-    (_S.ACKNOWLEDGED, _S.SUCCEEDED): Via.ANYONE,
-    (_S.ACKNOWLEDGED, _S.FAILED): Via.ANYONE,
-    (_S.ACKNOWLEDGED, _S.CANCELLED): Via.ANYONE,
-    (_S.ACKNOWLEDGED, _S.TIMED_OUT): Via.ANYONE,
-    (_S.IN_PROGRESS, _S.IN_PROGRESS): Via.ANYONE,  # progress report
-    (_S.IN_PROGRESS, _S.SUCCEEDED): Via.ANYONE,
-    (_S.IN_PROGRESS, _S.FAILED): Via.ANYONE,
-    (_S.IN_PROGRESS, _S.CANCELLED): Via.FORCE,
-    (_S.IN_PROGRESS, _S.TIMED_OUT): Via.ANYONE,
-    (_S.ACKNOWLEDGED, _S.QUEUED): Via.RETRY,  # its agent went silent: given back
-    (_S.IN_PROGRESS, _S.QUEUED): Via.RETRY,  # its agent went silent: given back
-    (_S.FAILED, _S.QUEUED): Via.RETRY,
-    (_S.TIMED_OUT, _S.QUEUED): Via.RETRY,
+    (old, new): via for old, steps in _STEPS.items() for new, via in steps.items()
 }
 
 

@@ -1,7 +1,7 @@
 """Webhooks as data: subscriptions, delivery attempts, event filters, signatures, backoff.
 
-Pure functions and frozen records; the store keeps them and ``service.webhooks``
-does the I/O (DNS, HTTP).
+Pure functions and frozen records; the store keeps them, ``service.webhooks`` runs the
+worker and ``service.delivery`` does the outbound I/O (DNS, HTTP).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import ipaddress
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from opstatus.domain.states import OperationState, State
 
@@ -23,6 +23,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "operation.deleted",
     "operation.purged",
     *(f"execution.{s}" for s in State),
+    "execution.stalled",  #: held work runs far longer than its kind usually takes (watch.py)
 )
 #: what a subscription's ``events`` may list: everything, a family, or one type
 EVENT_PATTERNS: tuple[str, ...] = ("*", "operation.*", "execution.*", *EVENT_TYPES)
@@ -82,6 +83,33 @@ def matches(patterns: Sequence[str], event_type: str) -> bool:
 def backoff(attempt: int) -> float:
     """Seconds to wait after failed attempt number ``attempt``: 1, 2, 4 … up to an hour."""
     return float(min(2.0 ** max(attempt - 1, 0), MAX_BACKOFF))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a webhook's backlog got: its cursor, and the event after it that failed."""
+
+    cursor: int  #: last event seq delivered, dead-lettered or skipped
+    attempts: int = 0  #: failed attempts at the first wanted event after ``cursor``
+    retry_at: datetime | None = None  #: when that event is tried again
+
+
+def attempted(
+    progress: Progress, seq: int, ok: bool, *, max_attempts: int, now: datetime
+) -> tuple[DeliveryStatus, Progress]:
+    """What one attempt at event ``seq`` (the next one ``progress`` waits for) decides.
+
+    A 2xx delivers it and the last allowed failure dead-letters it: either way the
+    cursor moves past it. Any other failure keeps the cursor (the events after it
+    wait, so order is kept) and schedules the next attempt after :func:`backoff`.
+    """
+    attempt = progress.attempts + 1
+    if ok:
+        return DeliveryStatus.DELIVERED, Progress(cursor=seq)
+    if attempt >= max_attempts:
+        return DeliveryStatus.DEAD, Progress(cursor=seq)
+    retry_at = now + timedelta(seconds=backoff(attempt))
+    return DeliveryStatus.FAILED, Progress(progress.cursor, attempt, retry_at)
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:

@@ -189,6 +189,20 @@ class Credentials:
         self.cache.put(handle, epoch, principal)
         return principal
 
+    async def by_key_id(self, key_id: str) -> Principal:
+        """The principal of an active key, by id alone: for callers whose transport has
+        already proven the key (the MQTT broker, which authenticated the connection)."""
+        handle = f"id:{key_id}"
+        epoch = self.store.auth_epoch()
+        if (cached := self.cache.get(handle, epoch)) is not None:
+            return cached
+        found = await self.store.key_by_id(key_id)
+        if found is None:
+            raise errors.Unauthorized("the key is not valid (unknown or revoked)")
+        principal = _principal(found[0])
+        self.cache.put(handle, epoch, principal)
+        return principal
+
     async def issue_token(self, principal: Principal) -> tuple[str, int]:
         """A bearer token for ``principal``'s key: ``(token, seconds to expiry)``."""
         token = f"opt_{secrets.token_urlsafe(32)}"

@@ -61,6 +61,8 @@ class Notifier:
         self._listeners: list[Callable[[str], None]] = []
         #: sends published keys to other processes (None: this process only)
         self.relay: Relay | None = None
+        #: set by :meth:`close` when the process shuts down: waits end at once
+        self.closing = False
 
     def listen(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(key)`` for every key woken here (local or relayed);
@@ -69,8 +71,14 @@ class Notifier:
         return lambda: self._listeners.remove(callback)
 
     def subscribe(self, key: str) -> asyncio.Future[Wake]:
-        """A future that completes on the next ``publish(key)``; register before reading."""
+        """A future that completes on the next ``publish(key)``; register before reading.
+
+        Once the notifier is closing, the future is complete already: nothing waits.
+        """
         future: asyncio.Future[Wake] = asyncio.get_running_loop().create_future()
+        if self.closing:
+            future.set_result(Wake())
+            return future
         self._waiters[key].add(future)
         future.add_done_callback(lambda f: self._discard(key, f))
         return future
@@ -82,10 +90,11 @@ class Notifier:
             if not waiters:
                 del self._waiters[key]
 
-    async def wait(self, future: asyncio.Future[Wake], timeout: float) -> Wake | None:
-        """Wait for a subscribed future: the :class:`Wake`, or ``None`` on timeout."""
+    async def wait(self, future: asyncio.Future[Wake], seconds: float) -> Wake | None:
+        """Wait up to ``seconds`` for a subscribed future: the :class:`Wake`, or ``None``
+        when they passed first."""
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            return await asyncio.wait_for(asyncio.shield(future), seconds)
         except TimeoutError:
             future.cancel()
             return None
@@ -106,6 +115,19 @@ class Notifier:
                     future.set_result(wake)
             for listener in list(self._listeners):
                 listener(key)
+
+    def close(self) -> None:
+        """The process is shutting down: wake every waiter now, and let no new one wait.
+
+        Long-polls then answer what they have (the operation as it is, an empty inbox
+        page) and streams end, so a graceful shutdown is not held up by them.
+        """
+        self.closing = True
+        wake = Wake()
+        for waiters in list(self._waiters.values()):
+            for future in list(waiters):
+                if not future.done():
+                    future.set_result(wake)
 
     def waiting(self) -> int:
         """How many waiters are registered (for metrics and tests)."""

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import msgspec
 
-from opstatus.domain import derive, errors, ids
+from opstatus.domain import derive, errors, history, ids
 from opstatus.domain.clock import Clock, utcnow
 from opstatus.domain.records import (
     Event,
@@ -232,6 +232,29 @@ class Operations:
         targets = await self.store.operation_targets(tenant, [operation_id])
         return OperationView(operation=operation, targets=targets[operation_id])
 
+    async def as_of(self, tenant: str, operation_id: str, moment: datetime) -> OperationView:
+        """One operation with its executions as they were at ``moment``, rebuilt from
+        its event log (``domain.history``); Invalid for a moment in the future."""
+        if moment.tzinfo is None:
+            raise errors.Invalid("as_of needs a time zone", parameter="as_of")
+        if moment > self.clock():
+            raise errors.Invalid("as_of is in the future", parameter="as_of")
+        operation, current = await self.store.get_operation_with_executions(tenant, operation_id)
+        events: list[Event] = []
+        after, page = 0, self.limits.max_page
+        while True:  # pages of the log until it passes the moment (or ends)
+            found = await self.store.events_after(
+                tenant, after, limit=page, operation_id=operation_id
+            )
+            events.extend(found)
+            if len(found) < page or found[-1].created_at > moment:
+                break
+            after = found[-1].seq
+        then, executions = history.rebuild(operation, current, events, moment)
+        return OperationView(
+            operation=then, targets=sorted(e.target for e in executions), executions=executions
+        )
+
     async def get_by_number(self, tenant: str, number: int) -> OperationView:
         """One operation by its per-tenant number."""
         operation = await self.store.get_operation_by_number(tenant, number)
@@ -444,6 +467,14 @@ class Operations:
         if operation_id is not None:
             await self.store.get_operation(tenant, operation_id)
         return await self.store.events_after(tenant, after, limit=limit, operation_id=operation_id)
+
+    async def reset(self, tenant: str) -> None:
+        """Wipe the tenant's operations, executions, events, targets, groups and
+        webhooks (its keys stay): the testing mode's clean state before every test."""
+        await self.store.reset_tenant(tenant)
+        self._paces = {k: v for k, v in self._paces.items() if k[0] != tenant}
+        # Waiters on the wiped state (long-polls, streams) look again and find it gone.
+        self.notifier.publish([notify.events_key(tenant)])
 
     def announce(self, executions: Sequence[Execution]) -> None:
         """Wake whoever waits on these executions' operations, inboxes and events."""

@@ -65,6 +65,13 @@ class Driver(Protocol):
         """``sqlite`` or ``postgres``."""
 
     @property
+    def appends_at_commit(self) -> bool:
+        """Whether the database numbers events as it commits: the dialect's
+        ``events_append`` block hands them over, and no tenant row lock is held
+        from the numbering to COMMIT. Otherwise the store bumps the tenant's
+        counters in the transaction's last statements."""
+
+    @property
     def queries(self) -> Queries:
         """The dialect's SQL."""
 
@@ -81,8 +88,9 @@ class Driver(Protocol):
     def write(self) -> AbstractAsyncContextManager[Tx]:
         """A write transaction: exclusive on SQLite, row-locking on PostgreSQL."""
 
-    def read(self) -> AbstractAsyncContextManager[Tx]:
-        """A connection for reads."""
+    def read(self, *, budget: float | None = None) -> AbstractAsyncContextManager[Tx]:
+        """A connection for reads; with ``budget``, a query running longer than that
+        many seconds is stopped and raises QueryTimeout."""
 
     async def bulk_insert(
         self, tx: Tx, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]

@@ -1,14 +1,23 @@
-"""The Store port: every read and every atomic change the service layer needs.
+"""The storage ports: :class:`Store` (every read and every atomic change the service
+layer needs) and :class:`WebhookStore` (webhook subscriptions and their delivery log).
 
-Each write method is one transaction that also appends its event rows (the
+Each write method of Store is one transaction that also appends its event rows (the
 outbox). Every method takes the caller's tenant and never sees another's rows.
+
+Adapters state what they can do here, in code, rather than being probed for it:
+``Store.relay`` says how wake-ups reach the other processes on the same database,
+``Store.webhooks`` gives the webhook adapter that shares the store's connections.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+from typing import Protocol
 
 from opstatus.domain.records import (
     ApiKey,
@@ -22,12 +31,38 @@ from opstatus.domain.records import (
     Target,
     Tenant,
 )
+from opstatus.domain.states import State
+from opstatus.domain.webhooks import Delivery, DeliveryStatus, Webhook
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Backlog:
+    """Unfinished executions of one kind in one state, across tenants (for metrics)."""
+
+    kind: str
+    state: State
+    count: int
+    oldest_queued_at: datetime | None  #: the earliest ``queued_at`` among them
+
+
+#: told of every state change a store writes: (kind, state left, seconds spent in it)
+TransitionSink = Callable[[str, State, float], None]
+
+
+class Wakeable(Protocol):
+    """What a store relays wake-ups for: the service's notifier (seen from below)."""
+
+    #: sends keys published in this process to the others (None: this process only)
+    relay: Callable[[list[str]], None] | None
+
+    def wake(self, keys: Iterable[str]) -> None:
+        """Wake this process's waiters of each key (keys that came from elsewhere)."""
 
 
 class Store(abc.ABC):
     """Persistence for tenants, targets, groups, operations, executions and events."""
 
-    #: short name of the adapter (``sqlite``, ``postgres``, ``memory``)
+    #: short name of the adapter (``sqlite``, ``postgres``)
     name: str = "store"
 
     @abc.abstractmethod
@@ -54,6 +89,19 @@ class Store(abc.ABC):
         (the default) means the adapter has no such value, so nothing is cached.
         """
         return None
+
+    def relay(self, notifier: Wakeable) -> AbstractAsyncContextManager[None]:
+        """While the context runs, relay ``notifier``'s keys between the processes that
+        share this database (and move ``auth_epoch`` when a key changes elsewhere).
+
+        The default relays nothing: an adapter whose database has one process (SQLite
+        is opened by one server) needs no relay.
+        """
+        return contextlib.nullcontext()
+
+    @abc.abstractmethod
+    def webhooks(self) -> WebhookStore:
+        """The webhook adapter on this store's database (sharing its connections)."""
 
     # tenants, targets, groups -------------------------------------------------
     @abc.abstractmethod
@@ -233,6 +281,143 @@ class Store(abc.ABC):
         return the executions as changed. Safe in every replica at once."""
 
     @abc.abstractmethod
+    async def reset_tenant(self, tenant: str) -> None:
+        """Delete the tenant's operations, executions, events, tombstones, targets, groups
+        and webhooks, and restart its numbering; the tenant and its keys stay (testing)."""
+
+    @abc.abstractmethod
     async def purge(self, cutoff: datetime, now: datetime, limit: int) -> list[Operation]:
         """Purge up to ``limit`` operations finished before ``cutoff``, leaving
         tombstones, and events older than ``cutoff``; return the purged operations."""
+
+    # monitoring ---------------------------------------------------------------------
+    #: told of every execution state change the store writes (the app's metrics)
+    on_transition: TransitionSink | None = None
+
+    @abc.abstractmethod
+    async def backlog(self) -> list[Backlog]:
+        """Unfinished executions per kind and state, across tenants."""
+
+    @abc.abstractmethod
+    async def running_since(
+        self, started_before: datetime, limit: int
+    ) -> list[tuple[Execution, str]]:
+        """Executions a target holds (dispatched to in progress) since before
+        ``started_before`` with no ``execution.stalled`` event for their attempt yet,
+        oldest first, each with its operation's kind; across tenants."""
+
+    @abc.abstractmethod
+    async def mark_stalled(self, event: Event) -> bool:
+        """Append an ``execution.stalled`` event unless its execution has moved on (no
+        longer held, another attempt) or has one for this attempt; True if appended.
+        Safe in every replica at once: one of them appends it."""
+
+
+class WebhookStore(abc.ABC):
+    """Persistence for webhook subscriptions, their delivery leases and delivery log.
+
+    The delivery worker takes a webhook with a *lease* (owner + expiry). While the
+    lease runs no other worker — in this process or another replica — takes the same
+    webhook, so its events go out one at a time in seq order. Every write of the
+    worker names its lease owner, so one whose lease ran out changes nothing.
+    """
+
+    # subscriptions ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_webhook(self, webhook: Webhook) -> Webhook:
+        """Insert a subscription whose cursor is the tenant's last event (only later
+        events are delivered); NotFound without the tenant."""
+
+    @abc.abstractmethod
+    async def get_webhook(self, tenant: str, webhook_id: str) -> Webhook:
+        """Read one subscription; NotFound if absent."""
+
+    @abc.abstractmethod
+    async def list_webhooks(self, tenant: str, *, after: str, limit: int) -> list[Webhook]:
+        """Subscriptions by id, those after ``after``."""
+
+    @abc.abstractmethod
+    async def delete_webhook(self, tenant: str, webhook_id: str) -> Webhook:
+        """Delete a subscription and its delivery log; NotFound if absent."""
+
+    # the delivery worker ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def lease(self, owner: str, now: datetime, until: datetime, limit: int) -> list[Webhook]:
+        """Lease up to ``limit`` free webhooks with work due (events after the cursor
+        whose retry time has come, or replays) to ``owner`` until ``until``."""
+
+    @abc.abstractmethod
+    async def save(
+        self,
+        webhook_id: str,
+        owner: str,
+        *,
+        cursor: int,
+        attempts: int,
+        next_attempt_at: datetime | None,
+        lease_until: datetime,
+        delivery: Delivery | None = None,
+    ) -> int | None:
+        """Move a leased webhook's cursor and retry state, renew the lease and append
+        ``delivery`` (numbered here) to the log, in one transaction.
+
+        Returns the delivery's number (0 when none was given), or ``None`` — and
+        changes nothing — when ``owner`` no longer holds the lease.
+        """
+
+    @abc.abstractmethod
+    async def release(self, webhook_id: str, owner: str, now: datetime) -> None:
+        """Give a lease back (if ``owner`` still holds it)."""
+
+    @abc.abstractmethod
+    async def release_all(self, owner: str, now: datetime) -> None:
+        """Give back every lease ``owner`` holds (on shutdown)."""
+
+    @abc.abstractmethod
+    async def pending_replays(self, webhook_id: str, limit: int) -> list[Delivery]:
+        """Replays waiting to be sent, oldest first."""
+
+    @abc.abstractmethod
+    async def finish_replay(
+        self,
+        webhook_id: str,
+        owner: str,
+        number: int,
+        status: DeliveryStatus,
+        *,
+        status_code: int | None,
+        error: str | None,
+        now: datetime,
+    ) -> Delivery | None:
+        """Record how a replay went; ``None`` when ``owner`` lost the lease."""
+
+    @abc.abstractmethod
+    async def event(self, tenant: str, seq: int) -> Event | None:
+        """One event of the outbox by seq (``None`` once purged)."""
+
+    @abc.abstractmethod
+    async def purge_deliveries(self, cutoff: datetime) -> None:
+        """Drop finished log entries recorded before ``cutoff``."""
+
+    @abc.abstractmethod
+    async def oldest_undelivered(self) -> datetime | None:
+        """When the oldest event some webhook has still to deliver was recorded."""
+
+    # the delivery log ----------------------------------------------------------------
+    @abc.abstractmethod
+    async def list_deliveries(
+        self, tenant: str, webhook_id: str, *, before: int | None, limit: int
+    ) -> list[Delivery]:
+        """Log entries newest first, those numbered below ``before``; NotFound without
+        the webhook."""
+
+    @abc.abstractmethod
+    async def get_delivery(self, tenant: str, webhook_id: str, number: int) -> Delivery:
+        """One log entry; NotFound if absent."""
+
+    @abc.abstractmethod
+    async def request_replay(
+        self, tenant: str, webhook_id: str, number: int, now: datetime
+    ) -> Delivery:
+        """Queue the event of a delivered or dead entry to be sent again (a new
+        ``pending`` entry); NotFound if absent, Conflict for other statuses."""

@@ -19,6 +19,7 @@ from opstatus.domain import errors
 from opstatus.store import queries
 from opstatus.store.driver import Duplicate, Row
 from opstatus.store.pgnotify import PostgresChannel
+from opstatus.store.port import Wakeable
 from opstatus.store.sqlstore import SqlStore
 
 
@@ -122,19 +123,27 @@ def _unavailable_when_lost() -> Iterator[None]:
 
 
 class _Conn:
-    """A Tx over one pooled asyncpg connection."""
+    """A Tx over one pooled asyncpg connection; ``budget`` bounds each ``fetch``."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, budget: float | None = None) -> None:
         self.conn = conn
+        self.budget = budget
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        """All rows."""
+        """All rows (QueryTimeout past the budget: asyncpg cancels the query on the server)."""
         try:
-            return list(await self.conn.fetch(sql, *args))
+            return list(await self.conn.fetch(sql, *args, timeout=self.budget))
         except asyncpg.UniqueViolationError as exc:
             raise Duplicate(str(exc)) from exc
         except _NUL as exc:
             raise _nul_refused() from exc
+        except TimeoutError:
+            if self.budget is None:
+                raise
+            raise errors.QueryTimeout(
+                f"the query ran longer than its {self.budget:g} s budget; "
+                "narrow the filters or page with a smaller limit"
+            ) from None
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         """First row."""
@@ -202,11 +211,17 @@ class PostgresDriver:
     """A pool of connections to one PostgreSQL database."""
 
     name = "postgres"
+    #: ``events_append`` defers numbering to a commit-time trigger (``event_appends``)
+    appends_at_commit = True
 
-    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self, dsn: str, *, min_size: int = 2, max_size: int = 10, acquire_timeout: float = 5.0
+    ) -> None:
         self.dsn = dsn
         self.min_size = min_size
         self.max_size = max_size
+        #: seconds to wait for a free pooled connection before answering Unavailable
+        self.acquire_timeout = acquire_timeout
         self.queries = queries.load("postgres")
         self.codec = PostgresCodec()
         self._pool: asyncpg.Pool[Any] | None = None
@@ -237,18 +252,36 @@ class PostgresDriver:
         return self._pool
 
     @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection; Unavailable (503, Retry-After) when every one stays busy
+        for ``acquire_timeout``: a saturated process sheds load instead of queueing it."""
+        pool = self.pool
+        try:
+            conn = await pool.acquire(timeout=self.acquire_timeout)
+        except TimeoutError:
+            raise errors.Unavailable(
+                f"all {self.max_size} database connections are busy; retry shortly",
+                retry_after=RETRY_AFTER_LOST,
+            ) from None
+        try:
+            yield conn
+        finally:
+            await pool.release(conn)
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[_Conn]:
         """A READ COMMITTED transaction on a pooled connection."""
         with _unavailable_when_lost():
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self._connection() as conn, conn.transaction():
                 yield _Conn(conn)
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[_Conn]:
-        """A pooled connection (each statement sees committed data)."""
+    async def read(self, *, budget: float | None = None) -> AsyncIterator[_Conn]:
+        """A pooled connection (each statement sees committed data); with ``budget``
+        each query past that many seconds is cancelled and raises QueryTimeout."""
         with _unavailable_when_lost():
-            async with self.pool.acquire() as conn:
-                yield _Conn(conn)
+            async with self._connection() as conn:
+                yield _Conn(conn, budget)
 
     async def bulk_insert(
         self, tx: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
@@ -272,9 +305,19 @@ class PostgresDriver:
 class PostgresStore(SqlStore):
     """The Store port on a PostgreSQL database."""
 
-    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
-        self.driver = PostgresDriver(dsn, min_size=min_size, max_size=max_size)
-        super().__init__(self.driver)
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        acquire_timeout: float = 5.0,
+        list_timeout: float | None = None,
+    ) -> None:
+        self.driver = PostgresDriver(
+            dsn, min_size=min_size, max_size=max_size, acquire_timeout=acquire_timeout
+        )
+        super().__init__(self.driver, list_timeout=list_timeout)
         #: the LISTEN/NOTIFY channel of this process, once the app has started one
         self.channel: PostgresChannel | None = None
 
@@ -288,3 +331,18 @@ class PostgresStore(SqlStore):
     def key_revoked_payload(self, tenant: str) -> str | None:
         """What the revoking transaction notifies (see auth_epoch)."""
         return PostgresChannel.keys_changed(tenant)
+
+    @asynccontextmanager
+    async def relay(self, notifier: Wakeable) -> AsyncIterator[None]:
+        """Relay ``notifier``'s keys between the replicas with LISTEN/NOTIFY; the
+        channel's generation is the auth epoch while it runs."""
+        channel = PostgresChannel(self.driver.dsn, notifier.wake)
+        await channel.start()
+        notifier.relay = channel.send
+        self.channel = channel
+        try:
+            yield
+        finally:
+            self.channel = None
+            notifier.relay = None
+            await channel.stop()

@@ -8,12 +8,26 @@ from importlib import resources
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
+#: ``/*:lock_rows*/`` in a block stands for the dialect's block ``lock_rows`` (a clause
+#: such as ``FOR UPDATE``, empty on SQLite), so a statement alike but for it is written once
+_FRAGMENT = re.compile(r"/\*:(\w+)\*/")
 
 
 def parse(text: str) -> dict[str, str]:
     """Split a file of ``-- name: x`` blocks into ``{name: sql}``."""
     parts = _NAME.split(text)
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def _inline(named: dict[str, str]) -> dict[str, str]:
+    """Put each ``/*:name*/`` fragment's SQL in its place (its comment lines dropped:
+    inside a statement they would end the line)."""
+
+    def fragment(match: re.Match[str]) -> str:
+        lines = named[match.group(1)].splitlines()
+        return " ".join(line for line in lines if not line.lstrip().startswith("--"))
+
+    return {name: _FRAGMENT.sub(fragment, sql) for name, sql in named.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,4 +65,4 @@ def load(dialect: str) -> Queries:
         if match:
             migrations.append((int(match.group(1)), entry.read_text()))
     migrations.sort()
-    return Queries(dialect=dialect, named=named, migrations=migrations)
+    return Queries(dialect=dialect, named=_inline(named), migrations=migrations)

@@ -17,6 +17,7 @@ from opstatus.domain.records import (
 )
 from opstatus.domain.roles import Role
 from opstatus.domain.states import OperationState, State
+from opstatus.domain.webhooks import Delivery, DeliveryStatus, Webhook
 from opstatus.store.driver import Codec, Row
 
 EXECUTION_COLUMNS = (
@@ -186,4 +187,38 @@ def api_key(row: Row, c: Codec) -> ApiKey:
         targets=c.unjs(row["targets"]),
         created_at=_req(c.dt(row["created_at"])),
         revoked_at=c.dt(row["revoked_at"]),
+    )
+
+
+def webhook(row: Row, c: Codec) -> Webhook:
+    """A webhooks row."""
+    return Webhook(
+        id=row["id"],
+        tenant=row["tenant_id"],
+        url=row["url"],
+        events=c.unjs(row["events"]),
+        secret=row["secret"],
+        created_at=_req(c.dt(row["created_at"])),
+        cursor=int(row["cursor_seq"]),
+        attempts=int(row["attempts"]),
+        next_attempt_at=c.dt(row["next_attempt_at"]),
+    )
+
+
+def delivery(row: Row, c: Codec) -> Delivery:
+    """A webhook_deliveries row."""
+    return Delivery(
+        webhook_id=row["webhook_id"],
+        number=int(row["number"]),
+        tenant=row["tenant_id"],
+        seq=int(row["seq"]),
+        type=row["type"],
+        attempt=int(row["attempt"]),
+        status=DeliveryStatus(row["status"]),
+        status_code=row["status_code"],
+        error=row["error"],
+        replay_of=None if row["replay_of"] is None else int(row["replay_of"]),
+        next_attempt_at=c.dt(row["next_attempt_at"]),
+        created_at=_req(c.dt(row["created_at"])),
+        delivered_at=c.dt(row["delivered_at"]),
     )

@@ -26,6 +26,7 @@ import asyncio
 import functools
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from opstatus.domain import errors
 from opstatus.store import queries
 from opstatus.store.driver import Duplicate, Row
 from opstatus.store.sqlstore import SqlStore
@@ -45,6 +47,8 @@ SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 MAX_BATCH = 64
 #: an ``executemany`` with more rows than this runs on the writer thread, not inline
 INLINE_ROWS = 256
+#: virtual-machine steps between two looks at a read's time budget
+BUDGET_STEPS = 1000
 
 
 @functools.lru_cache(maxsize=512)
@@ -187,6 +191,8 @@ class SqliteDriver:
     """Connections and transactions for one SQLite file."""
 
     name = "sqlite"
+    #: one writer at a time: the tenant row's counters number events in the transaction
+    appends_at_commit = False
 
     def __init__(self, path: str, *, synchronous: str = "FULL", busy_timeout: float = 30.0):
         if synchronous.upper() not in SYNCHRONOUS:
@@ -396,15 +402,33 @@ class SqliteDriver:
             self._wconn.execute("ROLLBACK")
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[_Conn]:
-        """Reads inline on the loop; several statements share one snapshot."""
+    async def read(self, *, budget: float | None = None) -> AsyncIterator[_Conn]:
+        """Reads inline on the loop; several statements share one snapshot.
+
+        With ``budget``, a statement still running that many seconds after the read
+        began is interrupted and raises QueryTimeout: reads run on the event loop, so
+        an unbounded one would stall every other request of the process.
+        """
         assert self._rconn is not None, "store is not open"
         conn = self._rconn
         conn.execute("BEGIN")
+        if budget is not None:
+            deadline = time.monotonic() + budget
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, BUDGET_STEPS)
         try:
             yield _Conn(conn, _inline)
+        except sqlite3.OperationalError as exc:
+            if budget is None or "interrupted" not in str(exc):
+                raise
+            raise errors.QueryTimeout(
+                f"the query ran longer than its {budget:g} s budget; "
+                "narrow the filters or page with a smaller limit"
+            ) from None
         finally:
-            conn.execute("COMMIT")
+            if budget is not None:
+                conn.set_progress_handler(None, 0)
+            if conn.in_transaction:
+                conn.execute("COMMIT")
 
     def data_version(self) -> int | None:
         """The read connection's ``PRAGMA data_version`` (None when closed, or inside
@@ -425,9 +449,11 @@ class SqliteDriver:
 class SqliteStore(SqlStore):
     """The Store port on one SQLite file."""
 
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str, *, synchronous: str = "FULL", list_timeout: float | None = None
+    ) -> None:
         self.driver = SqliteDriver(path, synchronous=synchronous)
-        super().__init__(self.driver)
+        super().__init__(self.driver, list_timeout=list_timeout)
 
     def auth_epoch(self) -> object | None:
         """``PRAGMA data_version`` of the read connection: it changes whenever any

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
-from opstatus.domain import changes, deadlines, derive, errors
+from opstatus.domain import changes, deadlines, derive, errors, watch
 from opstatus.domain.records import (
     ApiKey,
     Event,
@@ -25,9 +25,10 @@ from opstatus.domain.records import (
     Tenant,
     evolve,
 )
-from opstatus.domain.states import OperationState
+from opstatus.domain.states import OperationState, State
 from opstatus.store import port, rows
 from opstatus.store.driver import Driver, Duplicate, Row, Tx
+from opstatus.store.sqlwebhooks import SqlWebhookStore
 
 _SCHEMA_VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_version "
@@ -35,11 +36,21 @@ _SCHEMA_VERSION_TABLE = (
 )
 
 
+#: the named blocks :meth:`SqlStore.reset_tenant` runs, children before their parents
+RESET_BLOCKS = (
+    "reset_webhook_deliveries", "reset_webhooks", "reset_events", "reset_tombstones",
+    "reset_execution_tombstones", "reset_executions", "reset_operations",
+    "reset_group_members", "reset_groups", "reset_targets", "reset_counters",
+)  # fmt: skip
+
+
 class SqlStore(port.Store):
     """The Store port on a SQL database reached through ``driver``."""
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, *, list_timeout: float | None = None) -> None:
         self._d = driver
+        #: seconds a list query may run (QueryTimeout beyond); None: no budget
+        self.list_timeout = list_timeout
         self._q = driver.queries
         self._c = driver.codec
         self.name = driver.name
@@ -72,6 +83,10 @@ class SqlStore(port.Store):
         """Run a trivial query."""
         async with self._d.read() as tx:
             await tx.fetch("SELECT 1 AS one")
+
+    def webhooks(self) -> port.WebhookStore:
+        """The webhook adapter on this store's driver."""
+        return SqlWebhookStore(self._d)
 
     # tenants, targets, groups -------------------------------------------------
     async def create_tenant(self, tenant: Tenant) -> Tenant:
@@ -239,12 +254,7 @@ class SqlStore(port.Store):
 
     async def get_operation(self, tenant: str, operation_id: str) -> Operation:
         """Read one operation (410 if tombstoned)."""
-        async with self._d.read() as tx:
-            row = await tx.fetchrow(self._q["op_get"], tenant, operation_id)
-            if row is None:
-                await self._missing(tx, "tombstone_get", tenant, operation_id)
-        assert row is not None
-        return rows.operation(row, self._c)
+        return await self._operation("op_get", "tombstone_get", tenant, operation_id)
 
     async def get_operation_with_executions(
         self, tenant: str, operation_id: str
@@ -255,16 +265,19 @@ class SqlStore(port.Store):
             if row is None:
                 await self._missing(tx, "tombstone_get", tenant, operation_id)
             found = await tx.fetch(self._q["exec_by_op"], tenant, operation_id)
-        assert row is not None
         return rows.operation(row, self._c), [rows.execution(r, self._c) for r in found]
 
     async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
         """Read one operation by number."""
+        return await self._operation("op_by_number", "tombstone_by_number", tenant, number)
+
+    async def _operation(self, block: str, tombstone: str, tenant: str, key: Any) -> Operation:
+        """The operation query ``block`` finds by ``key``; Gone when the ``tombstone``
+        query finds it buried, NotFound otherwise."""
         async with self._d.read() as tx:
-            row = await tx.fetchrow(self._q["op_by_number"], tenant, number)
+            row = await tx.fetchrow(self._q[block], tenant, key)
             if row is None:
-                await self._missing(tx, "tombstone_by_number", tenant, number)
-        assert row is not None
+                await self._missing(tx, tombstone, tenant, key)
         return rows.operation(row, self._c)
 
     async def latest_operation(self, tenant: str) -> Operation:
@@ -342,7 +355,8 @@ class SqlStore(port.Store):
                 args.append(value)
                 parts.append(self._q[fragment].format(p=f"${len(args)}"))
         sql = self._q[block].format(filters=" ".join(parts), limit=int(limit), offset=int(offset))
-        async with self._d.read() as tx:
+        budget = self.list_timeout
+        async with self._d.read(budget=budget) if budget else self._d.read() as tx:
             return await tx.fetch(sql, *args)
 
     async def get_execution(self, tenant: str, execution_id: str) -> Execution:
@@ -351,7 +365,6 @@ class SqlStore(port.Store):
             row = await tx.fetchrow(self._q["exec_get"], tenant, execution_id)
             if row is None:
                 await self._missing_execution(tx, tenant, execution_id)
-        assert row is not None
         return rows.execution(row, self._c)
 
     async def update_execution(
@@ -458,7 +471,6 @@ class SqlStore(port.Store):
             row = await tx.fetchrow(q["op_lock"], tenant, operation_id)
             if row is None:
                 await self._missing(tx, "tombstone_get", tenant, operation_id)
-            assert row is not None
             op = rows.operation(row, c)
             if not op.state.terminal:
                 raise errors.Conflict(
@@ -507,6 +519,71 @@ class SqlStore(port.Store):
                 await self._bury(tx, op, now, "purged")
             await tx.execute(q["events_purge"], c.ts(cutoff))
         return found
+
+    # monitoring ---------------------------------------------------------------------
+    async def backlog(self) -> list[port.Backlog]:
+        """Unfinished executions per kind and state (one grouped scan of the partial
+        index ``executions_unfinished``)."""
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["backlog"])
+        return [
+            port.Backlog(
+                kind=r["kind"], state=State(r["state"]), count=int(r["n"]),
+                oldest_queued_at=self._c.dt(r["oldest"]),
+            )
+            for r in found
+        ]  # fmt: skip
+
+    async def running_since(
+        self, started_before: datetime, limit: int
+    ) -> list[tuple[Execution, str]]:
+        """Held work started before ``started_before``, not yet marked stalled."""
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["exec_running_since"], self._c.ts(started_before), limit)
+        return [(rows.execution(r, self._c), r["kind"]) for r in found]
+
+    async def mark_stalled(self, event: Event) -> bool:
+        """Append the event under the execution's row lock, after checking again."""
+        assert event.execution_id is not None
+        async with self._d.write() as tx:
+            row = await tx.fetchrow(self._q["exec_lock"], event.tenant, event.execution_id)
+            if row is None:
+                return False
+            current = rows.execution(row, self._c)
+            if not current.state.active or current.started_at is None:
+                return False
+            if event.data.get("attempt") != current.attempt:
+                return False
+            marked = await tx.fetchrow(
+                self._q["exec_stalled_event"], event.tenant, current.operation_id,
+                current.id, self._c.ts(current.started_at),
+            )  # fmt: skip
+            if marked is not None:
+                return False
+            await self._append(tx, event.tenant, [event])
+        return True
+
+    def _observe(
+        self, kind: str, pairs: Sequence[tuple[Execution | None, Execution]], now: datetime
+    ) -> None:
+        """Tell ``on_transition`` how long each execution that changed state sat in the
+        state it left (seen inside the writing transaction: a rare rollback after it
+        leaves one observation too many, which a histogram of durations can bear)."""
+        sink = self.on_transition
+        if sink is None:
+            return
+        for before, after in pairs:
+            if before is not None and before.state is not after.state:
+                seconds = watch.state_seconds(before, now)
+                if seconds is not None:
+                    sink(kind, before.state, seconds)
+
+    async def reset_tenant(self, tenant: str) -> None:
+        """Wipe the tenant's state but its row and keys, in one transaction."""
+        async with self._d.write() as tx:
+            await self._require_tenant(tx, tenant)
+            for name in RESET_BLOCKS:
+                await tx.execute(self._q[name], tenant)
 
     async def _bury(self, tx: Tx, op: Operation, now: datetime, reason: str) -> None:
         """Delete an operation and its executions, leave a tombstone, record the event."""
@@ -606,7 +683,7 @@ class SqlStore(port.Store):
         if await tx.fetchrow(self._q["tenant_get"], tenant) is None:
             raise errors.NotFound(f"no tenant {tenant!r}")
 
-    async def _missing(self, tx: Tx, block: str, tenant: str, key: Any) -> None:
+    async def _missing(self, tx: Tx, block: str, tenant: str, key: Any) -> NoReturn:
         """Raise Gone when a tombstone names ``key``, NotFound otherwise."""
         tomb = await tx.fetchrow(self._q[block], tenant, key)
         if tomb is not None:
@@ -620,10 +697,9 @@ class SqlStore(port.Store):
         row = await tx.fetchrow(self._q["exec_lock"], tenant, execution_id)
         if row is None:
             await self._missing_execution(tx, tenant, execution_id)
-        assert row is not None
         return rows.execution(row, self._c)
 
-    async def _missing_execution(self, tx: Tx, tenant: str, execution_id: str) -> None:
+    async def _missing_execution(self, tx: Tx, tenant: str, execution_id: str) -> NoReturn:
         """Raise Gone when the execution's operation was deleted or purged, else NotFound."""
         tomb = await tx.fetchrow(self._q["exec_tombstone_get"], tenant, execution_id)
         if tomb is not None:
@@ -667,6 +743,7 @@ class SqlStore(port.Store):
             timed = [(b, deadlines.timed(a, current)) for b, a in by_op[op_id]]
             failures = await self._failures(tx, tenant, op_id, timed)
             op, op_events = changes.settle(current, timed, now, failures=failures, **event_data)
+            self._observe(current.kind, by_op[op_id], now)
             await tx.execute(q["op_update"], *rows.operation_update_args(op, c))
             folded[op_id] = op
             events.extend(op_events)
@@ -700,14 +777,14 @@ class SqlStore(port.Store):
 
         Seqs and numbers are gapless and in commit order: the tenant row's counters
         are bumped under its row lock, held until the transaction ends. A dialect
-        with an ``events_append`` block hands the events to the database, which
-        numbers them while it commits; otherwise the counters are bumped by the
-        transaction's last statements.
+        whose driver ``appends_at_commit`` hands the events to the database (the
+        ``events_append`` block), which numbers them while it commits; otherwise
+        the counters are bumped by the transaction's last statements.
         """
         q, c = self._q, self._c
         if not events and numbering is None:
             return None  # nothing to number: the tenant row is not touched
-        if "events_append" in q:
+        if self._d.appends_at_commit:
             # one array per column after tenant_id and seq
             args = [rows.event_insert_args(e, c)[2:] for e in events]
             columns = [list(column) for column in zip(*args, strict=True)]

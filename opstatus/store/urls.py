@@ -1,4 +1,4 @@
-"""Database URLs of the operator contract (DESIGN.md §8) to Store adapters."""
+"""Database URLs (`--database`, `OPSTATUS_DATABASE_URL`: see README.md) to Store adapters."""
 
 from __future__ import annotations
 
@@ -31,13 +31,29 @@ def parse_url(url: str) -> DatabaseUrl:
     return DatabaseUrl("sqlite", url)
 
 
-def open_store(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10) -> Store:
-    """Build (not yet open) the adapter ``url`` names."""
+def open_store(
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    pool_size: int = 10,
+    pool_timeout: float = 5.0,
+    list_timeout: float | None = None,
+) -> Store:
+    """Build (not yet open) the adapter ``url`` names.
+
+    ``pool_timeout``: seconds to wait for a free PostgreSQL connection (then
+    Unavailable); ``list_timeout``: seconds a list query may run (then QueryTimeout).
+    """
     parsed = parse_url(url)
     if parsed.kind == "postgres":
         from opstatus.store.postgres import PostgresStore
 
-        return PostgresStore(parsed.target, max_size=pool_size)
+        return PostgresStore(
+            parsed.target,
+            max_size=pool_size,
+            acquire_timeout=pool_timeout,
+            list_timeout=list_timeout,
+        )
     from opstatus.store.sqlite import SqliteStore
 
-    return SqliteStore(parsed.target, synchronous=sqlite_synchronous)
+    return SqliteStore(parsed.target, synchronous=sqlite_synchronous, list_timeout=list_timeout)

@@ -12,18 +12,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from opstatus.domain import errors
 from opstatus.domain.roles import Action, may
+from opstatus.service.brokers import BrokerIdentities
 from opstatus.service.credentials import Credentials, Principal
 from opstatus.service.notifier import Notifier
 from opstatus.service.operations import Operations
 from opstatus.service.webhooks import Webhooks
 from opstatus.web import auth, problems, render
 from opstatus.web.ratelimit import RateLimiter
+from opstatus.web.waits import WaitSlots
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -37,6 +39,9 @@ class Api:
     max_body: int = 1 << 20  #: bytes; larger bodies answer 413
     max_wait: float = 60.0  #: longest long-poll, seconds
     webhooks: Webhooks | None = None  #: subscriptions and delivery log (SQL stores)
+    broker: BrokerIdentities | None = None  #: MQTT agents' broker identities (with --mqtt)
+    #: long-polls and streams in progress, capped (OPSTATUS_MAX_WAITS)
+    waits: WaitSlots = dataclasses.field(default_factory=lambda: WaitSlots(20_000))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,6 +82,18 @@ class Param:
     schema: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "string"})
     description: str = ""
     required: bool = False
+
+    def document(self) -> dict[str, Any]:
+        """The OpenAPI Parameter Object."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "in": self.where,
+            "required": self.required,
+            "schema": self.schema,
+        }
+        if self.description:
+            out["description"] = self.description
+        return out
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -130,11 +147,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise errors.TooLarge(f"the body is larger than {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise errors.TooLarge(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise errors.TooLarge(f"the body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client left, or missed the body deadline (web/protocol.py): nobody reads
+        # this answer, but the request ends as a client error, not as a server fault.
+        raise errors.Invalid("the connection closed before the body was complete") from None
     body = b"".join(chunks)
     if body and media != "application/json" and not media.endswith("+json"):
         raise errors.UnsupportedMediaType(

@@ -45,15 +45,21 @@ def _bad(name: str, what: str) -> errors.Invalid:
     return errors.Invalid(f"query parameter {name!r} {what}", parameter=name)
 
 
+def _spelled(request: Request, name: str, pattern: re.Pattern[str], what: str) -> str | None:
+    """The raw value of ``name`` (None when absent); Invalid unless ``pattern`` spells it."""
+    raw = request.query_params.get(name)
+    if raw is not None and not pattern.fullmatch(raw):
+        raise _bad(name, f"must be {what}, got {raw!r}")
+    return raw
+
+
 def integer(
     request: Request, name: str, default: int | None, *, low: int = 0, high: int = 2**62
 ) -> int | None:
     """An integer within [low, high], or ``default`` when absent."""
-    raw = request.query_params.get(name)
+    raw = _spelled(request, name, _INTEGER, "an integer")
     if raw is None:
         return default
-    if not _INTEGER.fullmatch(raw):
-        raise _bad(name, f"must be an integer, got {raw!r}")
     value = int(raw)
     if not low <= value <= high:
         raise _bad(name, f"must be between {low} and {high}, got {value}")
@@ -62,11 +68,9 @@ def integer(
 
 def number(request: Request, name: str, *, high: float) -> float | None:
     """A non-negative finite number up to ``high``."""
-    raw = request.query_params.get(name)
+    raw = _spelled(request, name, _NUMBER, "a number")
     if raw is None:
         return None
-    if not _NUMBER.fullmatch(raw):
-        raise _bad(name, f"must be a number, got {raw!r}")
     value = float(raw)
     if not math.isfinite(value) or not 0 <= value <= high:
         raise _bad(name, f"must be between 0 and {high:g}")

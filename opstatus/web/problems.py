@@ -34,13 +34,14 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.Locked: 423,
     errors.RateLimited: 429,
     errors.Unavailable: 503,
+    errors.QueryTimeout: 504,
 }
 TITLES = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict", 410: "Gone",
     412: "Precondition Failed", 413: "Content Too Large", 415: "Unsupported Media Type",
     422: "Unprocessable Content", 423: "Locked", 429: "Too Many Requests",
-    500: "Internal Server Error", 503: "Service Unavailable",
+    500: "Internal Server Error", 503: "Service Unavailable", 504: "Gateway Timeout",
 }  # fmt: skip
 _encoder = msgspec.json.Encoder()
 

@@ -2,7 +2,8 @@
 
 ``Accept: application/xml`` or ``?format=xml`` gives XML; ``?format=properties``
 gives one ``key=value`` line per leaf, nested keys dotted; a list of objects
-renders one line per key with the items' values comma-separated (DESIGN.md §4).
+renders one line per key with the items' values comma-separated (docs/architecture.md,
+Canonical shapes).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import pytest
 
 from opstatus import Client, Operation
 from opstatus.domain.states import OperationState, State
-from tests.acceptance.conftest import Key, Server, Tenant, clean_env, opstatus_command
+from tests.server import Key, Server, Tenant, clean_env, opstatus_command, stop
 
 DEADLINE = 30.0
 TARGET = "box-1"
@@ -38,7 +38,7 @@ def agent_key(server: Server, tenant: Tenant) -> Key:
 @pytest.fixture
 def client(server: Server, tenant: Tenant) -> Iterator[Client]:
     """An SDK client with the tenant's admin key."""
-    with Client(server.base_url, tenant.admin.secret) as c:
+    with Client(server.url, tenant.admin.secret) as c:
         yield c
 
 
@@ -48,7 +48,7 @@ def agent(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``opstatus agent`` for TARGET; stopped with SIGTERM afterwards (it must exit 0)."""
     log = workdir / "agent.log"
-    env = clean_env(OPSTATUS_URL=server.base_url, OPSTATUS_KEY=key.secret)
+    env = clean_env(OPSTATUS_URL=server.url, OPSTATUS_KEY=key.secret)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [*opstatus_command(), "agent", "--target", TARGET, "--exec", command,
@@ -58,15 +58,7 @@ def agent(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
-        assert code == 0, log.read_text()
+        stop(proc, log, DEADLINE)
 
 
 def until(
@@ -120,6 +112,27 @@ def test_progress_lines_and_exit_0_succeed(
     assert progress.index(30) < progress.index(70)
 
 
+def test_a_large_parameters_document_reaches_the_command_on_stdin_and_in_a_file(
+    server: Server, client: Client, agent_key: Key, tmp_path: Path
+) -> None:
+    """900 KB of parameters once made the spawn fail (one environment variable) and
+    stranded the work in progress; now the command reads them from stdin or the file."""
+    command = script(
+        tmp_path,
+        "from_stdin=$(wc -c)\n"
+        'from_file=$(wc -c < "$OPSTATUS_PARAMETERS_FILE")\n'
+        'echo "stdin=$from_stdin file=$from_file env=${#OPSTATUS_PARAMETERS}"\n',
+    )
+    parameters = {"blob": "x" * 900_000}
+    size = len(json.dumps(parameters))
+    with agent(server, agent_key, command, tmp_path):
+        made = client.create("deploy", targets=[TARGET], parameters=parameters)
+        final = client.wait(made.id, timeout=DEADLINE)
+    assert final.state is OperationState.SUCCEEDED, final
+    [execution] = final.executions  # type: ignore[misc]
+    assert execution.result["output_tail"].split() == [f"stdin={size}", f"file={size}", "env=0"]
+
+
 def test_a_non_zero_exit_fails_with_the_output_tail(
     server: Server, client: Client, agent_key: Key, tmp_path: Path
 ) -> None:
@@ -161,7 +174,7 @@ def test_simulate_runs_a_fleet_over_the_sdk(
 ) -> None:
     targets = ["sim-1", "sim-2", "sim-3"]
     made = client.create("deploy", targets=targets)
-    env = clean_env(OPSTATUS_URL=server.base_url, OPSTATUS_KEY=tenant.admin.secret)
+    env = clean_env(OPSTATUS_URL=server.url, OPSTATUS_KEY=tenant.admin.secret)
     log = tmp_path / "simulate.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -172,9 +185,7 @@ def test_simulate_runs_a_fleet_over_the_sdk(
     try:
         final = client.wait(made.id, timeout=DEADLINE)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=DEADLINE)
-    assert code == 0, log.read_text()
+        stop(proc, log, DEADLINE)
     assert final.state is OperationState.SUCCEEDED, log.read_text()
     progress = {e.progress for e in client.events(made.id) if e.type == "execution.in_progress"}
     assert {10, 50, 90} <= progress

@@ -17,7 +17,8 @@ from xml.etree import ElementTree as ET
 import httpx
 import pytest
 
-from tests.acceptance.conftest import HTTP_TIMEOUT, RATE, SMALL_BODY, Key, Server, Tenant
+from tests.acceptance.conftest import RATE, SMALL_BODY
+from tests.server import HTTP_TIMEOUT, Key, Server, Tenant
 
 PROBLEM = "application/problem+json"
 #: long-poll wait in seconds; a woken poll must come back before it runs out
@@ -143,7 +144,7 @@ async def test_long_poll_returns_as_soon_as_an_agent_reports(
     [item] = server.pull(agent, "a")
     version = get_operation(server, operator, op["id"])["version"]
 
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=HTTP_TIMEOUT) as client:
+    async with httpx.AsyncClient(base_url=server.url, timeout=HTTP_TIMEOUT) as client:
         started = time.monotonic()
         poll = asyncio.ensure_future(
             client.get(
@@ -190,7 +191,7 @@ async def test_inbox_long_poll_is_woken_by_a_create(
     server: Server, tenant: Tenant, operator: Key
 ) -> None:
     agent = server.key(tenant, "agent", ["box"])
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=HTTP_TIMEOUT) as client:
+    async with httpx.AsyncClient(base_url=server.url, timeout=HTTP_TIMEOUT) as client:
         started = time.monotonic()
         poll = asyncio.ensure_future(
             client.get("/v1/targets/box/inbox", params={"wait": WAIT}, headers=agent.headers)

@@ -3,7 +3,8 @@
 Each route whose path has ``{id}`` (enumerated from ``opstatus.api.ENDPOINTS``) is
 called with the other tenant's real ids — operations, executions, targets, groups,
 keys — under every role of the calling tenant, in both directions. Tenants are hard
-walls (DESIGN.md §5): none of those calls may succeed, and none may break the server.
+walls (docs/architecture.md, Security): none of those calls may succeed, and none may
+break the server.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 from opstatus.api import ENDPOINTS
 from opstatus.web.endpoint import Endpoint
-from tests.acceptance.conftest import Key, Server, Tenant
+from tests.server import Key, Server, Tenant
 
 ROLES = ("admin", "operator", "viewer", "agent")
 #: an execution target name both tenants use, and both tenants' agents are bound to:

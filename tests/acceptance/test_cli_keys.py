@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.acceptance.test_serve import STOP_DEADLINE, free_port, run_cli, serve, wait_healthy
+from tests.server import Server, run_cli, running
 
 KEY_FIELDS = {"id", "secret", "tenant", "role", "targets", "name", "created_at"}
 
@@ -39,33 +36,16 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
-class Server:
-    """A running ``opstatus serve`` and an HTTP client for it."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], client: httpx.Client, log: Path) -> None:
-        self.proc, self.client, self.log = proc, client, log
-
-
 @pytest.fixture
-def running(store_url: str, tmp_path: Path) -> Iterator[Server]:
+def server(store_url: str, tmp_path: Path) -> Iterator[Server]:
     """``opstatus serve`` on the parametrized database, which has tenant ``acme``."""
     make_tenant(store_url, tmp_path)
-    port, log = free_port(), tmp_path / "serve.log"
-    proc = serve(["--port", str(port), "--database", store_url], tmp_path, log)
-    with proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-        try:
-            wait_healthy(client, proc, log)
-            yield Server(proc, client, log)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=STOP_DEADLINE) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with running(store_url, tmp_path) as srv:
+        yield srv
 
 
 def test_a_cli_key_authenticates_and_revoke_refuses_it_at_once(
-    running: Server, store_url: str, tmp_path: Path
+    server: Server, store_url: str, tmp_path: Path
 ) -> None:
     made = make_key(store_url, tmp_path, "--role", "viewer", "--name", "dashboard")
     assert set(made) == KEY_FIELDS
@@ -77,11 +57,11 @@ def test_a_cli_key_authenticates_and_revoke_refuses_it_at_once(
     secret = str(made["secret"])
     headers = {"X-API-Key": secret, "X-Request-ID": "cli-keys-1"}
 
-    listed = running.client.get("/v1/operations", headers=headers)
+    listed = server.http.get("/v1/operations", headers=headers)
     assert listed.status_code == 200, listed.text
     assert listed.headers["x-request-id"] == "cli-keys-1"
     # a viewer may read but not manage keys: the role is the one asked for
-    assert running.client.get("/v1/keys", headers=headers).status_code == 403
+    assert server.http.get("/v1/keys", headers=headers).status_code == 403
 
     revoked = run_cli(
         "admin", "key", "revoke", str(made["id"]), "--tenant", "acme", "--database", store_url,
@@ -89,17 +69,17 @@ def test_a_cli_key_authenticates_and_revoke_refuses_it_at_once(
     )  # fmt: skip
     assert revoked.returncode == 0, revoked.stderr
     assert revoked.stdout.startswith(f"revoked key {made['id']} ")
-    assert running.client.get("/v1/operations", headers=headers).status_code == 401
+    assert server.http.get("/v1/operations", headers=headers).status_code == 401
 
     # the access log: one JSON line per request on stderr, with the key that asked
-    lines = [json.loads(line) for line in running.log.read_text().splitlines() if line[:1] == "{"]
+    lines = [json.loads(line) for line in server.log.read_text().splitlines() if line[:1] == "{"]
     access = [line for line in lines if line.get("logger") == "opstatus.access"]
     first = next(line for line in access if line["request_id"] == "cli-keys-1")
     assert first["route"] == "/v1/operations"
     assert first["status"] == 200
     assert first["key_id"] == made["id"]
-    assert secret not in running.log.read_text()
-    metrics = running.client.get("/metrics").text
+    assert secret not in server.log.read_text()
+    metrics = server.http.get("/metrics").text
     assert 'opstatus_http_requests_total{method="GET",route="/v1/operations",status="401"}' in (
         metrics
     )
@@ -126,15 +106,19 @@ def test_text_output_shows_the_secret_once_and_list_never(sqlite_url: str, tmp_p
     secret = second.removeprefix("secret ")
     assert secret.startswith("opk_")
 
-    for output in ("text", "json"):
+    shown: dict[str, str] = {}
+    # -o like every command; "text" is the older name of "table", kept for scripts
+    for flag, output in (("--output", "text"), ("-o", "table"), ("-o", "json")):
         listed = run_cli(
             "admin", "key", "list", "--tenant", "acme", "--database", sqlite_url,
-            "--output", output,
+            flag, output,
             cwd=tmp_path,
         )  # fmt: skip
         assert listed.returncode == 0, listed.stderr
         assert secret not in listed.stdout
         assert "secret" not in listed.stdout
+        shown[output] = listed.stdout
+    assert shown["text"] == shown["table"] != shown["json"]
     items = json.loads(listed.stdout)["items"]
     assert [item["role"] for item in items] == ["operator"]
     assert items[0]["revoked_at"] is None

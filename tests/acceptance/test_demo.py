@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.acceptance.conftest import clean_env, opstatus_command
+from tests.server import clean_env, opstatus_command
 
 
 def test_demo_runs_for_its_duration_and_shows_progress(tmp_path: Path) -> None:
@@ -20,3 +20,4 @@ def test_demo_runs_for_its_duration_and_shows_progress(tmp_path: Path) -> None:
     assert "succeeded" in out or "failed" in out
     assert "recent operations" in out and "total" in out
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+    assert "Traceback" not in result.stderr  # e.g. a long-poll left failing after its agent

@@ -4,6 +4,8 @@ the real ``opstatus serve --mqtt``, and an agent that speaks nothing but MQTT.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import getpass
 import json
 import shutil
 import socket
@@ -19,30 +21,84 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.acceptance.conftest import Server, Tenant, free_port, running_server
+from tests.server import Key, Server, Tenant, clean_env, free_port, opstatus_command, running
 
-pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs mosquitto")
+DYNSEC_PLUGIN = next(
+    (
+        str(path)
+        for path in [
+            *Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"),
+            Path("/usr/lib/mosquitto_dynamic_security.so"),
+            Path("/usr/local/lib/mosquitto_dynamic_security.so"),
+        ]
+        if path.is_file()
+    ),
+    None,
+)
+pytestmark = [
+    pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs mosquitto"),
+    pytest.mark.skipif(
+        DYNSEC_PLUGIN is None or shutil.which("mosquitto_ctrl") is None,
+        reason="needs mosquitto's dynamic-security plugin and mosquitto_ctrl",
+    ),
+]
 
 DEADLINE = 30.0  #: longest any one exchange may take, broker restarts included
 RESEND = 1.0  #: an agent resends a request it has no answer to after this long
 TENANT = "default"
 
 
-class Mosquitto:
-    """A broker of the test's own on a free port: no config file, killed and restarted at will."""
+#: the bridge's answers to an agent (it does not subscribe to its own requests)
+REPLIES = (
+    ("targets", "dispatched"), ("targets", "rejected"),
+    ("executions", "accepted"), ("executions", "rejected"),
+)  # fmt: skip
+BRIDGE_USER = "opstatus-bridge"
+BRIDGE_PASSWORD = "bridge-password-for-tests-only-0123456789"
 
-    def __init__(self, workdir: Path) -> None:
+
+class Mosquitto:
+    """A broker of the test's own on a free port, killed and restarted at will.
+
+    Secured (the default) it runs as docs/security.md says: no anonymous clients and the
+    dynamic-security plugin, initialised with the bridge's own user. Open, it is a bare
+    ``mosquitto -p PORT`` that lets anyone in.
+    """
+
+    def __init__(self, workdir: Path, *, secured: bool = True) -> None:
         self.port = free_port()
-        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.secured = secured
+        self.workdir = workdir
+        credentials = f"{BRIDGE_USER}:{BRIDGE_PASSWORD}@" if secured else ""
+        self.url = f"mqtt://{credentials}127.0.0.1:{self.port}"
         self.log = workdir / f"mosquitto-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.args = ["mosquitto", "-p", str(self.port)]
+        if secured:
+            self.args = ["mosquitto", "-c", str(self._configure())]
+
+    def _configure(self) -> Path:
+        dynsec = self.workdir / f"dynsec-{self.port}.json"
+        subprocess.run(
+            ["mosquitto_ctrl", "dynsec", "init", str(dynsec), BRIDGE_USER, BRIDGE_PASSWORD],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        config = self.workdir / f"mosquitto-{self.port}.conf"
+        config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            # Started as root, mosquitto would drop to user mosquitto, who cannot write
+            # the plugin's file in the test's directory.
+            f"user {getpass.getuser()}\n"
+            "allow_anonymous false\n"
+            f"plugin {DYNSEC_PLUGIN}\n"
+            f"plugin_opt_config_file {dynsec}\n"
+        )
+        return config
 
     def start(self) -> None:
         """Start it and return once it accepts connections."""
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                ["mosquitto", "-p", str(self.port)], stdout=out, stderr=subprocess.STDOUT
-            )
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -61,43 +117,50 @@ class Mosquitto:
 
 
 def _correlated(correlation: bytes) -> Properties:
-    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties = Properties(PacketTypes.PUBLISH)
     properties.CorrelationData = correlation
     return properties
 
 
 class Agent:
-    """An agent that speaks only MQTT (v5) and resends every request until it is answered."""
+    """An agent that speaks only MQTT (v5) as its own broker identity, and resends every
+    request until it is answered. Its broker credentials come from
+    ``POST /v1/mqtt/credentials``; no payload it sends carries a secret."""
 
-    def __init__(self, port: int, target: str, key: str) -> None:
+    def __init__(self, port: int, target: str, credentials: dict[str, Any]) -> None:
         self.port = port
         self.target = target
-        self.key = key
+        self.credentials = credentials
+        self.prefix: str = credentials["prefix"]
         self.notices: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.resends = 0
         self._answers: dict[bytes, asyncio.Future[tuple[str, Any]]] = {}
         self._client: aiomqtt.Client | None = None
         self._reader: asyncio.Task[None] | None = None
 
+    def mqtt_client(self) -> aiomqtt.Client:
+        """A client that logs in as this agent's broker identity."""
+        return aiomqtt.Client(
+            "127.0.0.1", self.port, identifier=f"agent-{uuid.uuid4().hex[:12]}",
+            username=self.credentials["username"], password=self.credentials["password"],
+            protocol=aiomqtt.ProtocolVersion.V5, timeout=2,
+        )  # fmt: skip
+
     async def connect(self, deadline: float) -> None:
         """Connect (retrying while the broker is away) and subscribe."""
         await self.close()
         while True:
-            client = aiomqtt.Client(
-                "127.0.0.1", self.port, identifier=f"agent-{uuid.uuid4().hex[:12]}",
-                protocol=aiomqtt.ProtocolVersion.V5, timeout=2,
-            )  # fmt: skip
+            client = self.mqtt_client()
             try:
                 await client.__aenter__()
-                for topic in (
-                    f"opstatus/+/targets/{self.target}/inbox",
-                    f"opstatus/+/targets/{self.target}/rejected",
-                    "opstatus/+/executions/+/accepted",
-                    "opstatus/+/executions/+/rejected",
-                ):
+                replies = [
+                    f"{self.prefix}/{collection}/+/{verdict}" for collection, verdict in REPLIES
+                ]
+                for topic in [*replies, *self.credentials["inboxes"]]:
                     await client.subscribe(topic, qos=1)
             except aiomqtt.MqttError:
-                await client.__aexit__(None, None, None)
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.__aexit__(None, None, None)
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.05)  # polling for the broker, with a deadline
@@ -161,26 +224,22 @@ class Agent:
         finally:
             del self._answers[correlation]
 
-    async def claim(self, tenant: str = TENANT) -> tuple[str, Any]:
+    async def claim(self, target: str | None = None) -> tuple[str, Any]:
         """Ask for the target's work."""
-        payload = json.dumps({"key": self.key}).encode()
-        return await self.request(f"opstatus/{tenant}/targets/{self.target}/claim", payload)
+        return await self.request(f"{self.prefix}/targets/{target or self.target}/claim", b"{}")
 
-    async def update(
-        self, execution_id: str, key: str | None = None, tenant: str = TENANT, **fields: Any
-    ) -> tuple[str, Any]:
+    async def update(self, execution_id: str, **fields: Any) -> tuple[str, Any]:
         """Report on an execution."""
-        payload = json.dumps({"key": key or self.key, **fields}).encode()
-        return await self.request(update_topic(execution_id, tenant), payload)
+        payload = json.dumps(fields).encode()
+        return await self.request(self.update_topic(execution_id), payload)
+
+    def update_topic(self, execution_id: str) -> str:
+        """Where this agent publishes updates on ``execution_id``."""
+        return f"{self.prefix}/executions/{execution_id}/update"
 
     async def notice(self) -> dict[str, Any]:
         """The next notice that is not an answer to this agent's own claim."""
         return await asyncio.wait_for(self.notices.get(), DEADLINE)
-
-
-def update_topic(execution_id: str, tenant: str = TENANT) -> str:
-    """Where an agent publishes updates on ``execution_id``."""
-    return f"opstatus/{tenant}/executions/{execution_id}/update"
 
 
 @pytest.fixture
@@ -197,20 +256,49 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 @pytest.fixture
 def server(store_url: str, tmp_path: Path, broker: Mosquitto) -> Iterator[Server]:
     """``opstatus serve`` with the bridge on ``broker`` (ids name the store)."""
-    with running_server(store_url, tmp_path, {"OPSTATUS_MQTT_URL": broker.url}) as running:
-        yield running
+    with running(store_url, tmp_path, {"OPSTATUS_MQTT_URL": broker.url}) as srv:
+        yield srv
 
 
-def agent_key(server: Server, target: str) -> str:
+@pytest.fixture
+def sqlite_server(tmp_path: Path, broker: Mosquitto) -> Iterator[Server]:
+    """The same on SQLite only, for what the store plays no part in."""
+    database = f"sqlite:///{tmp_path}/bridge.db"
+    with running(database, tmp_path, {"OPSTATUS_MQTT_URL": broker.url}) as srv:
+        yield srv
+
+
+def agent_key(server: Server, target: str) -> Key:
     """An agent key for ``target``, made with the canonical API (POST /v1/keys)."""
-    return server.key(Tenant(id=TENANT, admin=server.admin), "agent", [target]).secret
+    return server.key(Tenant(id=TENANT, admin=server.admin), "agent", [target])
+
+
+def broker_credentials(server: Server, key: Key) -> dict[str, Any]:
+    """The key's broker identity, from ``POST /v1/mqtt/credentials``."""
+    deadline = time.monotonic() + DEADLINE
+    while True:  # 503 + Retry-After until the bridge has connected to the broker
+        response = server.http.post("/v1/mqtt/credentials", headers=key.headers)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            break
+        assert response.headers["retry-after"]
+        time.sleep(0.1)  # polling the bridge's start, with a deadline
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    issued: dict[str, Any] = response.json()
+    return issued
+
+
+def mqtt_agent(server: Server, broker: Mosquitto, target: str) -> tuple[Agent, Key]:
+    """A new agent key for ``target`` and an MQTT agent logged in as it."""
+    key = agent_key(server, target)
+    return Agent(broker.port, target, broker_credentials(server, key)), key
 
 
 async def dispatched_work(server: Server, agent: Agent, **create: Any) -> dict[str, Any]:
     """Create an operation for the agent's target over HTTP; receive and claim it over MQTT."""
     await agent.connect(time.monotonic() + DEADLINE)
     topic, answer = await agent.claim()  # answered once the bridge listens
-    assert topic == f"opstatus/{TENANT}/targets/{agent.target}/inbox"
+    assert topic == f"{agent.prefix}/targets/{agent.target}/dispatched"
     assert answer == {"type": "dispatched", "tenant": TENANT, "target": agent.target, "items": []}
     op = server.create(server.admin, [agent.target], **create)
     notice = await agent.notice()
@@ -243,11 +331,13 @@ def execution(server: Server, execution_id: str) -> dict[str, Any]:
 async def test_an_mqtt_only_agent_receives_work_and_reports_it_to_success(
     server: Server, broker: Mosquitto
 ) -> None:
-    agent = Agent(broker.port, "node-1", agent_key(server, "node-1"))
+    agent, key = mqtt_agent(server, broker, "node-1")
+    assert agent.credentials["username"] == key.id
+    assert agent.credentials["inboxes"] == [f"opstatus/{TENANT}/targets/node-1/inbox"]
     try:
         item = await dispatched_work(server, agent, kind="mqtt.test", parameters={"image": "v2"})
         assert (item["kind"], item["parameters"]) == ("mqtt.test", {"image": "v2"})
-        accepted = f"opstatus/{TENANT}/executions/{item['id']}/accepted"
+        accepted = f"{agent.prefix}/executions/{item['id']}/accepted"
 
         topic, body = await agent.update(item["id"], state="acknowledged")
         assert (topic, body["state"]) == (accepted, "acknowledged")
@@ -269,52 +359,31 @@ async def test_an_mqtt_only_agent_receives_work_and_reports_it_to_success(
     assert states[-3:] == ["acknowledged", "in_progress", "succeeded"]
 
 
-async def test_updates_without_a_valid_key_for_the_target_are_rejected(
-    server: Server, broker: Mosquitto
+async def test_bad_updates_and_claims_are_rejected(
+    sqlite_server: Server, broker: Mosquitto
 ) -> None:
-    key = agent_key(server, "node-1")
-    other_target_key = agent_key(server, "node-2")
-    agent = Agent(broker.port, "node-1", key)
+    server = sqlite_server
+    agent, _ = mqtt_agent(server, broker, "node-1")
     try:
         item = await dispatched_work(server, agent)
         before = execution(server, item["id"])
-        rejected = f"opstatus/{TENANT}/executions/{item['id']}/rejected"
-        topic = update_topic(item["id"])
-        cases: list[tuple[bytes, str, str]] = [
-            (json.dumps({"key": "opk_unknown", "state": "acknowledged"}).encode(),
-             rejected, "unauthorized"),
-            (json.dumps({"key": other_target_key, "state": "acknowledged"}).encode(),
-             rejected, "forbidden"),
-            (b"{not json", rejected, "invalid"),
-            (json.dumps({"key": key, "state": "acknowledged", "bogus": 1}).encode(),
-             rejected, "invalid"),
-            (json.dumps({"state": "acknowledged"}).encode(), rejected, "invalid"),
-            (json.dumps({"key": key, "state": "nonsense"}).encode(), rejected, "invalid"),
-            (json.dumps({"key": key, "state": "dispatched"}).encode(), rejected, "conflict"),
-            (json.dumps({"key": key, "progress": 10, "expected_version": 999}).encode(),
-             rejected, "version_mismatch"),
-        ]  # fmt: skip
-        for payload, want_topic, code in cases:
+        rejected = f"{agent.prefix}/executions/{item['id']}/rejected"
+        topic = agent.update_topic(item["id"])
+        cases: list[tuple[bytes, str]] = [
+            (b"{not json", "invalid"),
+            (json.dumps({"state": "acknowledged", "bogus": 1}).encode(), "invalid"),
+            (json.dumps({"key": "opk_x", "state": "acknowledged"}).encode(), "invalid"),
+            (json.dumps({"state": "nonsense"}).encode(), "invalid"),
+            (json.dumps({"state": "dispatched"}).encode(), "conflict"),
+            (json.dumps({"progress": 10, "expected_version": 999}).encode(), "version_mismatch"),
+        ]
+        for payload, code in cases:
             got_topic, body = await agent.request(topic, payload)
-            assert (got_topic, body.get("code")) == (want_topic, code), (payload, body)
+            assert (got_topic, body.get("code")) == (rejected, code), (payload, body)
             assert body["detail"]
-        # The right key on another tenant's topic: the tenant is a wall.
-        got_topic, body = await agent.update(item["id"], tenant="other", state="acknowledged")
-        assert (got_topic, body["code"]) == (
-            f"opstatus/other/executions/{item['id']}/rejected",
-            "forbidden",
-        )
-        # Claims are checked alike.
-        other = Agent(broker.port, "node-1", other_target_key)
-        await other.connect(time.monotonic() + DEADLINE)
-        try:
-            got_topic, body = await other.claim()
-            assert (got_topic, body["code"]) == (
-                f"opstatus/{TENANT}/targets/node-1/rejected",
-                "forbidden",
-            )
-        finally:
-            await other.close()
+        # The key reaches node-1 only: a claim for node-2 is refused by the bridge.
+        got_topic, body = await agent.claim("node-2")
+        assert (got_topic, body["code"]) == (f"{agent.prefix}/targets/node-2/rejected", "forbidden")
         assert execution(server, item["id"]) == before
 
         # A step the transition table does not allow: a conflict naming the current state.
@@ -325,32 +394,173 @@ async def test_updates_without_a_valid_key_for_the_target_are_rejected(
         assert execution(server, item["id"]) == done
     finally:
         await agent.close()
-    assert key not in server.log.read_text()  # keys are never logged
+
+
+async def _refused_connect(client: aiomqtt.Client) -> bool:
+    try:
+        async with client:
+            return False
+    except aiomqtt.MqttCodeError:
+        return True
+
+
+async def _subscription_granted(client: aiomqtt.Client, topic: str) -> bool:
+    """Whether the broker grants ``topic`` (MQTT v5 reason codes below 0x80 grant)."""
+    granted = await client.subscribe(topic, qos=1)
+    return all(getattr(code, "value", code) < 0x80 for code in granted)
+
+
+async def test_the_broker_keeps_agents_apart_and_strangers_out(
+    sqlite_server: Server, broker: Mosquitto
+) -> None:
+    """What the attack run found (V1): no key in any payload, nobody reads another
+    agent's work or replies, nobody forges requests or notices."""
+    server = sqlite_server
+    victim, _ = mqtt_agent(server, broker, "node-1")
+    thief, _ = mqtt_agent(server, broker, "node-2")
+    try:
+        item = await dispatched_work(server, victim, parameters={"token": "s3cret"})
+        # Strangers: no user, or a wrong password, cannot connect at all.
+        port = broker.port
+        assert await _refused_connect(aiomqtt.Client("127.0.0.1", port, timeout=2))
+        wrong = aiomqtt.Client(
+            "127.0.0.1", port, username=victim.credentials["username"], password="guess",
+            timeout=2,
+        )  # fmt: skip
+        assert await _refused_connect(wrong)
+        # Another agent of the same tenant: the broker grants it none of the victim's topics.
+        await thief.connect(time.monotonic() + DEADLINE)
+        async with thief.mqtt_client() as spy:
+            for topic in (
+                "opstatus/#",
+                "#",
+                f"{victim.prefix}/#",
+                victim.credentials["inboxes"][0],
+            ):
+                assert not await _subscription_granted(spy, topic), topic
+            # Forged requests in the victim's name and forged notices are dropped.
+            forged = json.dumps({"state": "failed", "error": "forged"}).encode()
+            with contextlib.suppress(aiomqtt.MqttError):
+                await spy.publish(victim.update_topic(item["id"]), forged, qos=1)
+            forged_notice = json.dumps({"type": "dispatched", "items": [{"id": "x"}]}).encode()
+            with contextlib.suppress(aiomqtt.MqttError):
+                await spy.publish(victim.credentials["inboxes"][0], forged_notice, qos=1)
+        # The victim's own report still goes through, from the state it left it in.
+        topic, body = await victim.update(item["id"], state="acknowledged")
+        assert topic.endswith("/accepted") and body["error"] is None
+        with contextlib.suppress(TimeoutError):
+            notice = await asyncio.wait_for(victim.notices.get(), 1)
+            assert notice.get("type") == "available"  # only the bridge's own notices
+    finally:
+        await victim.close()
+        await thief.close()
+    log = server.log.read_text()
+    for secret in (victim.credentials["password"], thief.credentials["password"]):
+        assert secret not in log  # broker passwords are never logged
+
+
+async def test_a_revoked_key_loses_its_broker_connection_and_identity(
+    sqlite_server: Server, broker: Mosquitto
+) -> None:
+    server = sqlite_server
+    agent, key = mqtt_agent(server, broker, "node-1")
+    try:
+        await agent.connect(time.monotonic() + DEADLINE)
+        await agent.claim()
+        assert agent._reader is not None
+        revoked = server.http.delete(f"/v1/keys/{key.id}", headers=server.admin.headers)
+        assert revoked.status_code == 200, revoked.text
+        # The broker drops the open connection (the reader ends) within a few seconds…
+        await asyncio.wait_for(asyncio.shield(agent._reader), DEADLINE)
+        # …and the identity is gone: the same password no longer logs in.
+        assert await _refused_connect(agent.mqtt_client())
+    finally:
+        await agent.close()
+    # An HTTP credential issue with the revoked key is refused too.
+    again = server.http.post("/v1/mqtt/credentials", headers=key.headers)
+    assert again.status_code == 401
+
+
+def test_broker_identities_are_for_agent_keys_only(sqlite_server: Server) -> None:
+    server = sqlite_server
+    viewer = server.key(Tenant(id=TENANT, admin=server.admin), "viewer")
+    response = server.http.post("/v1/mqtt/credentials", headers=viewer.headers)
+    assert response.status_code == 403, response.text
+    assert server.http.post("/v1/mqtt/credentials").status_code == 401
+
+
+def test_a_second_issue_rotates_the_password(sqlite_server: Server, broker: Mosquitto) -> None:
+    server = sqlite_server
+    key = agent_key(server, "node-1")
+    first = broker_credentials(server, key)
+    second = broker_credentials(server, key)
+    assert first["password"] != second["password"]
+
+    async def logins() -> tuple[bool, bool]:
+        old = Agent(broker.port, "node-1", first).mqtt_client()
+        new = Agent(broker.port, "node-1", second).mqtt_client()
+        return await _refused_connect(old), await _refused_connect(new)
+
+    assert asyncio.run(logins()) == (True, False)
+
+
+def test_serve_refuses_a_broker_that_admits_anonymous_clients(tmp_path: Path) -> None:
+    open_broker = Mosquitto(tmp_path, secured=False)
+    open_broker.start()
+    try:
+        url = f"mqtt://someone:pw@127.0.0.1:{open_broker.port}"
+        refused = run_serve(tmp_path, url)
+        assert refused.returncode == 1
+        assert "admits anonymous clients" in refused.stderr
+        assert "Traceback" not in refused.stderr + refused.stdout
+        # Without a broker user of its own the bridge is refused as well.
+        nameless = run_serve(tmp_path, f"mqtt://127.0.0.1:{open_broker.port}")
+        assert nameless.returncode == 1 and "broker user of its own" in nameless.stderr
+    finally:
+        open_broker.kill()
+    # OPSTATUS_MQTT_ALLOW_ANONYMOUS=1 starts anyway, with a loud warning.
+    open_broker = Mosquitto(tmp_path, secured=False)
+    open_broker.start()
+    try:
+        env = {"OPSTATUS_MQTT_URL": f"mqtt://someone:pw@127.0.0.1:{open_broker.port}",
+               "OPSTATUS_MQTT_ALLOW_ANONYMOUS": "1"}  # fmt: skip
+        with running(f"sqlite:///{tmp_path}/anon.db", tmp_path, env) as anonymous:
+            assert anonymous.http.get("/healthz").status_code == 200
+            assert "admits anonymous clients" in anonymous.log.read_text()
+    finally:
+        open_broker.kill()
+
+
+def run_serve(workdir: Path, mqtt_url: str) -> subprocess.CompletedProcess[str]:
+    """``opstatus serve --mqtt URL`` that is expected to refuse to start."""
+    env = clean_env()
+    port = str(free_port())
+    return subprocess.run(
+        [*opstatus_command(), "serve", "--port", port, "--database",
+         f"sqlite:///{workdir}/refused.db", "--mqtt", mqtt_url],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
 
 
 async def test_no_update_is_lost_when_the_broker_restarts(
     server: Server, broker: Mosquitto
 ) -> None:
-    agent = Agent(broker.port, "node-1", agent_key(server, "node-1"))
+    agent, _ = mqtt_agent(server, broker, "node-1")
     try:
         item = await dispatched_work(server, agent)
-        accepted = f"opstatus/{TENANT}/executions/{item['id']}/accepted"
+        accepted = f"{agent.prefix}/executions/{item['id']}/accepted"
         topic, acked = await agent.update(item["id"], state="acknowledged")
         assert topic == accepted
 
         # Published (the broker has it), then the broker dies at once: the bridge may
         # or may not have applied it. Either way the resend must end in "accepted".
-        second = {
-            "key": agent.key, "state": "in_progress", "progress": 30,
-            "expected_version": acked["version"],
-        }  # fmt: skip
+        second = {"state": "in_progress", "progress": 30, "expected_version": acked["version"]}
         correlation = uuid.uuid4().bytes
-        await agent.publish(update_topic(item["id"]), json.dumps(second).encode(), correlation)
+        update = agent.update_topic(item["id"])
+        await agent.publish(update, json.dumps(second).encode(), correlation)
         broker.kill()
         broker.start()
-        topic, body = await agent.request(
-            update_topic(item["id"]), json.dumps(second).encode(), correlation
-        )
+        topic, body = await agent.request(update, json.dumps(second).encode(), correlation)
         assert (topic, body["state"], body["progress"]) == (accepted, "in_progress", 30)
 
         # While the broker is down, the agent keeps trying until it is back and answers.
@@ -378,5 +588,6 @@ async def test_no_update_is_lost_when_the_broker_restarts(
 async def _until_resending(agent: Agent) -> None:
     """Until the agent has noticed the broker is gone (it resends)."""
     start = agent.resends
-    while agent.resends == start:
-        await asyncio.sleep(0.02)  # polling a counter, bounded by the caller's deadline
+    # A poll: the counter belongs to the agent's MQTT client, which signals nothing.
+    while agent.resends == start:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)  # bounded by the caller's deadline

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.server import running
+from tests.server import run_shell_example, running
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 HEADING = "## Walk-through with curl"
@@ -51,26 +48,10 @@ def test_the_walkthrough_block_is_found_and_self_contained() -> None:
 
 
 def test_the_readme_walkthrough_runs_verbatim_and_ends_succeeded(server: str) -> None:
-    if shutil.which("curl") is None:
-        pytest.skip("curl is not installed; the walk-through needs it")
     block = walkthrough_block(README.read_text())
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "OPSTATUS_URL": server,
-        "ADMIN_KEY": ADMIN_KEY,
-    }
-    result = subprocess.run(
-        ["bash", "-c", block],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SCRIPT_DEADLINE,
-        check=False,
-    )
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    lines = result.stdout.splitlines()
-    assert lines[-1] == "state: succeeded", result.stdout
+    stdout = run_shell_example(block, server, ADMIN_KEY, SCRIPT_DEADLINE)
+    lines = stdout.splitlines()
+    assert lines[-1] == "state: succeeded", stdout
     printed = dict(line.split(": ", 1) for line in lines)
     operation_id = printed["operation"]
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ import opstatus
 from opstatus import AsyncClient, Client
 from opstatus.client._protocol import MAX_POLL
 from opstatus.domain.states import OperationState, State
-from tests.acceptance.conftest import Key, Server, Tenant, running_server
+from tests.server import Key, Server, Tenant, running
 
 #: how long a test waits for something that should happen at once
 DEADLINE = 15.0
@@ -54,7 +55,7 @@ def agent_key(server: Server, tenant: Tenant) -> Key:
 @pytest.fixture
 def client(server: Server, tenant: Tenant) -> Iterator[Client]:
     """An SDK client with the tenant's admin key."""
-    with Client(server.base_url, tenant.admin.secret) as c:
+    with Client(server.url, tenant.admin.secret) as c:
         yield c
 
 
@@ -67,7 +68,7 @@ def test_import_is_lazy_and_exports_the_surface() -> None:
 def test_url_and_key_from_the_environment(
     server: Server, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OPSTATUS_URL", server.base_url)
+    monkeypatch.setenv("OPSTATUS_URL", server.url)
     monkeypatch.setenv("OPSTATUS_KEY", tenant.admin.secret)
     with Client() as c:
         assert c.create("env.check", targets=["web-1"]).kind == "env.check"
@@ -92,9 +93,10 @@ def test_create_get_list_cancel(client: Client) -> None:
     assert execution.target == "web-1" and execution.state is State.QUEUED
 
     others = [client.create("build", targets=[f"web-{n}"]) for n in (1, 2)]
-    # list() follows next_cursor across pages (limit is the page size)
-    listed = [op.id for op in client.list(limit=1)]
-    assert listed == [others[1].id, others[0].id, made.id]
+    # list() follows next_cursor across pages; limit counts items in all
+    assert [op.id for op in client.list(page_size=1)] == [others[1].id, others[0].id, made.id]
+    assert [op.id for op in client.list(limit=2)] == [others[1].id, others[0].id]
+    assert [op.id for op in client.list(limit=2, page_size=1)] == [others[1].id, others[0].id]
     assert [op.id for op in client.list(kind="build", target=["web-2"])] == [others[1].id]
     page = client.list_page(limit=2)
     assert len(page.items) == 2 and page.next_cursor
@@ -116,7 +118,7 @@ def test_errors_carry_status_code_detail_and_problem(client: Client) -> None:
 
 def test_inbox_report_and_wait(server: Server, client: Client, agent_key: Key) -> None:
     made = client.create("deploy", targets=["web-1"], parameters={"n": 1})
-    with Client(server.base_url, agent_key.secret) as agent:
+    with Client(server.url, agent_key.secret) as agent:
         [item] = agent.inbox("web-1", wait=5)
         assert item.operation_id == made.id and item.parameters == {"n": 1}
         assert item.kind == "deploy" and item.state is State.DISPATCHED
@@ -135,8 +137,8 @@ def test_wait_returns_one_wake_up_after_the_report_that_completes_it(
 ) -> None:
     transport = Recording()
     with (
-        Client(server.base_url, tenant.admin.secret, transport=transport) as client,
-        Client(server.base_url, agent_key.secret) as agent,
+        Client(server.url, tenant.admin.secret, transport=transport) as client,
+        Client(server.url, agent_key.secret) as agent,
     ):
         made = client.create("deploy", targets=["web-1"])
         [item] = agent.inbox("web-1", wait=5)
@@ -173,7 +175,7 @@ def test_watch_yields_events_until_the_operation_finishes(
     seen: list[opstatus.Event] = []
     watcher = threading.Thread(target=lambda: seen.extend(client.watch(made.id)))
     watcher.start()
-    with Client(server.base_url, agent_key.secret) as agent:
+    with Client(server.url, agent_key.secret) as agent:
         [item] = agent.inbox("web-1", wait=5)
         agent.report(item.id, state="in_progress", progress=40)
         agent.report(item.id, state="succeeded")
@@ -191,12 +193,15 @@ def test_watch_yields_events_until_the_operation_finishes(
 
 async def test_async_client_does_the_same(server: Server, tenant: Tenant, agent_key: Key) -> None:
     async with (
-        AsyncClient(server.base_url, tenant.admin.secret) as client,
-        AsyncClient(server.base_url, agent_key.secret) as agent,
+        AsyncClient(server.url, tenant.admin.secret) as client,
+        AsyncClient(server.url, agent_key.secret) as agent,
     ):
         made = await client.create("deploy", targets=["web-2"], parameters={"a": 1})
         assert (await client.get(made.id)).id == made.id
-        assert made.id in [op.id async for op in client.list(limit=1)]
+        assert [op.id async for op in client.list(limit=1)] == [made.id]
+        assert (await client.put_target("web-2", name="Two")).name == "Two"
+        assert [t.id async for t in client.targets(limit=1)] == ["web-2"]
+        assert made.id in [e.operation_id for e in await client.events()]
 
         async def watch() -> list[str]:
             return [e.type async for e in client.watch(made.id)]
@@ -211,7 +216,7 @@ async def test_async_client_does_the_same(server: Server, tenant: Tenant, agent_
     assert final.state is OperationState.FAILED and final.executions[0].error == "boom"  # type: ignore[index]
     assert types[-1] == "operation.failed"
     with pytest.raises(opstatus.WaitTimeout):
-        async with AsyncClient(server.base_url, tenant.admin.secret) as c:
+        async with AsyncClient(server.url, tenant.admin.secret) as c:
             other = await c.create("deploy", targets=["web-1"])
             await c.wait(other.id, timeout=0.2)
 
@@ -219,13 +224,13 @@ async def test_async_client_does_the_same(server: Server, tenant: Tenant, agent_
 @pytest.fixture
 def rate_limited(store_url: str, tmp_path: Path) -> Iterator[Server]:
     """A server allowing 2 requests per second per credential."""
-    with running_server(store_url, tmp_path, {"OPSTATUS_RATE_LIMIT": "2/second"}) as running:
-        yield running
+    with running(store_url, tmp_path, {"OPSTATUS_RATE_LIMIT": "2/second"}) as srv:
+        yield srv
 
 
 def test_429_is_retried_after_exactly_what_the_server_asks(rate_limited: Server) -> None:
     transport = Recording()
-    with Client(rate_limited.base_url, rate_limited.admin.secret, transport=transport) as client:
+    with Client(rate_limited.url, rate_limited.admin.secret, transport=transport) as client:
         made = client.create("deploy", targets=["web-1"])
         for _ in range(4):
             assert client.get(made.id).id == made.id
@@ -233,8 +238,83 @@ def test_429_is_retried_after_exactly_what_the_server_asks(rate_limited: Server)
         with pytest.raises(opstatus.WaitTimeout):
             client.wait(made.id, timeout=1.5)
     assert 429 in transport.statuses, "the limit was never reached"
-    with Client(rate_limited.base_url, rate_limited.admin.secret, retries=0) as eager:
+    with Client(rate_limited.url, rate_limited.admin.secret, retries=0) as eager:
         with pytest.raises(opstatus.RateLimited) as caught:
             for _ in range(10):
                 eager.get(made.id)
     assert caught.value.status == 429 and caught.value.code
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.list(), lambda c: c.targets(), lambda c: c.keys(),
+        lambda c: c.get_target("web-1"), lambda c: c.create_key("viewer"),
+    ],
+    ids=["list", "targets", "keys", "get_target", "create_key"],
+)  # fmt: skip
+def test_a_wrong_key_raises_on_the_first_call(server: Server, call: Any) -> None:
+    with Client(server.url, "wrong") as c, pytest.raises(opstatus.Unauthorized):
+        call(c)  # not only once the result is iterated
+
+
+async def test_the_async_client_raises_on_the_first_step(server: Server) -> None:
+    async with AsyncClient(server.url, "wrong") as c:
+        with pytest.raises(opstatus.Unauthorized):
+            await anext(c.list())
+        with pytest.raises(opstatus.Unauthorized):
+            await c.keys()
+
+
+def test_targets_groups_keys_numbers_retry_and_delete(
+    server: Server, client: Client, agent_key: Key
+) -> None:
+    target = client.put_target("web-1", name="Web 1", labels={"rack": "a"})
+    assert client.get_target("web-1") == target and target.labels == {"rack": "a"}
+    client.put_target("web-2")
+    assert [t.id for t in client.targets(page_size=1)] == ["web-1", "web-2"]
+    assert [t.id for t in client.targets(limit=1)] == ["web-1"]
+    group = client.put_group("web", ["web-1", "web-2"], name="Web")
+    assert client.get_group("web") == group and group.targets == ["web-1", "web-2"]
+
+    made = client.create("deploy", groups=["web"])
+    for ref in (str(made.number), f"#{made.number}"):  # as lists show it
+        assert client.get(ref).id == made.id
+    with pytest.raises(opstatus.NotFound):
+        client.get(f"#{made.number + 1000}")
+    with Client(server.url, agent_key.secret) as agent:
+        [item] = agent.inbox("web-1", wait=5)
+        agent.report(item.id, state="failed", error="boom")
+    again = client.retry(item.id)
+    assert again.state is State.QUEUED and again.attempt == 2
+    with pytest.raises(opstatus.Conflict):
+        client.retry(item.id)  # queued, not failed
+    with pytest.raises(opstatus.Conflict):
+        client.delete(made.id)  # not finished
+    client.cancel(made.id)
+    assert client.delete(made.id) is None
+    with pytest.raises(opstatus.Gone):
+        client.get(made.id)
+
+    made_key = client.create_key("viewer", name="ro")
+    assert made_key.secret and made_key.role == "viewer"
+    assert made_key.id in [k.id for k in client.keys()]
+    with Client(server.url, made_key.secret) as viewer:
+        assert viewer.get_target("web-1").id == "web-1"
+        assert client.revoke_key(made_key.id).revoked_at is not None
+        with pytest.raises(opstatus.Unauthorized):
+            viewer.get_target("web-1")
+
+
+def test_tail_yields_the_tenant_s_events_live(server: Server, client: Client) -> None:
+    first = client.create("deploy", targets=["web-1"])
+    page = client.events_page()
+    assert first.id in [e.operation_id for e in page.items]
+    tail = client.tail(after=page.last_seq)
+    second = client.create("deploy", targets=["web-2"])
+    try:
+        event = next(tail)  # the stream opens now, and delivers what came after last_seq
+    finally:
+        tail.close()
+    assert event.operation_id == second.id and event.type == "operation.created"
+    assert event.seq > page.last_seq

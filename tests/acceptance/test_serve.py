@@ -3,106 +3,32 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
 import pytest
 
-START_DEADLINE = 20.0
-STOP_DEADLINE = 10.0
-
-
-def opstatus_command() -> list[str]:
-    """The installed console script, else the module (same code either way)."""
-    script = Path(sys.executable).with_name("opstatus")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "opstatus.cli"]
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``opstatus ARGS`` to completion and capture its output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSTATUS_")}
-    env["COLUMNS"] = "200"  # help text unwrapped
-    return subprocess.run(
-        [*opstatus_command(), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_healthy(client: httpx.Client, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll /healthz until it answers 200; fail with the server's log otherwise."""
-    deadline = time.monotonic() + START_DEADLINE
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"opstatus serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if client.get("/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"opstatus serve not healthy within {START_DEADLINE}s:\n{log.read_text()}")
-
-
-def serve(
-    args: Sequence[str], cwd: Path, log: Path, extra_env: Mapping[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """Start ``opstatus serve ARGS`` with its output going to ``log``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSTATUS_")}
-    env.update(extra_env or {})
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [*opstatus_command(), "serve", *args],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+from tests.server import free_port, run_cli, serve_process, stop, wait_healthy
 
 
 def test_serve_answers_health_and_readiness_then_stops_cleanly(
     store_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    log = tmp_path / "serve.log"
+    url, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
     args = ["--host", "127.0.0.1", "--port", str(port), "--database", store_url]
-    proc = serve(args, tmp_path, log)
-    with proc:
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-                wait_healthy(client, proc, log)
-                health = client.get("/healthz")
-                assert health.json() == {"status": "ok"}
-                assert health.headers["content-type"] == "application/json"
-                ready = client.get("/readyz")
-                assert ready.status_code == 200, ready.text
-                assert ready.json() == {"status": "ready"}
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=STOP_DEADLINE) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with serve_process(args, tmp_path, log) as proc:
+        wait_healthy(url, proc, log)
+        with httpx.Client(base_url=url, timeout=5) as client:
+            health = client.get("/healthz")
+            assert health.json() == {"status": "ok"}
+            assert health.headers["content-type"] == "application/json"
+            ready = client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert ready.json() == {"status": "ready"}
+        stop(proc, log)
     assert "Application shutdown complete" in log.read_text()
 
 
@@ -112,18 +38,13 @@ def test_serve_listens_with_the_backlog_asked_for(tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     url = f"sqlite:///{tmp_path}/opstatus.db"
     args = ["--host", "127.0.0.1", "--port", str(port), "--database", url, "--backlog", "777"]
-    proc = serve(args, tmp_path, log)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            wait_healthy(client, proc, log)
+    with serve_process(args, tmp_path, log) as proc:
+        wait_healthy(f"http://127.0.0.1:{port}", proc, log)
         # For a listening socket, ss reports the accept-queue limit as Send-Q.
         listing = subprocess.run(
             ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
         ).stdout.split()
         assert listing[0] == "LISTEN" and listing[2] == "777", listing
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_serve_refuses_a_backlog_below_one(tmp_path: Path) -> None:
@@ -214,22 +135,16 @@ def test_serve_with_workers_bootstraps_and_logs_json_in_every_worker(tmp_path: P
     port = free_port()
     log = tmp_path / "serve.log"
     args = ["--port", str(port), "--workers", "2", "--database", f"sqlite:///{tmp_path}/o.db"]
-    proc = serve(args, tmp_path, log, {"OPSTATUS_BOOTSTRAP_ADMIN_KEY": "boot-secret"})
-    with proc:
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-                wait_healthy(client, proc, log)
-                for _ in range(10):
-                    keys = client.get("/v1/keys", headers={"X-API-Key": "boot-secret"})
-                    assert keys.status_code == 200, keys.text
-                    assert keys.json()["items"][0]["role"] == "admin"
-                assert client.get("/v1/keys").status_code == 401
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=STOP_DEADLINE) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    url, env = f"http://127.0.0.1:{port}", {"OPSTATUS_BOOTSTRAP_ADMIN_KEY": "boot-secret"}
+    with serve_process(args, tmp_path, log, env) as proc:
+        wait_healthy(url, proc, log)
+        with httpx.Client(base_url=url, timeout=5) as client:
+            for _ in range(10):
+                keys = client.get("/v1/keys", headers={"X-API-Key": "boot-secret"})
+                assert keys.status_code == 200, keys.text
+                assert keys.json()["items"][0]["role"] == "admin"
+            assert client.get("/v1/keys").status_code == 401
+        stop(proc, log)
     lines = access_lines(log)
     keys_lines = [line for line in lines if line["route"] == "/v1/keys"]
     assert [line["status"] for line in keys_lines] == [200] * 10 + [401]
@@ -251,15 +166,7 @@ def test_serve_log_level_warning_silences_the_access_log(tmp_path: Path) -> None
         "--database",
         f"sqlite:///{tmp_path}/o.db",
     ]
-    proc = serve(args, tmp_path, log)
-    with proc:
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-                wait_healthy(client, proc, log)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=STOP_DEADLINE) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with serve_process(args, tmp_path, log) as proc:
+        wait_healthy(f"http://127.0.0.1:{port}", proc, log)
+        stop(proc, log)
     assert access_lines(log) == []

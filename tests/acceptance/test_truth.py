@@ -9,17 +9,15 @@ import httpx
 import pytest
 
 from opstatus import Client
-from tests.acceptance.conftest import Key, Server, Tenant, running_server
-
-HTTP_TIMEOUT = 30.0
+from tests.server import HTTP_TIMEOUT, Key, Server, Tenant, running
 
 
 @pytest.fixture(scope="module")
 def server(module_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``opstatus serve`` with the default target policy: creates never register."""
-    env = {"OPSTATUS_RATE_LIMIT": "off", "OPSTATUS_REGISTER_TARGETS": "0"}
-    with running_server(module_database, tmp_path_factory.mktemp("serve"), env) as running:
-        yield running
+    env = {"OPSTATUS_REGISTER_TARGETS": "0"}
+    with running(module_database, tmp_path_factory.mktemp("serve"), env) as srv:
+        yield srv
 
 
 def register(server: Server, key: Key, *targets: str) -> None:
@@ -140,7 +138,7 @@ def test_an_operation_stream_ends_after_the_final_event(
     op = create(server, operator, ["lamp"])
     agent = server.key(tenant, "agent", ["lamp"])
     headers = sse_headers(operator)
-    with httpx.Client(base_url=server.base_url, timeout=HTTP_TIMEOUT) as client:
+    with httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT) as client:
         with client.stream("GET", f"/v1/operations/{op['id']}/events", headers=headers) as live:
             assert live.status_code == 200
             frames = _frames(live.iter_lines())
@@ -150,7 +148,7 @@ def test_an_operation_stream_ends_after_the_final_event(
             seen = [kind for kind, _ in frames]  # ends: the server closed the stream
     assert seen[-2:] == ["operation.succeeded", "end"]
     # a stream opened after the end replays the history, then ends at once
-    with httpx.Client(base_url=server.base_url, timeout=HTTP_TIMEOUT) as client:
+    with httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT) as client:
         with client.stream("GET", f"/v1/operations/{op['id']}/events", headers=headers) as late:
             replayed = list(_frames(late.iter_lines()))
     kind, data = replayed[-1]
@@ -167,7 +165,7 @@ def test_the_tenant_stream_stays_open_past_a_final_operation(
     cancelled = server.http.post(f"/v1/operations/{first['id']}/cancel", headers=operator.headers)
     assert cancelled.status_code == 200
     headers = sse_headers(operator)
-    with httpx.Client(base_url=server.base_url, timeout=HTTP_TIMEOUT) as client:
+    with httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT) as client:
         with client.stream("GET", "/v1/events", headers=headers) as live:
             frames = _frames(live.iter_lines())
             kinds = []
@@ -196,7 +194,7 @@ def test_error_and_outcome_tell_how_it_went(server: Server, tenant: Tenant, oper
     assert running["error"] == "2 of 3 executions failed: a: disk full; b: no power"
     assert running["outcome"] is None
     server.report(agent, str(items["c"]["id"]), state="succeeded")
-    with Client(server.base_url, key=operator.secret) as sdk:
+    with Client(server.url, key=operator.secret) as sdk:
         final = sdk.get(str(op["id"]))
         assert (final.state, final.outcome, final.progress) == ("failed", "partially_failed", 100)
         retried = server.http.post(

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import Key, Server, Tenant, running_server
+import opstatus
+from tests.server import Key, Server, Tenant, clean_env, opstatus_command, running
 
 #: attempts per event on the test server (1 s, then 2 s between them)
 MAX_ATTEMPTS = 3
@@ -109,8 +111,8 @@ def hooks_server(
         "OPSTATUS_WEBHOOK_ALLOW_PRIVATE": "1",
         "OPSTATUS_WEBHOOK_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
     }
-    with running_server(module_database, tmp_path_factory.mktemp("hooks"), env) as running:
-        yield running
+    with running(module_database, tmp_path_factory.mktemp("hooks"), env) as srv:
+        yield srv
 
 
 def subscribe(server: Server, tenant: Tenant, url: str, events: list[str]) -> dict[str, Any]:
@@ -171,6 +173,9 @@ def verify(received: Received, secret: str) -> None:
     mac = hmac.new(secret.encode(), f"{fields['t']}.".encode() + received.body, hashlib.sha256)
     assert hmac.compare_digest(fields["v1"], mac.hexdigest())
     assert abs(int(fields["t"]) - time.time()) < 300
+    header = received.headers["Opstatus-Signature"]
+    assert opstatus.verify_signature(secret, header, received.body)  # the SDK agrees
+    assert not opstatus.verify_signature(secret, header, received.body + b" ")
     assert received.headers["Content-Type"] == "application/json"
     assert received.headers["Opstatus-Event-Id"] == str(received.event["seq"])
 
@@ -313,11 +318,63 @@ def test_webhooks_are_tenant_scoped_and_admin_only(
     assert {r.event["operation_id"] for r in receiver.requests} == {mine["id"]}
 
 
+def test_the_sdk_and_the_cli_manage_webhooks_and_check_a_real_delivery(
+    hooks_server: Server, receiver: Receiver, tmp_path: Path
+) -> None:
+    server, tenant = hooks_server, hooks_server.tenant("wh")
+    with opstatus.Client(server.url, tenant.admin.secret) as client:
+        made = client.create_webhook(receiver.url, ["operation.created"])
+        assert made.secret and made.events == ["operation.created"]
+        assert client.get_webhook(made.id).id == made.id
+        assert [w.id for w in client.webhooks()] == [made.id]
+        op = client.create("deploy", targets=["node-1"])
+        [got] = receiver.wait(lambda r: len(r) >= 1, "the event")
+        assert got.event["operation_id"] == op.id
+        signature = got.headers["Opstatus-Signature"]
+        assert opstatus.verify_signature(made.secret, signature, got.body)
+        assert not opstatus.verify_signature("whsec_other", signature, got.body)
+        assert not opstatus.verify_signature(
+            made.secret, signature, got.body, now=time.time() + 301
+        )
+        assert opstatus.verify_signature(
+            made.secret, signature, got.body, tolerance=3600, now=time.time() + 301
+        )
+        [delivered] = until_log(server, tenant, made.id, lambda log: len(log) == 1)
+        assert [d.id for d in client.deliveries(made.id, limit=5)] == [delivered["id"]]
+        replay = client.replay(made.id, delivered["id"])
+        assert replay.status == "pending" and replay.replay_of == delivered["id"]
+        receiver.wait(lambda r: len(r) >= 2, "the replay")
+
+        env = clean_env(
+            OPSTATUS_URL=server.url, OPSTATUS_KEY=tenant.admin.secret,
+            OPSTATUS_CONFIG=str(tmp_path / "absent.toml"), COLUMNS="200",
+        )  # fmt: skip
+
+        def cli(*args: str) -> Any:
+            result = subprocess.run(
+                [*opstatus_command(), "webhook", *args, "-o", "json"],
+                env=env, capture_output=True, text=True, timeout=DEADLINE, check=False,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            return json.loads(result.stdout)
+
+        assert [w["id"] for w in cli("list")] == [made.id]
+        assert cli("get", made.id)["url"] == receiver.url
+        assert len(cli("deliveries", made.id)) >= 2
+        second = cli("create", receiver.url, "--event", "execution.*")
+        assert second["secret"] and second["events"] == ["execution.*"]
+        assert cli("delete", second["id"])["id"] == second["id"]
+        assert cli("replay", made.id, delivered["id"])["status"] == "pending"
+        assert client.delete_webhook(made.id).id == made.id
+        with pytest.raises(opstatus.NotFound):
+            client.get_webhook(made.id)
+
+
 @pytest.fixture
 def strict_server(store_url: str, tmp_path: Path) -> Iterator[Server]:
     """A server with the default: webhooks reach public addresses only."""
-    with running_server(store_url, tmp_path, {"OPSTATUS_RATE_LIMIT": "off"}) as running:
-        yield running
+    with running(store_url, tmp_path, {"OPSTATUS_RATE_LIMIT": "off"}) as srv:
+        yield srv
 
 
 def test_private_and_loopback_urls_are_refused(strict_server: Server) -> None:

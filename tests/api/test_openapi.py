@@ -12,6 +12,7 @@ import pytest
 from openapi_spec_validator import validate
 from starlette.applications import Starlette
 
+from opstatus import dialects
 from opstatus.api import ENDPOINTS, openapi
 from opstatus.domain.states import OperationState
 from opstatus.server import create_app
@@ -19,6 +20,10 @@ from opstatus.settings import Settings
 from opstatus.web import params
 
 DOCUMENT = openapi.document(ENDPOINTS)
+#: what /openapi.json serves: the canonical API and every dialect
+SERVED = openapi.document(ENDPOINTS, dialects.openapi())
+#: one tag per vendor
+DIALECT_TAGS = ("Webex Video Mesh", "Oracle SBC", "RSA G&L", "Unity Clanforge", "Command Status")
 
 
 @pytest.fixture
@@ -61,11 +66,21 @@ def test_every_endpoint_is_documented_with_its_method_and_handler_name() -> None
     assert len(ids) == len(set(ids)) == len(ENDPOINTS) + 2  # and /healthz, /readyz
 
 
-def test_every_reference_resolves() -> None:
-    refs = set(_refs(DOCUMENT))
+def test_the_served_document_with_the_dialects_is_valid_openapi_3_1() -> None:
+    validate(SERVED)
+    ids = [op["operationId"] for item in SERVED["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))
+    assert {path: item for path, item in SERVED["paths"].items() if path in DOCUMENT["paths"]} == (
+        DOCUMENT["paths"]
+    )  # the dialects add paths; they change none of the canonical ones
+
+
+@pytest.mark.parametrize("document", [DOCUMENT, SERVED], ids=["canonical", "served"])
+def test_every_reference_resolves(document: dict[str, Any]) -> None:
+    refs = set(_refs(document))
     assert "#/components/schemas/Problem" in refs
     for ref in refs:
-        node: Any = DOCUMENT
+        node: Any = document
         for part in ref.removeprefix("#/").split("/"):
             node = node[part]
         assert isinstance(node, dict), ref
@@ -84,6 +99,49 @@ def test_errors_are_problems_and_protected_routes_say_401_403_429() -> None:
     assert (
         "Retry-After" in DOCUMENT["paths"]["/v1/operations"]["post"]["responses"]["429"]["headers"]
     )
+
+
+def test_every_dialect_route_is_documented_under_its_vendor_tag() -> None:
+    tags = [tag["name"] for tag in SERVED["tags"]]
+    assert len(tags) == len(set(tags))
+    assert set(DIALECT_TAGS) <= set(tags)
+    found = dialects.dialects()
+    assert sorted(d.tag for d in found) == sorted(DIALECT_TAGS)
+    for dialect in found:
+        assert dialect.specs
+        for spec in dialect.specs:
+            operation = SERVED["paths"][spec.path][spec.method.lower()]
+            assert operation["tags"] == [dialect.tag]
+            assert operation["summary"] == spec.summary and operation["summary"]
+            assert operation["security"], spec.path
+            documented = {p["name"] for p in operation["parameters"]}
+            assert set(re.findall(r"\{(\w+)\}", spec.path)) <= documented
+            assert {p.name for p in spec.params} <= documented
+            responses = operation["responses"]
+            assert {"200", "401", "429"} <= set(responses), spec.path
+            for status, response in responses.items():
+                if status != "200":
+                    assert set(response["content"]) == set(dialect.error_media), spec.path
+                    assert "application/problem+json" not in response["content"]
+            assert ("requestBody" in operation) == (spec.body is not None)
+
+
+def test_dialect_routes_say_what_they_answer() -> None:
+    paths = SERVED["paths"]
+    token = paths["/rest/{version}/auth/token"]["post"]
+    assert token["security"] == [{"basic": []}]
+    assert paths["/rest/{version}/admin/asyncstatus"]["get"]["security"] == [{"bearer": []}]
+    status = paths["/v1/videoMesh/testStatus"]["get"]
+    assert status["parameters"][0]["name"] == "commandId"
+    assert status["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/webex.TestStatus"
+    }
+    trigger = paths["/v1/videoMesh/triggerTest/nodes/{nodeId}"]["post"]
+    assert "413" not in trigger["responses"]  # Webex answers an oversized body 400
+    assert "application/json" in trigger["requestBody"]["content"]
+    rsa = paths["/aveksa/command.submit"]["get"]["responses"]
+    assert set(rsa["404"]["content"]) == {"text/html"}
+    assert set(paths["/commands/v0/status/{id}/"]) == {"get", "put"}
 
 
 def test_security_any_scheme_and_optional_on_public_routes() -> None:
@@ -126,7 +184,7 @@ async def test_openapi_json_is_served_without_credentials(client: httpx.AsyncCli
     response = await client.get("/openapi.json")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == DOCUMENT
+    assert response.json() == SERVED
 
 
 async def test_docs_work_offline_from_assets_this_process_serves(

@@ -1,4 +1,4 @@
-"""Clanforge image updates against a real server: the seed's example, its errors, the lifecycle."""
+"""Clanforge image updates on a real server: the vendor's example, its errors, the lifecycle."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def basic(key: tuple[str, str]) -> dict[str, str]:
 def status(
     server: Server, key: tuple[str, str], updateid: int | str, asid: str = ASID
 ) -> httpx.Response:
-    """The seed's curl request, host replaced."""
+    """The vendor document's curl request, host replaced."""
     return httpx.get(
         f"{server.url}/cfp/v1/imageupdate/{updateid}/status?accountserviceid={asid}",
         headers=basic(key),
@@ -151,7 +151,7 @@ def test_create_refuses_unknown_machines_and_creates_nothing(
         assert c.get("/v1/operations").json()["items"] == []
 
 
-# (a) the seed's example ------------------------------------------------------------
+# (a) the vendor document's example ------------------------------------------------------------
 def test_seed_example_request_answers_every_documented_field(
     server: Server, operator: tuple[str, str]
 ) -> None:

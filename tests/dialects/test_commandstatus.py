@@ -1,4 +1,4 @@
-"""IoT Command Status against a real server: the seed's samples, its errors, the lifecycle."""
+"""IoT Command Status against a real server: the vendor's samples, its errors, the lifecycle."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import pytest
 
 from tests.server import Server, make_tenant_admin
 
-#: the state enum of the seed's list filter, in the seed's order
+#: the state enum of the vendor document's list filter, in the vendor document's order
 FILTER_STATES = [
     "Command Queued", "Command Initiated", "Command Acknowledged", "Command In Progress",
     "Command TimeOut", "Command Success", "Command Failure", "Command Scheduled",
     "Command Cancelled",
 ]  # fmt: skip
-#: the state enum of the seed's PUT body
+#: the state enum of the vendor document's PUT body
 PUT_STATES = [
     "Command Acknowledged", "Command In Progress", "Command TimeOut", "Command Success",
     "Command Failure", "Command Scheduled", "Command Cancelled",
@@ -104,7 +104,7 @@ def agent(server: Server, device: str) -> httpx.Client:
 
 
 def put(c: httpx.Client, execution_id: str, state: str, reason: str = "string") -> httpx.Response:
-    """The seed's PUT request sample."""
+    """The vendor document's PUT request sample."""
     return c.put(f"/commands/v0/status/{execution_id}/", json={"state": state, "reason": reason})
 
 
@@ -128,7 +128,7 @@ def inbox(c: httpx.Client, device: str) -> list[dict[str, Any]]:
     return results(envelope(c.get("/v2/command-inbox/", params={"device_id": device})))
 
 
-# (a) the seed's request samples ---------------------------------------------------------
+# (a) the vendor document's request samples --------------------------------------------------------
 def test_seed_samples_answer_the_envelope_and_status_objects(
     server: Server, client: httpx.Client
 ) -> None:

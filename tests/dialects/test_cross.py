@@ -1,5 +1,5 @@
 """One operation, every view: made through one dialect, read through the canonical API
-and every other dialect it fits (DESIGN.md §6)."""
+and every other dialect it fits (docs/dialects.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RSA G&L dialect against a real server: the seed's examples, its errors, the lifecycle."""
+"""RSA G&L dialect against a real server: the vendor's examples, its errors, the lifecycle."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.dialects.lifecycle import Lifecycle, make_key
 from tests.server import Server, make_tenant_admin
 
 PATH = "/aveksa/command.submit"
-#: the seed's two error bodies, verbatim
+#: the vendor document's two error bodies, verbatim
 SEED_404 = """<html>
 <head>
 <title>Error</title>
@@ -73,7 +73,7 @@ def assert_html(r: httpx.Response, status: int, body: str) -> None:
     assert r.text == body
 
 
-# (a) the seed's examples -----------------------------------------------------------
+# (a) the vendor document's examples -----------------------------------------------------------
 def test_seed_curl_example(server: Server, life: Lifecycle) -> None:
     op = life.finish("collection")
     assert op["number"] == 1

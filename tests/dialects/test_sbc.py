@@ -1,4 +1,4 @@
-"""Oracle SBC dialect against a real server: the seed's examples, its errors, the lifecycle."""
+"""Oracle SBC dialect against a real server: the vendor's examples, its errors, the lifecycle."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from tests.dialects.lifecycle import Lifecycle, make_key
 from tests.server import Server, make_tenant_admin
 
-#: the seed's example response body, verbatim
+#: the vendor document's example response body, verbatim
 SEED_EXAMPLE = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <response>
   <data>
@@ -44,7 +44,7 @@ def admin_token(server: Server) -> str:
 def asyncstatus(
     server: Server, bearer: str, version: str = "v1.2", accept: str = "application/xml"
 ) -> httpx.Response:
-    """The seed's curl request, host replaced."""
+    """The vendor document's curl request, host replaced."""
     return httpx.get(
         f"{server.url}/rest/{version}/admin/asyncstatus",
         headers={"Accept": accept, "Authorization": f"Bearer {bearer}"},
@@ -61,7 +61,7 @@ def status_of(response: httpx.Response) -> tuple[str | None, str | None]:
 
 
 def error_messages(response: httpx.Response) -> list[tuple[str | None, str | None]]:
-    """The seed's error envelope: empty data, messages items, links; its items."""
+    """The vendor document's error envelope: empty data, messages items, links; its items."""
     assert response.headers["content-type"].startswith("application/xml")
     assert response.text.startswith(DECLARATION)
     root = ET.fromstring(response.content)
@@ -81,7 +81,7 @@ def life(server: Server) -> Iterator[Lifecycle]:
         yield lifecycle
 
 
-# (a) the seed's examples -----------------------------------------------------------
+# (a) the vendor document's examples -----------------------------------------------------------
 def test_seed_curl_example_byte_for_byte(server: Server, life: Lifecycle) -> None:
     life.finish("activate")
     r = asyncstatus(server, admin_token(server))

@@ -27,7 +27,7 @@ SPEC = json.loads((Path(__file__).parent / "data" / "webex-videomesh.openapi.jso
 CLUSTER_PATH = "/videoMesh/triggerTest/clusters/{clusterId}"
 NODE_PATH = "/videoMesh/triggerTest/nodes/{nodeId}"
 STATUS_PATH = "/videoMesh/testStatus"
-#: the seed document's own example request (Webex "Get Triggered test status")
+#: the vendor document's own example request (Webex "Get Triggered test status")
 SEED_REQUEST = (
     "https://webexapis.com/v1/videoMesh/testStatus?commandId=Y2lzY29zcGFyazovL3VzL0hZQlJJRF9D"
     "TFVTVEVSLzFlYjY1ZmRmLTk2NDMtNDE3Zi05OTc0LWFkNzJjYWUwZTEwZjpiMzdmNTgzYy1kZGRjLTQyOGItODJlNS"
@@ -151,7 +151,7 @@ def assert_error(r: httpx.Response, status: int, *words: str) -> dict[str, Any]:
     return body
 
 
-# (a) the seed's example request and the spec's trigger examples ---------------------------------
+# (a) the vendor document's example request and the spec's trigger examples ------------------------
 def test_spec_examples_validate_against_their_own_schemas() -> None:
     """The validator itself: Cisco's examples pass, a misspelt field or enum does not."""
     for path, method in ((CLUSTER_PATH, "post"), (NODE_PATH, "post"), (STATUS_PATH, "get")):
@@ -172,7 +172,7 @@ def test_spec_examples_validate_against_their_own_schemas() -> None:
 
 
 def test_seed_example_request_replayed(server: Server) -> None:
-    """The seed's GET testStatus, on our host with our ids: every field as documented."""
+    """The vendor document's GET testStatus, on our host with our ids: every field as documented."""
     cluster, nodes = make_cluster(server, 2)
     with webex(server) as c:
         body = {"type": "NetworkTest", "nodes": nodes}
@@ -253,8 +253,12 @@ def test_cluster_without_nodes_picks_up_to_ten_at_random(server: Server) -> None
     big, members = make_cluster(server, 12)
     small, few = make_cluster(server, 3)
     with webex(server) as c:
-        picked = []
-        for test_type, body in (("NetworkTest", {}), ("ReachabilityTest", {"nodes": []})):
+        picked: list[set[str]] = []
+        cases: list[tuple[str, dict[str, list[str]]]] = [
+            ("NetworkTest", {}),
+            ("ReachabilityTest", {"nodes": []}),
+        ]
+        for test_type, body in cases:
             r = c.post(
                 f"/v1/videoMesh/triggerTest/clusters/{big}", json={"type": test_type, **body}
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,7 @@ async def test_random_walk_keeps_operation_consistent(store: Store, seed: int) -
 def test_sqlite_durability_settings(tmp_path: object) -> None:
     import asyncio
 
-    async def pragmas(**kw: str) -> tuple[str, int]:
+    async def pragmas(**kw: Any) -> tuple[str, int]:
         store = SqliteStore(f"{tmp_path}/s.db", **kw)
         await store.open()
         try:

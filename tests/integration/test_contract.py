@@ -23,6 +23,7 @@ from opstatus.store.port import Store
 from tests.conftest import TENANT, make_store
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+LATER = NOW + timedelta(days=1)
 
 
 async def create(ops: Operations, *targets: str, tenant: str = TENANT, **kw: object) -> str:
@@ -68,13 +69,16 @@ async def test_targets_upsert_and_list(store: Store) -> None:
     await store.put_target(
         Target(tenant=TENANT, id="a", name="A", labels={"rack": "1"}, created_at=NOW)
     )
-    await store.put_target(
-        Target(tenant=TENANT, id="a", name="A2", labels={"rack": "2"}, created_at=NOW)
+    again = await store.put_target(
+        Target(tenant=TENANT, id="a", name="A2", labels={"rack": "2"}, created_at=LATER)
     )
+    # an upsert keeps the first creation time
+    assert (again.name, dict(again.labels), again.created_at) == ("A2", {"rack": "2"}, NOW)
     got = await store.get_target(TENANT, "a")
-    assert (got.name, dict(got.labels)) == ("A2", {"rack": "2"})
+    assert (got.name, dict(got.labels), got.created_at) == ("A2", {"rack": "2"}, NOW)
     assert [t.id for t in await store.list_targets(TENANT, after="", limit=10)] == ["a", "b"]
     assert [t.id for t in await store.list_targets(TENANT, after="a", limit=10)] == ["b"]
+    assert [t.id for t in await store.list_targets(TENANT, after="", limit=1)] == ["a"]
     with pytest.raises(errors.NotFound):
         await store.get_target("other", "a")
     with pytest.raises(errors.NotFound):
@@ -86,10 +90,10 @@ async def test_groups_replace_members_in_order(store: Store) -> None:
         Group(tenant=TENANT, id="g", name="G", targets=["z", "a"], created_at=NOW)
     )
     await store.put_group(
-        Group(tenant=TENANT, id="g", name="G2", targets=["m", "z", "m"], created_at=NOW)
+        Group(tenant=TENANT, id="g", name="G2", targets=["m", "z", "m"], created_at=LATER)
     )
     group = await store.get_group(TENANT, "g")
-    assert (group.name, list(group.targets)) == ("G2", ["m", "z"])
+    assert (group.name, list(group.targets), group.created_at) == ("G2", ["m", "z"], NOW)
     with pytest.raises(errors.NotFound):
         await store.get_group("other", "g")
 
@@ -102,16 +106,19 @@ async def test_numbers_are_per_tenant(ops: Operations) -> None:
     assert [(await ops.get(TENANT, i)).operation.number for i in (a1, a2)] == [1, 2]
     assert (await ops.get("other", b1)).operation.number == 1
     assert (await ops.get_by_number(TENANT, 2)).operation.id == a2
+    with pytest.raises(errors.NotFound):
+        await ops.get_by_number(TENANT, 3)
 
 
 async def test_create_fans_out_with_groups(ops: Operations) -> None:
-    await ops.put_group(TENANT, "cluster", ["n1", "n2", "n3"])
-    op_id = await create(ops, "n3", "n4", groups=["cluster"])
+    await ops.put_group(TENANT, "cluster", ["n2", "n1", "n3", "n2"])
+    op_id = await create(ops, "n3", "n4", groups=["cluster", "cluster"])
     view = await ops.get(TENANT, op_id)
-    assert view.targets == ["n1", "n2", "n3", "n4"]
+    assert view.targets == ["n1", "n2", "n3", "n4"]  # each target once
     assert list(view.operation.groups) == ["cluster"]
-    assert view.operation.counts["queued"] == 4
+    assert view.operation.total == 4 and view.operation.counts["queued"] == 4
     assert view.operation.state is OperationState.QUEUED
+    assert [e.target for e in view.executions or []] == ["n1", "n2", "n3", "n4"]
     assert {e.state for e in view.executions or []} == {State.QUEUED}
 
 
@@ -189,11 +196,18 @@ async def test_error_summarises_current_failures(ops: Operations) -> None:
 
 async def test_scheduled_operation(ops: Operations) -> None:
     later = datetime.now(UTC) + timedelta(hours=1)
-    op_id = await create(ops, "t1", schedule_at=later)
+    op_id = await create(ops, "t1", "t2", schedule_at=later)
     view = await ops.get(TENANT, op_id)
     assert view.operation.state is OperationState.SCHEDULED
     assert view.operation.schedule_at == later
+    assert view.operation.counts["scheduled"] == 2
+    assert all((e.state, e.queued_at) == (State.SCHEDULED, None) for e in view.executions or [])
     assert await ops.claim_inbox(TENANT, "t1") == []
+    # The time has come: a promotion queues it.
+    execution = next(e for e in view.executions or [] if e.target == "t1")
+    await report(ops, execution.id, state=State.QUEUED)
+    assert (await ops.get(TENANT, op_id)).operation.state is OperationState.QUEUED
+    assert [i.execution.id for i in await ops.claim_inbox(TENANT, "t1")] == [execution.id]
 
 
 async def test_idempotency_key(ops: Operations) -> None:
@@ -202,11 +216,14 @@ async def test_idempotency_key(ops: Operations) -> None:
     again, created_again = await ops.create(TENANT, request)
     assert created and not created_again
     assert again.operation.id == first.operation.id
-    with pytest.raises(errors.IdempotencyMismatch):
+    assert again.targets == ["t1"]
+    with pytest.raises(errors.IdempotencyMismatch) as caught:
         await ops.create(TENANT, CreateOperation(kind="k", targets=["t2"], idempotency_key="key-1"))
+    assert caught.value.context["operation_id"] == first.operation.id
     # The same key in another tenant is another operation.
     other, created_other = await ops.create("other", request)
     assert created_other and other.operation.id != first.operation.id
+    assert len((await ops.find(TENANT, OperationQuery())).items) == 1
 
 
 async def test_idempotency_key_under_concurrency(store_url: str, store: Store) -> None:
@@ -225,12 +242,18 @@ async def test_idempotency_key_under_concurrency(store_url: str, store: Store) -
 
 
 async def test_exclusive_kind_is_locked(ops: Operations) -> None:
-    await create(ops, "t1", "t2", kind="firmware", exclusive=True)
+    first = await create(ops, "t1", "t2", kind="firmware", exclusive=True)
     with pytest.raises(errors.Locked) as caught:
         await create(ops, "t2", "t3", kind="firmware", exclusive=True)
     assert caught.value.context["targets"] == ["t2"]
+    with pytest.raises(errors.Locked) as caught:
+        await create(ops, "t3", "t2", "t1", kind="firmware", exclusive=True)
+    assert caught.value.context["targets"] == ["t1", "t2"]  # sorted
     await create(ops, "t3", kind="firmware", exclusive=True)
     await create(ops, "t1", kind="other-kind", exclusive=True)
+    await create(ops, "t1", kind="firmware")  # not exclusive itself
+    await ops.cancel(TENANT, first)  # a finished operation holds no lock
+    await create(ops, "t1", kind="firmware", exclusive=True)
 
 
 # reads and tenancy ----------------------------------------------------------------
@@ -245,6 +268,10 @@ async def test_other_tenant_sees_nothing(ops: Operations) -> None:
         await ops.update_execution("other", execution.id, ExecutionUpdate(progress=5))
     with pytest.raises(errors.NotFound):
         await ops.cancel("other", op_id)
+    with pytest.raises(errors.NotFound):
+        await ops.delete("other", op_id)
+    with pytest.raises(errors.NotFound):
+        await ops.latest("other")
     assert await ops.claim_inbox("other", "t1") == []
     assert (await ops.find("other", OperationQuery())).items == []
     assert await ops.events("other") == []
@@ -264,22 +291,27 @@ async def test_lifecycle_derives_operation_state(ops: Operations) -> None:
     [item_a] = await ops.claim_inbox(TENANT, "a")
     assert item_a.kind == "test"
     assert (await ops.get(TENANT, op_id)).operation.state is OperationState.RUNNING
-    await report(ops, item_a.execution.id, state=State.ACKNOWLEDGED)
-    await report(ops, item_a.execution.id, state=State.IN_PROGRESS, progress=50)
+    ex_id = item_a.execution.id
+    await report(ops, ex_id, state=State.ACKNOWLEDGED, expected_version=2)
+    await report(ops, ex_id, state=State.IN_PROGRESS, progress=50, details={"step": 1})
+    await report(ops, ex_id, details={"note": "x"})  # details merge, key by key
+    execution = await ops.get_execution(TENANT, ex_id)
+    assert (execution.version, dict(execution.details)) == (5, {"step": 1, "note": "x"})
     view = await ops.get(TENANT, op_id)
-    assert view.operation.progress == 25.0
-    await report(ops, item_a.execution.id, state=State.SUCCEEDED, result={"ok": True})
+    assert (view.operation.progress, view.operation.counts["in_progress"]) == (25.0, 1)
+    await report(ops, ex_id, state=State.SUCCEEDED, result={"ok": True})
     [item_b] = await ops.claim_inbox(TENANT, "b")
     await report(ops, item_b.execution.id, state=State.FAILED, error="disk full")
     view = await ops.get(TENANT, op_id)
     op = view.operation
     assert op.state is OperationState.FAILED
     assert op.progress == 100.0
-    assert op.completed_at is not None
+    assert op.started_at is not None and op.completed_at is not None
     assert op.error == "1 of 2 executions failed: b: disk full"
     assert op.counts["succeeded"] == 1 and op.counts["failed"] == 1
     states = {e.target: e.state for e in view.executions or []}
     assert states == {"a": State.SUCCEEDED, "b": State.FAILED}
+    assert all(e.finished_at is not None for e in view.executions or [])
 
 
 async def test_versions_grow_and_mismatch_carries_current(ops: Operations) -> None:
@@ -314,25 +346,34 @@ async def test_retry_requeues_failed_execution(ops: Operations) -> None:
     op_id = await create(ops, "a")
     [item] = await ops.claim_inbox(TENANT, "a")
     await report(ops, item.execution.id, state=State.FAILED, error="boom")
+    op = (await ops.get(TENANT, op_id)).operation
+    assert (op.state, op.error) == (OperationState.FAILED, "1 of 1 executions failed: a: boom")
     retried = await ops.retry_execution(TENANT, item.execution.id)
     assert (retried.state, retried.attempt, retried.error) == (State.QUEUED, 2, None)
-    assert (await ops.get(TENANT, op_id)).operation.state is OperationState.QUEUED
+    op = (await ops.get(TENANT, op_id)).operation
+    assert (op.state, op.error) == (OperationState.QUEUED, None)  # the failure is gone
     [again] = await ops.claim_inbox(TENANT, "a")
     assert again.execution.id == item.execution.id
+    with pytest.raises(errors.Conflict):  # only a failed or timed-out one is retried
+        await ops.retry_execution(TENANT, item.execution.id)
 
 
 async def test_inbox_redelivers_until_acknowledged(ops: Operations) -> None:
-    await create(ops, "a")
+    first_op = await create(ops, "a", parameters={"depth": 3})
     await create(ops, "a")
     first = await ops.claim_inbox(TENANT, "a", limit=1)
-    assert len(first) == 1
-    assert [i.execution.id for i in await ops.claim_inbox(TENANT, "a", limit=1)] == [
-        first[0].execution.id
-    ]
-    await report(ops, first[0].execution.id, state=State.ACKNOWLEDGED)
-    second = await ops.claim_inbox(TENANT, "a", limit=5)
-    assert len(second) == 1 and second[0].execution.id != first[0].execution.id
+    assert [(i.kind, i.parameters) for i in first] == [("test", {"depth": 3})]
+    assert first[0].execution.operation_id == first_op
+    assert first[0].execution.state is State.DISPATCHED
     assert first[0].execution.lease_expires_at is not None
+    again = await ops.claim_inbox(TENANT, "a", limit=1)
+    assert [i.execution for i in again] == [i.execution for i in first]
+    both = await ops.claim_inbox(TENANT, "a", limit=5)  # held work first, then new work
+    assert len(both) == 2 and both[0].execution.id == first[0].execution.id
+    await report(ops, first[0].execution.id, state=State.ACKNOWLEDGED)
+    rest = await ops.claim_inbox(TENANT, "a", limit=5)
+    assert [i.execution.id for i in rest] == [both[1].execution.id]
+    assert await ops.claim_inbox(TENANT, "b") == []
 
 
 async def test_claim_takes_oldest_first(store: Store, ops: Operations) -> None:
@@ -340,30 +381,40 @@ async def test_claim_takes_oldest_first(store: Store, ops: Operations) -> None:
     claimed = await store.claim(TENANT, "a", datetime.now(UTC), 2)
     assert [e.operation_id for e in claimed] == ids[:2]
     assert all(e.state is State.DISPATCHED for e in claimed)
+    assert [e.operation_id for e in await store.held(TENANT, "a")] == ids[:2]
 
 
 # cancel and delete ----------------------------------------------------------------
 async def test_cancel_queued_and_force_running(ops: Operations) -> None:
-    op_id = await create(ops, "a", "b")
+    op_id = await create(ops, "a", "b", "c")
     [item] = await ops.claim_inbox(TENANT, "a")
     await report(ops, item.execution.id, state=State.IN_PROGRESS)
+    await ops.claim_inbox(TENANT, "c")  # dispatched only: cancelled without force
     view = await ops.cancel(TENANT, op_id, reason="changed my mind")
     states = {e.target: e.state for e in view.executions or []}
-    assert states == {"a": State.IN_PROGRESS, "b": State.CANCELLED}
+    assert states == {"a": State.IN_PROGRESS, "b": State.CANCELLED, "c": State.CANCELLED}
+    assert view.operation.state is OperationState.RUNNING
     with pytest.raises(errors.Conflict) as caught:
         await ops.cancel(TENANT, op_id)
-    assert caught.value.state == "running"
+    assert caught.value.state == "running" and "force" in caught.value.detail
     view = await ops.cancel(TENANT, op_id, force=True)
     assert view.operation.state is OperationState.CANCELLED
+    assert view.operation.completed_at is not None
     with pytest.raises(errors.Conflict) as caught:
         await report(ops, item.execution.id, state=State.SUCCEEDED)
     assert caught.value.state == "cancelled"
+    with pytest.raises(errors.Conflict) as caught:
+        await ops.cancel(TENANT, op_id, force=True)
+    assert caught.value.state == "cancelled" and "force" not in caught.value.detail
+    reasons = [e.data.get("reason") for e in await ops.events(TENANT, operation_id=op_id)]
+    assert "changed my mind" in reasons
 
 
 async def test_delete_leaves_tombstone(ops: Operations) -> None:
     op_id = await create(ops, "a")
-    with pytest.raises(errors.Conflict):
+    with pytest.raises(errors.Conflict) as caught:
         await ops.delete(TENANT, op_id)
+    assert caught.value.state == "queued"
     await ops.cancel(TENANT, op_id)
     await ops.delete(TENANT, op_id)
     with pytest.raises(errors.Gone):
@@ -372,18 +423,25 @@ async def test_delete_leaves_tombstone(ops: Operations) -> None:
         await ops.get_by_number(TENANT, 1)
     with pytest.raises(errors.Gone):
         await ops.executions(TENANT, op_id)
+    with pytest.raises(errors.Gone):
+        await ops.events(TENANT, operation_id=op_id)
+    with pytest.raises(errors.Gone):
+        await ops.delete(TENANT, op_id)
     with pytest.raises(errors.NotFound):
         await ops.get(TENANT, "op_never")
     with pytest.raises(errors.NotFound):
         await ops.get("other", op_id)
+    assert (await ops.find(TENANT, OperationQuery())).items == []
     assert (await ops.events(TENANT))[-1].type == "operation.deleted"
+    # The number is not handed out again.
+    assert (await ops.get(TENANT, await create(ops, "a"))).operation.number == 2
 
 
 # lists ----------------------------------------------------------------------------
 async def test_list_filters(ops: Operations, store: Store) -> None:
     await ops.put_group(TENANT, "g", ["a"])
     first = await create(ops, "a", groups=["g"], kind="scan")
-    second = await create(ops, "b", kind="scan", internal=True)
+    second = await create(ops, "b", "a", kind="scan", internal=True)
     third = await create(ops, "c", kind="update")
     await ops.cancel(TENANT, third)
 
@@ -392,10 +450,12 @@ async def test_list_filters(ops: Operations, store: Store) -> None:
         return [v.operation.id for v in page.items]
 
     assert await ids() == [third, second, first]
-    assert await ids(ids=[first, third]) == [third, first]
+    assert await ids(ids=[first, third, "op_nope"]) == [third, first]
     assert await ids(targets=["b", "c"]) == [third, second]
+    assert await ids(targets=["a"]) == [second, first]
     assert await ids(group="g") == [first]
     assert await ids(states=[OperationState.CANCELLED]) == [third]
+    assert await ids(states=[OperationState.QUEUED]) == [second, first]
     assert await ids(states=[OperationState.QUEUED, OperationState.CANCELLED]) == [
         third, second, first,
     ]  # fmt: skip
@@ -403,23 +463,40 @@ async def test_list_filters(ops: Operations, store: Store) -> None:
     assert await ids(internal=True) == [second]
     assert await ids(internal=False) == [third, first]
     created = (await ops.get(TENANT, second)).operation.created_at
-    assert await ids(created_after=created) == [third, second]
-    assert await ids(created_before=created) == [first]
+    assert await ids(created_after=created) == [third, second]  # inclusive
+    assert await ids(created_before=created) == [first]  # exclusive
+    assert await ids(before_number=3) == [second, first]
     assert await ids(limit=1, offset=1) == [second]
+    assert await ids(kind="scan", internal=False, targets=["a"]) == [first]
     page = await ops.find(TENANT, OperationQuery())
-    assert [list(v.targets) for v in page.items] == [["c"], ["b"], ["a"]]
+    assert [list(v.targets) for v in page.items] == [["c"], ["a", "b"], ["a"]]
+
+
+async def test_operation_targets(ops: Operations, store: Store) -> None:
+    first = await create(ops, "c", "a", "b")
+    second = await create(ops, "z")
+    found = await store.operation_targets(TENANT, [second, first, "op_nope"])
+    assert dict(found) == {first: ["a", "b", "c"], second: ["z"], "op_nope": []}
+    assert dict(await store.operation_targets("other", [first])) == {first: []}
+    assert dict(await store.operation_targets(TENANT, [])) == {}
 
 
 async def test_cursor_pagination(ops: Operations) -> None:
     made = [await create(ops, f"t{i}") for i in range(7)]
-    seen, cursor = [], None
+    sizes: list[int] = []
+    seen: list[str] = []
+    cursor: str | None = None
     while True:
         page = await ops.find(TENANT, OperationQuery(limit=3), cursor)
+        sizes.append(len(page.items))
         seen.extend(v.operation.id for v in page.items)
         cursor = page.next_cursor
         if cursor is None:
             break
+    assert sizes == [3, 3, 1]
     assert seen == list(reversed(made))
+    exact = await ops.find(TENANT, OperationQuery(limit=7))
+    assert len(exact.items) == 7 and exact.next_cursor is None
 
 
 # events ---------------------------------------------------------------------------
@@ -439,11 +516,17 @@ async def test_events_follow_every_change_in_order(ops: Operations) -> None:
         "execution.succeeded",
         "operation.succeeded",
     ]
+    assert {e.operation_id for e in events} == {op_id}
     assert events[3].data["reason"] == "half" and events[3].progress == 40
+    assert events[4].data["from"] == "in_progress"
     assert [e.seq for e in await ops.events(TENANT, after=4)] == [5, 6]
-    assert len(await ops.events(TENANT, limit=2)) == 2
+    assert [e.seq for e in await ops.events(TENANT, limit=2)] == [1, 2]
     assert [e.seq for e in await ops.events(TENANT, operation_id=op_id, after=5)] == [6]
     assert [e.seq for e in await ops.events("other")] == [1]
+    with pytest.raises(errors.Invalid):
+        await ops.events(TENANT, after=-1)
+    with pytest.raises(errors.Invalid):
+        await ops.events(TENANT, limit=0)
 
 
 async def test_find_executions_across_operations(ops: Operations) -> None:

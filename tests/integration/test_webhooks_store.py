@@ -12,8 +12,7 @@ from opstatus.domain import errors
 from opstatus.domain.webhooks import Delivery, DeliveryStatus, Webhook
 from opstatus.service.operations import Operations
 from opstatus.service.requests import CreateOperation
-from opstatus.store.port import Store
-from opstatus.store.webhooks import WebhookStore, for_store
+from opstatus.store.port import Store, WebhookStore
 from tests.conftest import TENANT, make_store
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -37,7 +36,7 @@ def attempt(webhook_id: str, seq: int, status: DeliveryStatus, n: int = 1) -> De
 
 @pytest.fixture
 def hooks(store: Store) -> WebhookStore:
-    return for_store(store)
+    return store.webhooks()
 
 
 @pytest.fixture
@@ -45,7 +44,7 @@ async def second(store_url: str, store: Store) -> AsyncIterator[WebhookStore]:
     """The webhook store of a second process on the same database (another replica)."""
     other = make_store(store_url)
     await other.open()
-    yield for_store(other)
+    yield other.webhooks()
     await other.close()
 
 

@@ -1,4 +1,4 @@
-"""The operation's state, progress and ETA, derived from its executions (DESIGN.md §1)."""
+"""The operation's state, progress and ETA, derived from its executions (docs/architecture.md)."""
 
 from __future__ import annotations
 

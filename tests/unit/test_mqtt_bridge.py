@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from opstatus.bridges import dynsec
 from opstatus.bridges.mqtt import Broker, UpdateIn, _reflects
 from opstatus.domain.records import Execution
 from opstatus.domain.states import State
@@ -59,10 +60,44 @@ def _execution(**fields: object) -> Execution:
 def test_a_resend_is_an_update_whose_effect_is_already_there(
     update: dict[str, object], resend: bool
 ) -> None:
-    request = msgspec.convert({"key": "k", **update}, UpdateIn)
+    request = msgspec.convert(update, UpdateIn)
     assert _reflects(_execution(), request) is resend
 
 
 def test_dispatched_is_never_a_resend() -> None:
-    request = UpdateIn(key="k", state=State.DISPATCHED)
+    request = UpdateIn(state=State.DISPATCHED)
     assert _reflects(_execution(state=State.DISPATCHED), request) is False
+
+
+def test_an_update_payload_carries_no_key() -> None:
+    """Identity is the broker connection's: a payload naming a key is refused."""
+    with pytest.raises(msgspec.ValidationError, match="key"):
+        msgspec.convert({"key": "opk_x", "state": "acknowledged"}, UpdateIn)
+
+
+def test_an_agent_acl_admits_only_its_own_topics_and_its_targets_notices() -> None:
+    acls = dynsec.agent_acls("acme", "key_1", ["node-1", "bad/level", "node-2"])
+    by_kind: dict[str, set[str]] = {}
+    for acl in acls:
+        assert acl["allow"] is True
+        by_kind.setdefault(acl["acltype"], set()).add(acl["topic"])
+    own = "opstatus/acme/agents/key_1/#"
+    inboxes = {"opstatus/acme/targets/node-1/inbox", "opstatus/acme/targets/node-2/inbox"}
+    assert by_kind["publishClientSend"] == {own}  # never a notice, never another's prefix
+    assert by_kind["subscribePattern"] == {own}
+    assert by_kind["subscribeLiteral"] == inboxes  # literal: no wildcard subscriptions
+    assert by_kind["publishClientReceive"] == {own} | inboxes
+
+
+def test_provisioning_remakes_the_client_with_its_tenant_and_role() -> None:
+    commands = dynsec.provision_commands("acme", "key_1", ["node-1"], "pw")
+    assert [c["command"] for c in commands] == [
+        "deleteClient", "deleteRole", "createRole", "createClient",
+    ]  # fmt: skip
+    client = commands[-1]
+    assert (client["username"], client["password"]) == ("key_1", "pw")
+    assert client["roles"] == [{"rolename": "opstatus-agent-key_1", "priority": 0}]
+    listing = {"data": {"clients": [
+        {**client, "textname": dynsec.MANAGED}, {"username": "someone-else", "textname": "x"},
+    ]}}  # fmt: skip
+    assert dynsec.managed_clients(listing) == [("acme", "key_1")]

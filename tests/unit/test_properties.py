@@ -179,6 +179,54 @@ def act(
         return None, args
 
 
+def check_refusal(before: Execution, action: str, args: dict[str, Any]) -> None:
+    """A refused action says why, naming the record or state it collided with."""
+    refused = args.get("refused")
+    if isinstance(refused, errors.VersionMismatch):
+        assert refused.current is before
+    if isinstance(refused, errors.Conflict):
+        assert refused.state == before.state.value
+    if action == "cancel" and refused is None:
+        assert before.state.terminal or (before.state is State.IN_PROGRESS and not args["force"])
+
+
+def check_step(
+    before: Execution, after: Execution, action: str, args: dict[str, Any], now: datetime
+) -> None:
+    """Invariants (a) to (c) of one accepted change of one execution."""
+    # (c) every accepted change raises the execution's version.
+    assert after.version > before.version
+    assert after.id == before.id
+    check_execution(after)
+
+    # (a) a terminal execution leaves its state only by retry(), to queued.
+    if before.state.terminal:
+        assert action == "retry", (before.state, action, args)
+        assert after.state is State.QUEUED
+        assert before.state in (State.FAILED, State.TIMED_OUT)
+
+    # (b) every state change is a step of the table, taken with its demands met.
+    if before.state is not after.state or before.state is State.IN_PROGRESS:
+        key = (before.state, after.state)
+        assert key in states.TRANSITIONS, (key, action, args)
+        via = states.TRANSITIONS[key]
+        if via is Via.RETRY:
+            assert action == "retry"
+        if via is Via.FORCE:
+            assert action == "cancel" and args["force"] is True
+    else:
+        # State unchanged: a field-only report, only while a target holds the work.
+        assert action == "apply_update"
+        assert after.state.active
+    # attempt counts lease losses and retries, nothing else.
+    requeued = after.state is State.QUEUED and (
+        before.state is State.DISPATCHED or before.state.terminal
+    )
+    assert after.attempt == before.attempt + (1 if requeued else 0), (before.state, action)
+    if action == "dispatch":
+        assert after.lease_expires_at == now + timedelta(seconds=30)
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_random_action_sequences_keep_invariants(data: st.DataObject) -> None:
@@ -213,49 +261,11 @@ def test_random_action_sequences_keep_invariants(data: st.DataObject) -> None:
         # was and says why.
         assert before == snapshot
         if after is None:
-            refused = args.get("refused")
-            if isinstance(refused, errors.VersionMismatch):
-                assert refused.current is before
-            if isinstance(refused, errors.Conflict):
-                assert refused.state == before.state.value
-            if action == "cancel" and refused is None:
-                assert before.state.terminal or (
-                    before.state is State.IN_PROGRESS and not args["force"]
-                )
+            check_refusal(before, action, args)
             assert executions[index].version == before.version
             continue
 
-        # (c) every accepted change raises the execution's version.
-        assert after.version > before.version
-        assert after.id == before.id
-        check_execution(after)
-
-        # (a) a terminal execution leaves its state only by retry(), to queued.
-        if before.state.terminal:
-            assert action == "retry", (before.state, action, args)
-            assert after.state is State.QUEUED
-            assert before.state in (State.FAILED, State.TIMED_OUT)
-
-        # (b) every state change is a step of the table, taken with its demands met.
-        if before.state is not after.state or before.state is State.IN_PROGRESS:
-            key = (before.state, after.state)
-            assert key in states.TRANSITIONS, (key, action, args)
-            via = states.TRANSITIONS[key]
-            if via is Via.RETRY:
-                assert action == "retry"
-            if via is Via.FORCE:
-                assert action == "cancel" and args["force"] is True
-        else:
-            # State unchanged: a field-only report, only while a target holds the work.
-            assert action == "apply_update"
-            assert after.state.active
-        # attempt counts lease losses and retries, nothing else.
-        requeued = after.state is State.QUEUED and (
-            before.state is State.DISPATCHED or before.state.terminal
-        )
-        assert after.attempt == before.attempt + (1 if requeued else 0), (before.state, action)
-        if action == "dispatch":
-            assert after.lease_expires_at == now + timedelta(seconds=30)
+        check_step(before, after, action, args, now)
 
         # (d) folding the change keeps the operation equal to a recomputation.
         executions[index] = after

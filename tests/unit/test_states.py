@@ -1,4 +1,4 @@
-"""The one transition table (DESIGN.md §1) and the questions everything asks it."""
+"""The one transition table (docs/architecture.md) and the questions everything asks it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from opstatus.domain import errors, states
 from opstatus.domain.states import OperationState, State, Via
 
-# Written out from DESIGN.md §1 by hand, independently of states.TRANSITIONS.
+# Written out from docs/architecture.md's table by hand, independently of states.TRANSITIONS.
 ANYONE, RETRY, FORCE = Via.ANYONE, Via.RETRY, Via.FORCE
 EXPECTED: dict[tuple[str, str], Via] = {
     ("scheduled", "queued"): ANYONE,

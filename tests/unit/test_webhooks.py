@@ -1,16 +1,24 @@
-"""Webhook rules without I/O: filters, backoff, signatures, refused addresses, and the
-destination check with a stand-in resolver (DNS rebinding cannot swap the address)."""
+"""Webhook rules without I/O: filters, backoff, what an attempt decides, signatures,
+headers, refused addresses, and the destination check with a stand-in resolver (DNS
+rebinding cannot swap the address)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from opstatus.domain import errors
 from opstatus.domain import webhooks as hooks
-from opstatus.service.webhooks import Resolve, destination
+from opstatus.domain.records import Event
+from opstatus.domain.webhooks import DeliveryStatus, Progress, Webhook
+from opstatus.service.delivery import Resolve, answered, destination, headers
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_patterns_match_everything_a_family_or_one_type() -> None:
@@ -25,6 +33,47 @@ def test_patterns_match_everything_a_family_or_one_type() -> None:
 def test_backoff_doubles_up_to_an_hour() -> None:
     assert [hooks.backoff(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
     assert hooks.backoff(40) == hooks.MAX_BACKOFF
+
+
+@given(st.integers(min_value=1, max_value=200))
+def test_backoff_never_shrinks_and_stays_within_an_hour(attempt: int) -> None:
+    assert 1.0 <= hooks.backoff(attempt) <= hooks.backoff(attempt + 1) <= hooks.MAX_BACKOFF
+
+
+@pytest.mark.parametrize(
+    ("ok", "attempts", "status", "after"),
+    [
+        (True, 0, DeliveryStatus.DELIVERED, Progress(cursor=7)),
+        (True, 4, DeliveryStatus.DELIVERED, Progress(cursor=7)),
+        (False, 0, DeliveryStatus.FAILED, Progress(3, 1, NOW + timedelta(seconds=1))),
+        (False, 2, DeliveryStatus.FAILED, Progress(3, 3, NOW + timedelta(seconds=4))),
+        (False, 3, DeliveryStatus.DEAD, Progress(cursor=7)),
+    ],
+)
+def test_an_attempt_delivers_retries_or_dead_letters(
+    ok: bool, attempts: int, status: DeliveryStatus, after: Progress
+) -> None:
+    before = Progress(3, attempts, NOW if attempts else None)
+    assert hooks.attempted(before, 7, ok, max_attempts=4, now=NOW) == (status, after)
+
+
+@given(
+    ok=st.booleans(),
+    attempts=st.integers(min_value=0, max_value=50),
+    max_attempts=st.integers(min_value=1, max_value=50),
+)
+def test_only_a_retried_event_holds_the_cursor(ok: bool, attempts: int, max_attempts: int) -> None:
+    status, after = hooks.attempted(
+        Progress(3, attempts), 9, ok, max_attempts=max_attempts, now=NOW
+    )
+    if status is DeliveryStatus.FAILED:
+        assert not ok and attempts + 1 < max_attempts
+        assert after == Progress(
+            3, attempts + 1, NOW + timedelta(seconds=hooks.backoff(attempts + 1))
+        )
+    else:
+        assert status is (DeliveryStatus.DELIVERED if ok else DeliveryStatus.DEAD)
+        assert after == Progress(cursor=9)
 
 
 def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
@@ -84,3 +133,32 @@ async def test_allow_private_skips_the_address_check() -> None:
 async def test_only_http_urls_with_a_host(url: str) -> None:
     with pytest.raises(errors.Invalid):
         await destination(url, allow_private=True, resolve=resolver("1.1.1.1"))
+
+
+def test_a_delivery_names_the_event_and_is_signed_over_its_body() -> None:
+    webhook = Webhook(
+        id="wh_1", tenant="t", url="https://hooks.example/", events=["*"], secret="s3cret",
+        created_at=NOW,
+    )  # fmt: skip
+    event = Event(
+        seq=42, tenant="t", type="operation.created", operation_id="op_1", execution_id=None,
+        target=None, state="scheduled", progress=0.0, data={}, created_at=NOW,
+    )  # fmt: skip
+    sent = headers(webhook, event, b"{}", 1700000000)
+    assert sent == {
+        "Content-Type": "application/json",
+        "User-Agent": "opstatus-webhooks",
+        "Opstatus-Signature": hooks.signature("s3cret", 1700000000, b"{}"),
+        "Opstatus-Event-Id": "42",
+        "Opstatus-Event-Type": "operation.created",
+        "Opstatus-Webhook-Id": "wh_1",
+    }
+    assert "s3cret" not in repr(sent)
+
+
+@pytest.mark.parametrize(("code", "ok"), [(200, True), (204, True), (299, True), (199, False),
+                                          (301, False), (404, False), (500, False)])  # fmt: skip
+def test_only_a_2xx_delivers(code: int, ok: bool) -> None:
+    outcome = answered(code)
+    assert (outcome.ok, outcome.status_code) == (ok, code)
+    assert (outcome.error is None) == ok

@@ -6,7 +6,7 @@ import re
 from collections.abc import AsyncIterator
 
 import msgspec
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from opstatus import wire
 from opstatus.api import convert
@@ -15,6 +15,7 @@ from opstatus.domain.roles import Action
 from opstatus.service import notifier
 from opstatus.web import params, render
 from opstatus.web.endpoint import Ctx, Param, Router
+from opstatus.web.waits import HeldStream
 
 router = Router("events")
 SSE = "text/event-stream"
@@ -50,7 +51,9 @@ async def _events(ctx: Ctx, operation_id: str | None) -> Response:
     if operation_id is not None:
         await ops.get(ctx.tenant, operation_id)  # 404 / 410 before a stream starts
     if SSE in r.headers.get("accept", ""):
-        return StreamingResponse(
+        ctx.api.waits.take()  # given back when the stream ends (HeldStream)
+        return HeldStream(
+            ctx.api.waits,
             _stream(ctx, operation_id, after),
             media_type=SSE,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -88,6 +91,8 @@ async def _stream(ctx: Ctx, operation_id: str | None, after: int) -> AsyncIterat
             if final is not None and len(found) < _PAGE:
                 yield f"event: {END}\ndata: {final}\n\n".encode()
                 return
+            if notes.closing:
+                return  # shutting down: all committed events are out; the client resumes
             if not found and await notes.wait(waiter, HEARTBEAT) is None:
                 yield b": keep-alive\n\n"
         except errors.Gone:

@@ -113,7 +113,8 @@ async def _known_target(ctx: Ctx, target: str) -> None:
     """NotFound for a target the tenant never registered nor aimed work at.
 
     Target ids are per tenant, so another tenant's target must answer 404 here as
-    on ``GET /v1/targets/{id}`` (DESIGN.md §5), not an empty inbox of the same name.
+    on ``GET /v1/targets/{id}`` (docs/architecture.md, Security), not an empty inbox of
+    the same name.
     """
     ops = ctx.api.operations
     try:
@@ -159,13 +160,18 @@ async def inbox(ctx: Ctx) -> Response:
     read = ops.peek_inbox if peek else ops.claim_inbox
     wait = params.number(r, "wait", high=ctx.api.max_wait)
     limit = params.integer(r, "limit", 10, low=1, high=ops.limits.max_claim) or 10
+    if wait:
+        ctx.api.waits.take()
     waiter = ctx.api.notifier.subscribe(notifier.inbox_key(ctx.tenant, target))
     try:
         items = await read(ctx.tenant, target, limit)
-        if not items and wait and await ctx.api.notifier.wait(waiter, wait) is not None:
+        woke = not items and wait and await ctx.api.notifier.wait(waiter, wait) is not None
+        if woke and not ctx.api.notifier.closing:  # shutting down: an empty page, no lease
             items = await read(ctx.tenant, target, limit)
     finally:
         waiter.cancel()
+        if wait:
+            ctx.api.waits.give()
     return render.respond(
         r, wire.InboxOut(items=[convert.inbox_item(i) for i in items]), root="inbox"
     )

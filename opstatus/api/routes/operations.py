@@ -37,6 +37,8 @@ _WAIT = (
 # gets through.
 _DIGIT_PAIR = "(?:[MN][DTjz]|O[DT])[AEIMQUYcgk]"  #: two digits, and two bits of a third
 _CURSOR = f"^(?:bjo[w-z0-5](?:{_DIGIT_PAIR}[w-z0-5]){{0,5}}(?:[MN][AQgw]|O[AQ]|{_DIGIT_PAIR})?)?$"
+#: an operation's per-tenant number where an id is expected (ids start with a letter)
+_NUMBER = re.compile(r"#?([0-9]{1,18})")
 _LIST_PARAMS = (
     Param(name="id", description="operation ids, comma-separated (at most 1000)",
           schema={"type": "string", "pattern": params.csv_pattern()}),
@@ -142,7 +144,7 @@ async def _retry_after(ctx: Ctx, kind: str) -> int:
 
 @router.route(
     "GET", "/v1/operations", action=Action.READ, response=wire.OperationList,
-    errors=(400,), params=_LIST_PARAMS,
+    errors=(400, 504), params=_LIST_PARAMS,
 )  # fmt: skip
 async def list_operations(ctx: Ctx) -> Response:
     """List operations, newest first, with filters and paging."""
@@ -184,21 +186,44 @@ async def latest_operation(ctx: Ctx) -> Response:
     return _render_one(ctx, await ctx.api.operations.latest(ctx.tenant))
 
 
+_AS_OF = Param(
+    name="as_of", schema={"type": "string", "format": "date-time"},
+    description="the operation as it was at this moment (RFC 3339), rebuilt from its event "
+    "log: state, counts, progress and each execution's state, progress, version and "
+    "attempt then; details and results only where they have not changed since. 400 for a "
+    "moment before the creation, in the future, older than the retained log, or with wait",
+)  # fmt: skip
+
+
 @router.route(
     "GET", "/v1/operations/{id}", action=Action.READ, response=wire.OperationOut,
-    errors=(400, 404, 410), params=(*_WAIT, Param(name="If-None-Match", where="header")),
+    errors=(400, 404, 410),
+    params=(*_WAIT, _AS_OF, Param(name="If-None-Match", where="header")),
     headers=("ETag",),
 )  # fmt: skip
 async def get_operation(ctx: Ctx) -> Response:
-    """One operation with its executions; long-poll with ``wait``; 304 on a matching ETag."""
+    """One operation with its executions; long-poll with ``wait``; 304 on a matching ETag;
+    as it was at a past moment with ``as_of``.
+
+    The id may also be the operation's per-tenant number, as lists show it: ``16`` or
+    ``#16``.
+    """
     r = ctx.request
-    params.only(r, ["wait", "version"])
+    params.only(r, ["wait", "version", "as_of"])
     ops, op_id = ctx.api.operations, ctx.path("id")
+    if number := _NUMBER.fullmatch(op_id):
+        op_id = (await ops.get_by_number(ctx.tenant, int(number[1]))).operation.id
+    moment = params.timestamp(r, "as_of")
+    if moment is not None:
+        if r.query_params.get("wait") or r.query_params.get("version"):
+            raise errors.Invalid("as_of cannot be combined with wait or version", parameter="as_of")
+        return _render_one(ctx, await ops.as_of(ctx.tenant, op_id, moment))
     wait = params.number(r, "wait", high=ctx.api.max_wait)
     known = params.integer(r, "version", None)
     if known is None:
         known = _if_none_match(ctx)
     if wait:
+        ctx.api.waits.take()
         waiter = ctx.api.notifier.subscribe(notifier.operation_key(ctx.tenant, op_id))
         try:
             view = await ops.get(ctx.tenant, op_id)
@@ -210,6 +235,7 @@ async def get_operation(ctx: Ctx) -> Response:
                     view = await woke.share("view", lambda: ops.get(ctx.tenant, op_id))
         finally:
             waiter.cancel()
+            ctx.api.waits.give()
     else:
         view = await ops.get(ctx.tenant, op_id)
     if _if_none_match(ctx) == view.operation.version:

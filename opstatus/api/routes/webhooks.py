@@ -1,4 +1,4 @@
-"""Webhooks (admin): subscriptions, their delivery log, replays (DESIGN.md §7).
+"""Webhooks (admin): subscriptions, their delivery log, replays (docs/architecture.md#webhooks).
 
 Receivers get each event as the canonical event JSON (:func:`event_body`), signed
 ``Opstatus-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``.
@@ -7,20 +7,21 @@ Receivers get each event as the canonical event JSON (:func:`event_body`), signe
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Annotated
-from urllib.parse import quote
 
 import msgspec
 from msgspec import Meta, Struct
 from starlette.responses import Response
 
-from opstatus.api import convert
+from opstatus import wire
+from opstatus.api import convert, pages
 from opstatus.domain import errors
 from opstatus.domain import webhooks as hooks
 from opstatus.domain.records import Event
 from opstatus.domain.roles import Action
-from opstatus.service.webhooks import MAX_URL, Webhooks
+from opstatus.service.delivery import MAX_URL
+from opstatus.service.webhooks import Webhooks
 from opstatus.web import params, render
 from opstatus.web.endpoint import Ctx, Param, Router
 
@@ -56,69 +57,20 @@ class WebhookIn(Struct, forbid_unknown_fields=True, kw_only=True):
     )
 
 
-class WebhookOut(Struct, kw_only=True):
-    """A subscription (never its secret) and how far its deliveries got."""
-
-    id: str
-    url: str
-    events: list[str]
-    created_at: datetime
-    cursor: int  #: last event seq delivered, dead-lettered or skipped
-    attempts: int  #: failed attempts at the next event
-    next_attempt_at: datetime | None  #: when that event is tried again
-
-
-class WebhookCreatedOut(WebhookOut, kw_only=True):
-    """A new subscription: the only time its signing secret is shown."""
-
-    secret: str
-
-
-class WebhookList(Struct, kw_only=True):
-    """A page of subscriptions by id."""
-
-    items: list[WebhookOut]
-    next_cursor: str | None
-
-
-class DeliveryOut(Struct, kw_only=True):
-    """One attempt (or requested replay) in the delivery log."""
-
-    id: str
-    webhook_id: str
-    seq: int
-    type: str
-    attempt: int
-    status: hooks.DeliveryStatus
-    status_code: int | None
-    error: str | None
-    replay_of: str | None
-    next_attempt_at: datetime | None
-    created_at: datetime
-    delivered_at: datetime | None
-
-
-class DeliveryList(Struct, kw_only=True):
-    """A page of the delivery log, newest first."""
-
-    items: list[DeliveryOut]
-    next_cursor: str | None
-
-
 def event_body(event: Event) -> bytes:
     """What a receiver gets: the canonical event JSON (as ``GET /v1/events`` has it)."""
     return msgspec.json.encode(convert.event(event))
 
 
-def _webhook(w: hooks.Webhook) -> WebhookOut:
-    return WebhookOut(
+def _webhook(w: hooks.Webhook) -> wire.WebhookOut:
+    return wire.WebhookOut(
         id=w.id, url=w.url, events=list(w.events), created_at=w.created_at, cursor=w.cursor,
         attempts=w.attempts, next_attempt_at=w.next_attempt_at,
     )  # fmt: skip
 
 
-def _delivery(d: hooks.Delivery) -> DeliveryOut:
-    return DeliveryOut(
+def _delivery(d: hooks.Delivery) -> wire.DeliveryOut:
+    return wire.DeliveryOut(
         id=str(d.number), webhook_id=d.webhook_id, seq=d.seq, type=d.type, attempt=d.attempt,
         status=d.status, status_code=d.status_code, error=d.error,
         replay_of=None if d.replay_of is None else str(d.replay_of),
@@ -134,18 +86,16 @@ def _service(ctx: Ctx) -> Webhooks:
     return service
 
 
-PAGE = (
-    Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 1000}),
-    Param(
-        name="cursor", description="next_cursor of the previous page",
-        schema={"type": "string", "maxLength": 200},
-    ),
-)  # fmt: skip
+async def _one(ctx: Ctx, use: Callable[[Webhooks, str, str], Awaitable[hooks.Webhook]]) -> Response:
+    """The subscription the path names, after ``use(service, tenant, id)``."""
+    params.only(ctx.request, [])
+    webhook = await use(_service(ctx), ctx.tenant, ctx.path("id"))
+    return render.respond(ctx.request, _webhook(webhook), root="webhook")
 
 
 @router.route(
     "POST", "/v1/webhooks", action=Action.MANAGE_KEYS, body=WebhookIn,
-    response=WebhookCreatedOut, status=201, errors=(400, 413, 415, 422), headers=("Location",),
+    response=wire.WebhookCreatedOut, **pages.CREATED,
 )  # fmt: skip
 async def create_webhook(ctx: Ctx) -> Response:
     """Subscribe a URL to events; the signing secret is shown in this answer only.
@@ -156,73 +106,47 @@ async def create_webhook(ctx: Ctx) -> Response:
     """
     body: WebhookIn = ctx.body
     webhook, secret = await _service(ctx).create(ctx.tenant, body.url, body.events)
-    w = webhook
-    created = WebhookCreatedOut(
-        id=w.id, url=w.url, events=list(w.events), created_at=w.created_at, cursor=w.cursor,
-        attempts=w.attempts, next_attempt_at=w.next_attempt_at, secret=secret,
-    )  # fmt: skip
-    return render.respond(
-        ctx.request,
-        created,
-        status=201,
-        headers={
-            "Location": f"/v1/webhooks/{quote(webhook.id, safe='')}",
-            "Cache-Control": "no-store",
-        },
-        root="webhook",
-    )
+    created = wire.WebhookCreatedOut(**msgspec.structs.asdict(_webhook(webhook)), secret=secret)
+    return pages.created(ctx.request, created, "webhooks", webhook.id, root="webhook", secret=True)
 
 
 @router.route(
-    "GET", "/v1/webhooks", action=Action.MANAGE_KEYS, response=WebhookList, errors=(400,),
-    params=PAGE,
+    "GET", "/v1/webhooks", action=Action.MANAGE_KEYS, response=wire.WebhookList, errors=(400,),
+    params=pages.PAGE,
 )  # fmt: skip
 async def list_webhooks(ctx: Ctx) -> Response:
     """The tenant's subscriptions by id (never a secret)."""
-    r = ctx.request
-    params.only(r, ["limit", "cursor"])
-    limit = params.integer(r, "limit", 100, low=1, high=1000) or 100
-    found = await _service(ctx).find(
-        ctx.tenant, after=params.text(r, "cursor") or "", limit=limit + 1
+    items, next_cursor = await pages.read(
+        ctx.request,
+        lambda after, most: _service(ctx).find(ctx.tenant, after=after, limit=most),
+        lambda w: w.id,
     )
-    more = len(found) > limit
-    found = found[:limit]
-    return render.respond(
-        r,
-        WebhookList(
-            items=[_webhook(w) for w in found],
-            next_cursor=found[-1].id if more and found else None,
-        ),
-        root="webhooks",
-    )
+    page = wire.WebhookList(items=[_webhook(w) for w in items], next_cursor=next_cursor)
+    return render.respond(ctx.request, page, root="webhooks")
 
 
 @router.route(
-    "GET", "/v1/webhooks/{id}", action=Action.MANAGE_KEYS, response=WebhookOut, errors=(404,),
+    "GET", "/v1/webhooks/{id}", action=Action.MANAGE_KEYS, response=wire.WebhookOut, errors=(404,),
 )  # fmt: skip
 async def get_webhook(ctx: Ctx) -> Response:
     """One subscription and how far its deliveries got."""
-    params.only(ctx.request, [])
-    webhook = await _service(ctx).get(ctx.tenant, ctx.path("id"))
-    return render.respond(ctx.request, _webhook(webhook), root="webhook")
+    return await _one(ctx, Webhooks.get)
 
 
 @router.route(
-    "DELETE", "/v1/webhooks/{id}", action=Action.MANAGE_KEYS, response=WebhookOut,
+    "DELETE", "/v1/webhooks/{id}", action=Action.MANAGE_KEYS, response=wire.WebhookOut,
     errors=(404,),
 )  # fmt: skip
 async def delete_webhook(ctx: Ctx) -> Response:
     """Unsubscribe: deliveries stop, and the delivery log is deleted with it."""
-    params.only(ctx.request, [])
-    webhook = await _service(ctx).delete(ctx.tenant, ctx.path("id"))
-    return render.respond(ctx.request, _webhook(webhook), root="webhook")
+    return await _one(ctx, Webhooks.delete)
 
 
 @router.route(
-    "GET", "/v1/webhooks/{id}/deliveries", action=Action.MANAGE_KEYS, response=DeliveryList,
+    "GET", "/v1/webhooks/{id}/deliveries", action=Action.MANAGE_KEYS, response=wire.DeliveryList,
     errors=(400, 404),
     params=(
-        PAGE[0],
+        pages.LIMIT,
         Param(name="cursor", description="next_cursor of the previous page",
               schema={"type": "string", "pattern": "^[0-9]{1,18}$"}),
     ),
@@ -231,7 +155,7 @@ async def list_deliveries(ctx: Ctx) -> Response:
     """The delivery log, newest first: every attempt, its answer, and what happens next."""
     r = ctx.request
     params.only(r, ["limit", "cursor"])
-    limit = params.integer(r, "limit", 100, low=1, high=1000) or 100
+    limit = pages.limit(r)
     raw = params.text(r, "cursor")
     before: int | None = None
     if raw is not None:
@@ -243,21 +167,14 @@ async def list_deliveries(ctx: Ctx) -> Response:
     found = await _service(ctx).deliveries(
         ctx.tenant, ctx.path("id"), before=before, limit=limit + 1
     )
-    more = len(found) > limit
-    found = found[:limit]
-    return render.respond(
-        r,
-        DeliveryList(
-            items=[_delivery(d) for d in found],
-            next_cursor=str(found[-1].number) if more and found else None,
-        ),
-        root="deliveries",
-    )
+    items, next_cursor = pages.cut(found, limit, lambda d: str(d.number))
+    page = wire.DeliveryList(items=[_delivery(d) for d in items], next_cursor=next_cursor)
+    return render.respond(r, page, root="deliveries")
 
 
 @router.route(
     "POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/replay", action=Action.MANAGE_KEYS,
-    response=DeliveryOut, status=202, errors=(404, 409),
+    response=wire.DeliveryOut, status=202, errors=(404, 409),
 )  # fmt: skip
 async def replay_delivery(ctx: Ctx) -> Response:
     """Send a delivered or dead-lettered event again; the answer is the new, pending

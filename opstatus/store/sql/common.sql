@@ -205,3 +205,85 @@ SELECT tenant_id, id, operation_id FROM executions WHERE tenant_id = $1 AND oper
 -- name: exec_tombstone_get
 SELECT execution_id, operation_id FROM execution_tombstones
 WHERE tenant_id = $1 AND execution_id = $2
+
+-- name: op_lock
+SELECT * FROM operations WHERE tenant_id = $1 AND id = $2 /*:lock_rows*/
+
+-- name: exec_lock
+SELECT * FROM executions WHERE tenant_id = $1 AND id = $2 /*:lock_rows*/
+
+-- name: exec_lock_by_op
+SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2
+ORDER BY id /*:lock_rows*/
+
+-- name: exec_due
+SELECT * FROM executions WHERE due_at <= $1 ORDER BY due_at LIMIT $2 /*:lock_rows_skip_locked*/
+
+-- name: op_expired
+SELECT * FROM operations
+WHERE completed_at < $1 AND state IN ('succeeded', 'failed', 'cancelled')
+ORDER BY completed_at LIMIT $2 /*:lock_rows_skip_locked*/
+
+-- name: op_dispatched_since
+SELECT count(*) AS n FROM executions WHERE operation_id = $1 AND started_at > $2
+
+-- name: backlog
+-- Unfinished executions per kind and state, and the oldest queue time of each group
+-- (read for the queued ones). The predicate is executions_unfinished's.
+SELECT o.kind AS kind, e.state AS state, count(*) AS n, min(e.queued_at) AS oldest
+FROM executions e JOIN operations o ON o.id = e.operation_id
+WHERE e.state <> 'succeeded' AND e.state <> 'failed' AND e.state <> 'timed_out'
+  AND e.state <> 'cancelled'
+GROUP BY o.kind, e.state
+
+-- name: exec_running_since
+-- Work a target holds since before $1 that has no execution.stalled event yet for
+-- this attempt (the event is written after the attempt's start), with its kind.
+SELECT e.*, o.kind AS kind FROM executions e JOIN operations o ON o.id = e.operation_id
+WHERE e.state <> 'succeeded' AND e.state <> 'failed' AND e.state <> 'timed_out'
+  AND e.state <> 'cancelled'
+  AND e.state IN ('dispatched', 'acknowledged', 'in_progress') AND e.started_at < $1
+  AND NOT EXISTS (SELECT 1 FROM events v WHERE v.tenant_id = e.tenant_id
+                  AND v.operation_id = e.operation_id AND v.execution_id = e.id
+                  AND v.type = 'execution.stalled' AND v.created_at >= e.started_at)
+ORDER BY e.started_at LIMIT $2
+
+-- name: exec_stalled_event
+SELECT seq FROM events WHERE tenant_id = $1 AND operation_id = $2 AND execution_id = $3
+  AND type = 'execution.stalled' AND created_at >= $4
+LIMIT 1
+
+-- Testing mode (opstatus/testing): wipe one tenant's state but its tenant row and keys,
+-- children before parents, in one transaction (SqlStore.reset_tenant runs them in order).
+-- name: reset_webhook_deliveries
+DELETE FROM webhook_deliveries WHERE tenant_id = $1
+
+-- name: reset_webhooks
+DELETE FROM webhooks WHERE tenant_id = $1
+
+-- name: reset_events
+DELETE FROM events WHERE tenant_id = $1
+
+-- name: reset_tombstones
+DELETE FROM tombstones WHERE tenant_id = $1
+
+-- name: reset_execution_tombstones
+DELETE FROM execution_tombstones WHERE tenant_id = $1
+
+-- name: reset_executions
+DELETE FROM executions WHERE tenant_id = $1
+
+-- name: reset_operations
+DELETE FROM operations WHERE tenant_id = $1
+
+-- name: reset_group_members
+DELETE FROM group_members WHERE tenant_id = $1
+
+-- name: reset_groups
+DELETE FROM groups WHERE tenant_id = $1
+
+-- name: reset_targets
+DELETE FROM targets WHERE tenant_id = $1
+
+-- name: reset_counters
+UPDATE tenants SET op_seq = 0, event_seq = 0 WHERE id = $1

@@ -1,4 +1,4 @@
--- Webhook subscriptions and their delivery log (store/webhooks.py). Every write of
+-- Webhook subscriptions and their delivery log (store/sqlwebhooks.py). Every write of
 -- the delivery worker names its lease owner: a worker whose lease ran out (another
 -- took the webhook over) changes nothing.
 
@@ -23,6 +23,18 @@ WHERE (w.lease_owner IS NULL OR w.lease_expires_at <= $1)
        OR EXISTS (SELECT 1 FROM webhook_deliveries d
                   WHERE d.webhook_id = w.id AND d.status = 'pending'))
 LIMIT 1
+
+-- name: webhook_lease
+UPDATE webhooks SET lease_owner = $1, lease_expires_at = $2
+WHERE id IN (
+    SELECT w.id FROM webhooks w JOIN tenants t ON t.id = w.tenant_id
+    WHERE (w.lease_owner IS NULL OR w.lease_expires_at <= $3)
+      AND ((w.cursor_seq < t.event_seq
+            AND (w.next_attempt_at IS NULL OR w.next_attempt_at <= $3))
+           OR EXISTS (SELECT 1 FROM webhook_deliveries d
+                      WHERE d.webhook_id = w.id AND d.status = 'pending'))
+    ORDER BY w.lease_expires_at NULLS FIRST, w.id LIMIT $4 /*:lock_leased*/)
+RETURNING *
 
 -- name: webhook_record
 UPDATE webhooks SET cursor_seq = $3, attempts = $4, next_attempt_at = $5,
@@ -69,3 +81,8 @@ DELETE FROM webhook_deliveries WHERE created_at < $1 AND status <> 'pending'
 
 -- name: event_get
 SELECT * FROM events WHERE tenant_id = $1 AND seq = $2
+
+-- name: webhook_oldest_pending
+-- The creation time of the oldest event some webhook has still to deliver (or skip).
+SELECT min(v.created_at) AS oldest FROM webhooks w
+JOIN events v ON v.tenant_id = w.tenant_id AND v.seq = w.cursor_seq + 1

@@ -1,15 +1,5 @@
 -- PostgreSQL-only blocks: row locks, SKIP LOCKED claims, arrays, advisory locks.
 
--- name: op_lock
-SELECT * FROM operations WHERE tenant_id = $1 AND id = $2 FOR UPDATE
-
--- name: exec_lock
-SELECT * FROM executions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
-
--- name: exec_lock_by_op
-SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2
-ORDER BY id FOR UPDATE
-
 -- name: exec_claim
 SELECT e.*, o.timeout_lease AS lease FROM executions e
 JOIN operations o ON o.id = e.operation_id
@@ -66,17 +56,6 @@ AND e.target_id = ANY({p}::text[])
 -- name: exec_filter_states
 AND e.state = ANY({p}::text[])
 
--- name: exec_due
-SELECT * FROM executions WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED
-
--- name: op_expired
-SELECT * FROM operations
-WHERE completed_at < $1 AND state IN ('succeeded', 'failed', 'cancelled')
-ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED
-
--- name: op_dispatched_since
-SELECT count(*) AS n FROM executions WHERE operation_id = $1 AND started_at > $2
-
 -- name: key_revoked
 -- sent inside the revoking transaction, so every process learns of it at commit
 SELECT pg_notify('opstatus', $1)
@@ -88,6 +67,14 @@ SELECT pg_notify('opstatus', $1)
 INSERT INTO event_appends (tenant_id, numbering, types, operation_ids, execution_ids,
                            target_ids, states, progresses, datas, created_ats)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+
+-- name: lock_rows
+-- (a fragment) the rows read stay this transaction's until it ends
+FOR UPDATE
+
+-- name: lock_rows_skip_locked
+-- (a fragment) replicas each take rows no other has taken (sweeps, purges)
+FOR UPDATE SKIP LOCKED
 
 -- name: targets_known
 SELECT id FROM targets WHERE tenant_id = $1 AND id = ANY($2::text[])

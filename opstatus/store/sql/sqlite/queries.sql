@@ -1,15 +1,6 @@
 -- SQLite-only blocks. Every write runs inside BEGIN IMMEDIATE on the one writer
 -- connection, so plain SELECTs already hold the database's write lock.
 
--- name: op_lock
-SELECT * FROM operations WHERE tenant_id = $1 AND id = $2
-
--- name: exec_lock
-SELECT * FROM executions WHERE tenant_id = $1 AND id = $2
-
--- name: exec_lock_by_op
-SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2 ORDER BY id
-
 -- name: exec_claim
 SELECT e.*, o.timeout_lease AS lease FROM executions e
 JOIN operations o ON o.id = e.operation_id
@@ -64,16 +55,11 @@ AND e.target_id IN (SELECT value FROM json_each({p}))
 -- name: exec_filter_states
 AND e.state IN (SELECT value FROM json_each({p}))
 
--- name: exec_due
-SELECT * FROM executions WHERE due_at <= $1 ORDER BY due_at LIMIT $2
+-- name: lock_rows
+-- (a fragment) the write transaction holds the database's write lock already
 
--- name: op_expired
-SELECT * FROM operations
-WHERE completed_at < $1 AND state IN ('succeeded', 'failed', 'cancelled')
-ORDER BY completed_at LIMIT $2
-
--- name: op_dispatched_since
-SELECT count(*) AS n FROM executions WHERE operation_id = $1 AND started_at > $2
+-- name: lock_rows_skip_locked
+-- (a fragment) one writer at a time: nothing to skip
 
 -- name: targets_known
 SELECT id FROM targets WHERE tenant_id = $1 AND id IN (SELECT value FROM json_each($2))

@@ -1,4 +1,4 @@
--- opstatus schema 4: webhook subscriptions and their delivery log (DESIGN.md §7).
+-- opstatus schema 4: webhook subscriptions and their delivery log (docs/architecture.md, Webhooks).
 -- Unlike API keys, the signing secret is stored as is: signing each delivery needs
 -- the secret itself, so a hash would not do (every webhook provider keeps it so).
 CREATE TABLE webhooks (

@@ -1,163 +1,20 @@
-"""The webhook port (subscriptions, delivery leases, the delivery log) and its SQL adapter.
+"""The webhook port on SQL (SQLite or PostgreSQL): the adapter behind ``Store.webhooks``.
 
-Kept beside the main Store port rather than in it: webhooks read the event outbox
-but write only their own two tables, so the adapter reuses the main store's
-:class:`Driver` (connections, transactions, value encoding, SQL blocks) as is.
-
-The delivery worker takes a webhook with a *lease* (owner + expiry). While the
-lease runs no other worker — in this process or another replica — takes the same
-webhook, so its events go out one at a time in seq order. Every write of the
-worker names its lease owner, so one whose lease ran out changes nothing.
+Webhooks read the event outbox but write only their own two tables, so the adapter
+reuses the main store's :class:`Driver` (connections, transactions, value encoding,
+SQL blocks in ``sql/webhooks.sql`` and the dialects' overlays) as is.
 """
 
 from __future__ import annotations
 
-import abc
 from datetime import datetime
 
 from opstatus.domain import errors
 from opstatus.domain.records import Event
 from opstatus.domain.webhooks import Delivery, DeliveryStatus, Webhook
 from opstatus.store import rows
-from opstatus.store.driver import Codec, Driver, Row, Tx
-
-
-class WebhookStore(abc.ABC):
-    """Persistence for webhook subscriptions and their delivery log."""
-
-    # subscriptions ------------------------------------------------------------------
-    @abc.abstractmethod
-    async def create_webhook(self, webhook: Webhook) -> Webhook:
-        """Insert a subscription whose cursor is the tenant's last event (only later
-        events are delivered); NotFound without the tenant."""
-
-    @abc.abstractmethod
-    async def get_webhook(self, tenant: str, webhook_id: str) -> Webhook:
-        """Read one subscription; NotFound if absent."""
-
-    @abc.abstractmethod
-    async def list_webhooks(self, tenant: str, *, after: str, limit: int) -> list[Webhook]:
-        """Subscriptions by id, those after ``after``."""
-
-    @abc.abstractmethod
-    async def delete_webhook(self, tenant: str, webhook_id: str) -> Webhook:
-        """Delete a subscription and its delivery log; NotFound if absent."""
-
-    # the delivery worker ---------------------------------------------------------------
-    @abc.abstractmethod
-    async def lease(self, owner: str, now: datetime, until: datetime, limit: int) -> list[Webhook]:
-        """Lease up to ``limit`` free webhooks with work due (events after the cursor
-        whose retry time has come, or replays) to ``owner`` until ``until``."""
-
-    @abc.abstractmethod
-    async def save(
-        self,
-        webhook_id: str,
-        owner: str,
-        *,
-        cursor: int,
-        attempts: int,
-        next_attempt_at: datetime | None,
-        lease_until: datetime,
-        delivery: Delivery | None = None,
-    ) -> int | None:
-        """Move a leased webhook's cursor and retry state, renew the lease and append
-        ``delivery`` (numbered here) to the log, in one transaction.
-
-        Returns the delivery's number (0 when none was given), or ``None`` — and
-        changes nothing — when ``owner`` no longer holds the lease.
-        """
-
-    @abc.abstractmethod
-    async def release(self, webhook_id: str, owner: str, now: datetime) -> None:
-        """Give a lease back (if ``owner`` still holds it)."""
-
-    @abc.abstractmethod
-    async def release_all(self, owner: str, now: datetime) -> None:
-        """Give back every lease ``owner`` holds (on shutdown)."""
-
-    @abc.abstractmethod
-    async def pending_replays(self, webhook_id: str, limit: int) -> list[Delivery]:
-        """Replays waiting to be sent, oldest first."""
-
-    @abc.abstractmethod
-    async def finish_replay(
-        self,
-        webhook_id: str,
-        owner: str,
-        number: int,
-        status: DeliveryStatus,
-        *,
-        status_code: int | None,
-        error: str | None,
-        now: datetime,
-    ) -> Delivery | None:
-        """Record how a replay went; ``None`` when ``owner`` lost the lease."""
-
-    @abc.abstractmethod
-    async def event(self, tenant: str, seq: int) -> Event | None:
-        """One event of the outbox by seq (``None`` once purged)."""
-
-    @abc.abstractmethod
-    async def purge_deliveries(self, cutoff: datetime) -> None:
-        """Drop finished log entries recorded before ``cutoff``."""
-
-    # the delivery log ----------------------------------------------------------------
-    @abc.abstractmethod
-    async def list_deliveries(
-        self, tenant: str, webhook_id: str, *, before: int | None, limit: int
-    ) -> list[Delivery]:
-        """Log entries newest first, those numbered below ``before``; NotFound without
-        the webhook."""
-
-    @abc.abstractmethod
-    async def get_delivery(self, tenant: str, webhook_id: str, number: int) -> Delivery:
-        """One log entry; NotFound if absent."""
-
-    @abc.abstractmethod
-    async def request_replay(
-        self, tenant: str, webhook_id: str, number: int, now: datetime
-    ) -> Delivery:
-        """Queue the event of a delivered or dead entry to be sent again (a new
-        ``pending`` entry); NotFound if absent, Conflict for other statuses."""
-
-
-def webhook_row(row: Row, c: Codec) -> Webhook:
-    """A webhooks row."""
-    created = c.dt(row["created_at"])
-    assert created is not None
-    return Webhook(
-        id=row["id"],
-        tenant=row["tenant_id"],
-        url=row["url"],
-        events=c.unjs(row["events"]),
-        secret=row["secret"],
-        created_at=created,
-        cursor=int(row["cursor_seq"]),
-        attempts=int(row["attempts"]),
-        next_attempt_at=c.dt(row["next_attempt_at"]),
-    )
-
-
-def delivery_row(row: Row, c: Codec) -> Delivery:
-    """A webhook_deliveries row."""
-    created = c.dt(row["created_at"])
-    assert created is not None
-    return Delivery(
-        webhook_id=row["webhook_id"],
-        number=int(row["number"]),
-        tenant=row["tenant_id"],
-        seq=int(row["seq"]),
-        type=row["type"],
-        attempt=int(row["attempt"]),
-        status=DeliveryStatus(row["status"]),
-        status_code=row["status_code"],
-        error=row["error"],
-        replay_of=None if row["replay_of"] is None else int(row["replay_of"]),
-        next_attempt_at=c.dt(row["next_attempt_at"]),
-        created_at=created,
-        delivered_at=c.dt(row["delivered_at"]),
-    )
+from opstatus.store.driver import Driver, Tx
+from opstatus.store.port import WebhookStore
 
 
 class SqlWebhookStore(WebhookStore):
@@ -178,7 +35,7 @@ class SqlWebhookStore(WebhookStore):
             )  # fmt: skip
         if row is None:
             raise errors.NotFound(f"no tenant {webhook.tenant!r}")
-        return webhook_row(row, c)
+        return rows.webhook(row, c)
 
     async def get_webhook(self, tenant: str, webhook_id: str) -> Webhook:
         """Read a subscription."""
@@ -189,13 +46,13 @@ class SqlWebhookStore(WebhookStore):
         row = await tx.fetchrow(self._q["webhook_get"], tenant, webhook_id)
         if row is None:
             raise errors.NotFound(f"no webhook {webhook_id!r}")
-        return webhook_row(row, self._c)
+        return rows.webhook(row, self._c)
 
     async def list_webhooks(self, tenant: str, *, after: str, limit: int) -> list[Webhook]:
         """Subscriptions by id."""
         async with self._d.read() as tx:
             found = await tx.fetch(self._q["webhook_list"], tenant, after, limit)
-        return [webhook_row(r, self._c) for r in found]
+        return [rows.webhook(r, self._c) for r in found]
 
     async def delete_webhook(self, tenant: str, webhook_id: str) -> Webhook:
         """Delete a subscription (its log goes with it)."""
@@ -203,7 +60,7 @@ class SqlWebhookStore(WebhookStore):
             row = await tx.fetchrow(self._q["webhook_delete"], tenant, webhook_id)
         if row is None:
             raise errors.NotFound(f"no webhook {webhook_id!r}")
-        return webhook_row(row, self._c)
+        return rows.webhook(row, self._c)
 
     async def lease(self, owner: str, now: datetime, until: datetime, limit: int) -> list[Webhook]:
         """Lease due webhooks; most rounds find none, and that needs no write lock."""
@@ -213,7 +70,7 @@ class SqlWebhookStore(WebhookStore):
                 return []
         async with self._d.write() as tx:
             found = await tx.fetch(self._q["webhook_lease"], owner, c.ts(until), c.ts(now), limit)
-        return sorted((webhook_row(r, c) for r in found), key=lambda w: w.id)
+        return sorted((rows.webhook(r, c) for r in found), key=lambda w: w.id)
 
     async def save(
         self,
@@ -264,7 +121,7 @@ class SqlWebhookStore(WebhookStore):
         """Pending replays by number."""
         async with self._d.read() as tx:
             found = await tx.fetch(self._q["delivery_pending"], webhook_id, limit)
-        return [delivery_row(r, self._c) for r in found]
+        return [rows.delivery(r, self._c) for r in found]
 
     async def finish_replay(
         self,
@@ -285,7 +142,7 @@ class SqlWebhookStore(WebhookStore):
                 self._q["delivery_finish"], webhook_id, number, str(status), status_code,
                 error, delivered, owner,
             )  # fmt: skip
-        return None if row is None else delivery_row(row, c)
+        return None if row is None else rows.delivery(row, c)
 
     async def event(self, tenant: str, seq: int) -> Event | None:
         """One outbox event."""
@@ -298,6 +155,12 @@ class SqlWebhookStore(WebhookStore):
         async with self._d.write() as tx:
             await tx.execute(self._q["delivery_purge"], self._c.ts(cutoff))
 
+    async def oldest_undelivered(self) -> datetime | None:
+        """The creation time of the event after the furthest-behind webhook's cursor."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["webhook_oldest_pending"])
+        return None if row is None else self._c.dt(row["oldest"])
+
     async def list_deliveries(
         self, tenant: str, webhook_id: str, *, before: int | None, limit: int
     ) -> list[Delivery]:
@@ -308,7 +171,7 @@ class SqlWebhookStore(WebhookStore):
                 self._q["delivery_list"], tenant, webhook_id,
                 2**62 if before is None else before, limit,
             )  # fmt: skip
-        return [delivery_row(r, self._c) for r in found]
+        return [rows.delivery(r, self._c) for r in found]
 
     async def get_delivery(self, tenant: str, webhook_id: str, number: int) -> Delivery:
         """One log entry."""
@@ -316,7 +179,7 @@ class SqlWebhookStore(WebhookStore):
             row = await tx.fetchrow(self._q["delivery_get"], tenant, webhook_id, number)
         if row is None:
             raise errors.NotFound(f"no delivery {number} of webhook {webhook_id!r}")
-        return delivery_row(row, self._c)
+        return rows.delivery(row, self._c)
 
     async def request_replay(
         self, tenant: str, webhook_id: str, number: int, now: datetime
@@ -327,7 +190,7 @@ class SqlWebhookStore(WebhookStore):
             row = await tx.fetchrow(self._q["delivery_get"], tenant, webhook_id, number)
             if row is None:
                 raise errors.NotFound(f"no delivery {number} of webhook {webhook_id!r}")
-            original = delivery_row(row, c)
+            original = rows.delivery(row, c)
             if original.status not in (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD):
                 raise errors.Conflict(
                     f"delivery {number} is {original.status}; only a delivered or dead "
@@ -344,11 +207,3 @@ class SqlWebhookStore(WebhookStore):
             )  # fmt: skip
             await self._insert(tx, replay, replay.number)
         return replay
-
-
-def for_store(store: object) -> WebhookStore:
-    """The webhook adapter sharing ``store``'s driver (SQLite or PostgreSQL)."""
-    driver: Driver | None = getattr(store, "driver", None)
-    if driver is None:
-        raise TypeError(f"webhooks need a SQL store, not {type(store).__name__}")
-    return SqlWebhookStore(driver)
