@@ -110,6 +110,14 @@ class Store(abc.ABC):
         """Read one target; NotFound if absent."""
 
     @abc.abstractmethod
+    async def known_targets(self, tenant: str, target_ids: Sequence[str]) -> set[str]:
+        """Those of ``target_ids`` that are registered targets of ``tenant``."""
+
+    @abc.abstractmethod
+    async def register_targets(self, targets: Sequence[records.Target]) -> None:
+        """Register the targets not registered yet (registered ones stay as they are)."""
+
+    @abc.abstractmethod
     async def list_targets(self, tenant: str, *, after: str, limit: int) -> list[records.Target]:
         """Targets ordered by id, those after ``after``."""
 

@@ -14,10 +14,11 @@ from opstatus.client import _protocol as protocol
 
 OPERATION = {
     "id": "op_1", "number": 1, "tenant": "t", "kind": "k", "parameters": {}, "internal": False,
-    "state": "running", "progress": 0.0, "eta": None, "error": None, "result": None,
+    "state": "running", "progress": 0.0, "eta": None, "error": None, "outcome": None,
+    "result": None,
     "counts": {}, "targets": ["a"], "groups": [], "created_at": "2025-01-01T00:00:00Z",
     "started_at": None, "updated_at": "2025-01-01T00:00:00Z", "completed_at": None,
-    "schedule_at": None, "timeouts": {"queue": None, "lease": 60.0, "run": None},
+    "schedule_at": None, "timeouts": {"queue": None, "lease": 60.0, "run": None, "heartbeat": None},
     "retries": 0, "exclusive": False,
     "rollout": {"max_per_minute": None, "abort_after_failures": None}, "version": 1,
 }  # fmt: skip
@@ -55,6 +56,17 @@ def test_watch_reads_events_until_a_terminal_one_and_resumes_after_the_last() ->
     }
     found = [e.type for line in event_lines(5, "operation.succeeded") if (e := session.feed(line))]
     assert found == ["operation.succeeded"] and session.done
+
+
+def test_watch_is_done_when_the_server_ends_the_stream() -> None:
+    session = protocol.Watch("op_1", 0, retries=1)
+    assert session.opened(answer(200))
+    for line in event_lines(4, "operation.running"):
+        session.feed(line)
+    assert not session.done
+    ending = ["event: end", f"data: {json.dumps(OPERATION)}", ""]
+    assert [e for line in ending if (e := session.feed(line))] == []  # not an event
+    assert session.done
 
 
 def test_watch_waits_what_a_429_asks_and_raises_other_refusals() -> None:

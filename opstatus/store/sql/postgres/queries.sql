@@ -75,3 +75,6 @@ FOR UPDATE
 -- name: lock_rows_skip_locked
 -- (a fragment) replicas each take rows no other has taken (sweeps, purges)
 FOR UPDATE SKIP LOCKED
+
+-- name: targets_known
+SELECT id FROM targets WHERE tenant_id = $1 AND id = ANY($2::text[])

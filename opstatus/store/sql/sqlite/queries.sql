@@ -60,3 +60,6 @@ AND e.state IN (SELECT value FROM json_each({p}))
 
 -- name: lock_rows_skip_locked
 -- (a fragment) one writer at a time: nothing to skip
+
+-- name: targets_known
+SELECT id FROM targets WHERE tenant_id = $1 AND id IN (SELECT value FROM json_each($2))
