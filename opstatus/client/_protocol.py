@@ -515,6 +515,12 @@ def retry(o: Opts, execution_id: str) -> Flow[models.Execution]:
     return (yield from _one(o, "POST", path, models.Execution))
 
 
+def release(o: Opts, execution_id: str) -> Flow[models.Execution]:
+    """Give held work back to the queue unfinished, the attempt not spent (agent side)."""
+    path = f"/v1/executions/{seg(execution_id)}/release"
+    return (yield from _one(o, "POST", path, models.Execution))
+
+
 def put_target(
     o: Opts, target_id: str, name: str | None = None, labels: Mapping[str, str] | None = None
 ) -> Flow[models.Target]:

@@ -181,6 +181,24 @@ def give_back(execution: Execution, now: datetime) -> Execution:
     )  # fmt: skip
 
 
+#: the states of work a target holds, which its agent may give back
+HELD = (State.DISPATCHED, State.ACKNOWLEDGED, State.IN_PROGRESS)
+
+
+def hand_back(execution: Execution, now: datetime) -> Execution:
+    """Work its agent gives back unfinished (it is stopping): queued again for any agent,
+    the attempt not spent (``started_at`` and progress cleared, as for a lost lease)."""
+    if execution.state not in HELD:
+        raise errors.Conflict(
+            f"execution is {execution.state}; only work a target holds can be released",
+            state=str(execution.state),
+        )
+    return _step(
+        execution, State.QUEUED, now, retry=True, queued_at=now, started_at=None,
+        progress=0.0, eta=None,
+    )  # fmt: skip
+
+
 def time_out(execution: Execution, now: datetime, reason: str) -> Execution:
     """A deadline passed."""
     return _step(execution, State.TIMED_OUT, now, error=reason)

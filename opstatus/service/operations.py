@@ -399,6 +399,12 @@ class Operations:
         self._changed(execution)
         return execution
 
+    async def release_execution(self, tenant: str, execution_id: str) -> Execution:
+        """Work its agent gives back unfinished: queued again, the attempt not spent."""
+        execution = await self.store.release_execution(tenant, execution_id, self.clock())
+        self._changed(execution)
+        return execution
+
     async def claim_inbox(self, tenant: str, target: str, limit: int = 10) -> list[InboxItem]:
         """Work for ``target``: what it already holds, then newly dispatched work.
 

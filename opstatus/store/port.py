@@ -210,6 +210,12 @@ class Store(abc.ABC):
         """Queue a failed or timed-out execution again."""
 
     @abc.abstractmethod
+    async def release_execution(
+        self, tenant: str, execution_id: str, now: datetime
+    ) -> records.Execution:
+        """Queue work a target holds again without spending its attempt (its agent stops)."""
+
+    @abc.abstractmethod
     async def claim(
         self, tenant: str, target: str, now: datetime, limit: int
     ) -> list[records.Execution]:

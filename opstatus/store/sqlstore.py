@@ -404,6 +404,17 @@ class SqlStore(port.Store):
             )
         return after
 
+    async def release_execution(
+        self, tenant: str, execution_id: str, now: datetime
+    ) -> records.Execution:
+        """Give held work back to the queue, attempt kept."""
+        async with self._d.write() as tx:
+            before = await self._lock_execution(tx, tenant, execution_id)
+            _, [after] = await self._apply(
+                tx, tenant, [(before, changes.hand_back(before, now))], now, reason="released"
+            )
+        return after
+
     async def claim(
         self, tenant: str, target: str, now: datetime, limit: int
     ) -> list[records.Execution]:

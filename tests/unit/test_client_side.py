@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from opstatus.agent.runner import STOPPED, Ending, final_report
+from opstatus.agent.runner import Ending, final_report
 from opstatus.client import _exceptions as exc
 from opstatus.client import _protocol as protocol
 
@@ -122,8 +122,7 @@ def test_wait_shows_each_new_version_to_on_change() -> None:
         (Ending(code=3, interrupted=False, lost=False, tail=""),
          {"state": "failed", "error": "exit code 3",
           "result": {"exit_code": 3, "output_tail": ""}}),
-        (Ending(code=-15, interrupted=True, lost=False, tail="x"),
-         {"state": "failed", "error": STOPPED, "result": {"exit_code": -15, "output_tail": "x"}}),
+        (Ending(code=-15, interrupted=True, lost=False, tail="x"), None),  # handed back
         (Ending(code=-15, interrupted=True, lost=True, tail="x"), None),
         (Ending(code=0, interrupted=False, lost=True, tail=""), None),
     ],

@@ -117,6 +117,21 @@ async def retry_execution(ctx: Ctx) -> Response:
     )
 
 
+@router.route(
+    "POST", "/v1/executions/{id}/release", action=Action.REPORT, response=wire.ExecutionOut,
+    errors=(403, 404, 409, 410),
+)  # fmt: skip
+async def release_execution(ctx: Ctx) -> Response:
+    """Give work back unfinished (its agent is stopping): queued again for any agent of
+    the target, without spending an attempt. 409 unless a target holds it (dispatched,
+    acknowledged or in progress)."""
+    await _own(ctx, ctx.path("id"), Action.REPORT)
+    execution = await ctx.api.operations.release_execution(ctx.tenant, ctx.path("id"))
+    return render.respond(
+        ctx.request, convert.execution(execution), headers=_etag(execution), root="execution"
+    )
+
+
 async def _known_target(ctx: Ctx, target: str) -> None:
     """NotFound for a target the tenant never registered nor aimed work at.
 
