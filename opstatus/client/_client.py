@@ -6,9 +6,11 @@ Both drive the same flows (``opstatus.client._protocol``); only the I/O differs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from types import TracebackType
@@ -26,6 +28,8 @@ H = TypeVar("H")  #: the HTTP client a client runs on (``httpx.Client`` or ``Asy
 X = TypeVar("X")  #: the transport that HTTP client takes
 S = TypeVar("S")  #: what a shared method gives in ``Client``
 A = TypeVar("A")  #: what it gives in ``AsyncClient``
+#: seconds between keep-alive reports (the server's default heartbeat timeout is 600)
+HEARTBEAT_EVERY = 20.0
 _Events = list[models.Event]  # aliases: ``list`` is a method name in the classes
 _InboxItems = list[models.InboxItem]
 _EventStream = Generator[models.Event, None, None]  #: ``close()`` it to stop early
@@ -171,6 +175,26 @@ class Client(_Base[httpx.Client, httpx.BaseTransport]):
     def __enter__(self) -> Self:
         return self
 
+    @contextlib.contextmanager
+    def keep_alive(self, execution_id: str, every: float = HEARTBEAT_EVERY) -> Iterator[None]:
+        """While inside, report the execution ``in_progress`` every ``every`` seconds from
+        a background thread: each report renews its heartbeat deadline, so long work is
+        not taken back as if its agent had gone silent (agent side)."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every):
+                with contextlib.suppress(exc.OpstatusError):
+                    self.report(execution_id, state="in_progress")
+
+        thread = threading.Thread(target=beat, name=f"opstatus-keep-alive-{execution_id}")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -262,6 +286,26 @@ class AsyncClient(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):
 
     async def __aenter__(self) -> Self:
         return self
+
+    @contextlib.asynccontextmanager
+    async def keep_alive(
+        self, execution_id: str, every: float = HEARTBEAT_EVERY
+    ) -> AsyncIterator[None]:
+        """:meth:`Client.keep_alive`, as a background task."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(every)
+                with contextlib.suppress(exc.OpstatusError):
+                    await self.report(execution_id, state="in_progress")
+
+        task = asyncio.create_task(beat(), name=f"opstatus-keep-alive-{execution_id}")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def __aexit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

@@ -132,6 +132,40 @@ def test_inbox_report_and_wait(server: Server, client: Client, agent_key: Key) -
     assert final.state is OperationState.SUCCEEDED and final.executions[0].result == {"ok": True}  # type: ignore[index]
 
 
+def test_keep_alive_renews_the_heartbeat_while_work_runs(
+    server: Server, client: Client, agent_key: Key
+) -> None:
+    """A 2 s heartbeat, 5 s of work, a report every 0.5 s: still in progress, attempt 1.
+    Without the keep-alive the same wait lets the heartbeat lapse."""
+    made = client.create("deploy", targets=["web-1"], timeouts={"heartbeat": 2})
+    with Client(server.url, agent_key.secret) as agent:
+        [item] = agent.inbox("web-1", wait=5)
+        agent.report(item.id, state="in_progress")
+        with agent.keep_alive(item.id, every=0.5):
+            time.sleep(5)
+        kept = client.get(made.id).executions[0]  # type: ignore[index]
+        assert (kept.state, kept.attempt) == (State.IN_PROGRESS, 1)
+        deadline = time.monotonic() + DEADLINE
+        while client.get(made.id).executions[0].state is State.IN_PROGRESS:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the heartbeat never lapsed"
+            time.sleep(0.2)  # polling the engine's sweep, with a deadline
+        lapsed = client.get(made.id).executions[0]  # type: ignore[index]
+        assert lapsed.state is State.TIMED_OUT and "silent" in (lapsed.error or "")
+
+
+async def test_async_keep_alive_renews_the_heartbeat(
+    server: Server, client: Client, agent_key: Key
+) -> None:
+    made = client.create("deploy", targets=["web-1"], timeouts={"heartbeat": 2})
+    async with AsyncClient(server.url, agent_key.secret) as agent:
+        [item] = await agent.inbox("web-1", wait=5)
+        await agent.report(item.id, state="in_progress")
+        async with agent.keep_alive(item.id, every=0.5):
+            await asyncio.sleep(4)
+    kept = client.get(made.id).executions[0]  # type: ignore[index]
+    assert (kept.state, kept.attempt) == (State.IN_PROGRESS, 1)
+
+
 def test_wait_returns_one_wake_up_after_the_report_that_completes_it(
     server: Server, tenant: Tenant, agent_key: Key
 ) -> None:
