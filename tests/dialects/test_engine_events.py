@@ -1,11 +1,10 @@
-"""What the engine does on its own — queue and run timeouts, retries, cancellation,
-retention — seen through every dialect's status view, on a real server.
+"""What the engine does on its own — queue and run timeouts, heartbeats, retries,
+cancellation, retention — seen through every dialect's status view, on a real server.
 
 Each test makes one operation per dialect through the canonical API (a single target,
 short timeouts set on the operation), lets the engine act, and reads each dialect's
 own view of it. The SBC reports the tenant's newest operation, so its operation is
-made last. (Heartbeat deadlines are not on this branch's main: ``timeouts`` has
-``queue``, ``lease`` and ``run`` only.)
+made last.
 """
 
 from __future__ import annotations
@@ -181,6 +180,19 @@ def test_run_timeout(server: Server, views: Views) -> None:
         assert views.word(dialect, op) == WORDS["timed_out"][dialect], dialect
     job = views.get("clanforge", ops["clanforge"]).json()
     assert job["jobstart"] is not None and job["jobfailed"] == 1
+
+
+def test_heartbeat_lapses(server: Server, views: Views) -> None:
+    """Started work whose agent goes silent: timed out once its heartbeat passes (no
+    retry left), and every dialect shows it as its vendor shows a timeout."""
+    ops = {d: create(server, d, timeouts={"heartbeat": 1}) for d in DIALECTS}
+    for dialect in DIALECTS:
+        start(server, dialect)
+        assert views.word(dialect, ops[dialect]) == WORDS["in_progress"][dialect]
+    for op in ops.values():
+        until(server, op, state_is("timed_out"))
+    for dialect, op in ops.items():
+        assert views.word(dialect, op) == WORDS["timed_out"][dialect], dialect
 
 
 def test_retry_after_a_run_timeout(server: Server, views: Views) -> None:
