@@ -108,21 +108,23 @@ class SqlStore(port.Store):
             raise errors.NotFound(f"no tenant {tenant_id!r}")
         return rows.tenant(row, self._c)
 
-    async def put_target(self, target: Target) -> Target:
-        """Upsert a target."""
+    async def put_target(self, target: Target, *, keep_name: bool = False) -> tuple[Target, bool]:
+        """Create a target, or merge into the one that exists; True when created."""
         c = self._c
         async with self._d.write() as tx:
             await self._require_tenant(tx, target.tenant)
+            labels = c.js(dict(target.labels))
+            args = (target.tenant, target.id)
             row = await tx.fetchrow(
-                self._q["target_upsert"],
-                target.tenant,
-                target.id,
-                target.name,
-                c.js(dict(target.labels)),
-                c.ts(target.created_at),
+                self._q["target_insert"], *args, target.name, labels, c.ts(target.created_at)
             )
+            if row is not None:
+                return rows.target(row, c), True
+            # the insert found the target (and waited for whoever made it): merge into it
+            name = None if keep_name else target.name
+            row = await tx.fetchrow(self._q["target_merge"], *args, name, labels)
         assert row is not None
-        return rows.target(row, c)
+        return rows.target(row, c), False
 
     async def get_target(self, tenant: str, target_id: str) -> Target:
         """Read a target."""

@@ -122,6 +122,7 @@ class Endpoint:
     body_required: bool = True
     response: type | None = None
     status: int = 200
+    also: tuple[int, ...] = ()  #: other success statuses, same body, without ``headers``
     errors: tuple[int, ...] = ()
     params: tuple[Param, ...] = ()
     headers: tuple[str, ...] = ()  #: response headers on success

@@ -65,17 +65,23 @@ async def test_tenants(store: Store) -> None:
 
 
 async def test_targets_upsert_and_list(store: Store) -> None:
-    await store.put_target(Target(tenant=TENANT, id="b", name="B", labels={}, created_at=NOW))
-    await store.put_target(
-        Target(tenant=TENANT, id="a", name="A", labels={"rack": "1"}, created_at=NOW)
+    _, new = await store.put_target(
+        Target(tenant=TENANT, id="b", name="B", labels={}, created_at=NOW)
     )
-    again = await store.put_target(
+    assert new
+    await store.put_target(
+        Target(tenant=TENANT, id="a", name="A", labels={"rack": "1", "zone": "x"}, created_at=NOW)
+    )
+    again, new = await store.put_target(
         Target(tenant=TENANT, id="a", name="A2", labels={"rack": "2"}, created_at=LATER)
     )
-    # an upsert keeps the first creation time
-    assert (again.name, dict(again.labels), again.created_at) == ("A2", {"rack": "2"}, NOW)
+    # an upsert keeps the first creation time and merges labels key by key
+    assert not new
+    assert (again.name, dict(again.labels), again.created_at) == (
+        "A2", {"rack": "2", "zone": "x"}, NOW,
+    )  # fmt: skip
     got = await store.get_target(TENANT, "a")
-    assert (got.name, dict(got.labels), got.created_at) == ("A2", {"rack": "2"}, NOW)
+    assert (got.name, dict(got.labels), got.created_at) == ("A2", {"rack": "2", "zone": "x"}, NOW)
     assert [t.id for t in await store.list_targets(TENANT, after="", limit=10)] == ["a", "b"]
     assert [t.id for t in await store.list_targets(TENANT, after="a", limit=10)] == ["b"]
     assert [t.id for t in await store.list_targets(TENANT, after="", limit=1)] == ["a"]
@@ -83,6 +89,16 @@ async def test_targets_upsert_and_list(store: Store) -> None:
         await store.get_target("other", "a")
     with pytest.raises(errors.NotFound):
         await store.put_target(Target(tenant="nobody", id="a", name="", labels={}, created_at=NOW))
+
+
+async def test_a_target_merge_may_keep_its_name(store: Store) -> None:
+    await store.put_target(
+        Target(tenant=TENANT, id="a", name="Named", labels={"rack": "1"}, created_at=NOW)
+    )
+    kept, new = await store.put_target(
+        Target(tenant=TENANT, id="a", name="a", labels={}, created_at=LATER), keep_name=True
+    )
+    assert (new, kept.name, dict(kept.labels)) == (False, "Named", {"rack": "1"})
 
 
 async def test_groups_replace_members_in_order(store: Store) -> None:

@@ -11,9 +11,9 @@ SELECT id, name, created_at FROM tenants WHERE id = $1
 UPDATE tenants SET op_seq = op_seq + $2, event_seq = event_seq + $3
 WHERE id = $1 RETURNING op_seq, event_seq
 
--- name: target_upsert
+-- name: target_insert
 INSERT INTO targets (tenant_id, id, name, labels, created_at) VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name, labels = excluded.labels
+ON CONFLICT (tenant_id, id) DO NOTHING
 RETURNING tenant_id, id, name, labels, created_at
 
 -- name: target_get

@@ -75,3 +75,9 @@ FOR UPDATE
 -- name: lock_rows_skip_locked
 -- (a fragment) replicas each take rows no other has taken (sweeps, purges)
 FOR UPDATE SKIP LOCKED
+
+-- name: target_merge
+-- a target that exists keeps its creation time; labels merge key by key, a NULL name keeps it
+UPDATE targets SET name = COALESCE($3, name), labels = labels || $4::jsonb
+WHERE tenant_id = $1 AND id = $2
+RETURNING tenant_id, id, name, labels, created_at

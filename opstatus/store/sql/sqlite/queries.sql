@@ -60,3 +60,9 @@ AND e.state IN (SELECT value FROM json_each({p}))
 
 -- name: lock_rows_skip_locked
 -- (a fragment) one writer at a time: nothing to skip
+
+-- name: target_merge
+-- a target that exists keeps its creation time; labels merge key by key, a NULL name keeps it
+UPDATE targets SET name = COALESCE($3, name), labels = json_patch(labels, $4)
+WHERE tenant_id = $1 AND id = $2
+RETURNING tenant_id, id, name, labels, created_at
