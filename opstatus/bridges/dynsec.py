@@ -51,14 +51,19 @@ def is_level(value: str) -> bool:
     return bool(value) and not any(c in value for c in _NOT_A_LEVEL)
 
 
+def topic(*levels: str) -> str:
+    """The topic that ``levels`` name below :data:`ROOT`."""
+    return "/".join((ROOT, *levels))
+
+
 def agent_prefix(tenant: str, key_id: str) -> str:
     """The topics an agent key publishes its requests under and receives replies on."""
-    return f"{ROOT}/{tenant}/agents/{key_id}"
+    return topic(tenant, "agents", key_id)
 
 
 def inbox_topic(tenant: str, target: str) -> str:
     """Where the bridge announces that work may be waiting for ``target``."""
-    return f"{ROOT}/{tenant}/targets/{target}/inbox"
+    return topic(tenant, "targets", target, "inbox")
 
 
 def role_name(key_id: str) -> str:
@@ -66,8 +71,8 @@ def role_name(key_id: str) -> str:
     return f"opstatus-agent-{key_id}"
 
 
-def _acl(kind: str, topic: str) -> dict[str, Any]:
-    return {"acltype": kind, "topic": topic, "allow": True, "priority": 0}
+def _acl(kind: str, name: str) -> dict[str, Any]:
+    return {"acltype": kind, "topic": name, "allow": True, "priority": 0}
 
 
 def agent_acls(tenant: str, key_id: str, targets: Iterable[str]) -> list[dict[str, Any]]:
@@ -88,7 +93,7 @@ def agent_acls(tenant: str, key_id: str, targets: Iterable[str]) -> list[dict[st
 
 def bridge_acls() -> list[dict[str, Any]]:
     """The bridge's own role: publish, subscribe and receive everything under ``opstatus/``."""
-    everything = f"{ROOT}/#"
+    everything = topic("#")
     return [
         _acl("publishClientSend", everything),
         _acl("publishClientReceive", everything),

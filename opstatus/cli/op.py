@@ -20,6 +20,7 @@ from opstatus.cli.remote import (
     OutputOption,
     Url,
     connect,
+    connected,
     emit_json,
     fail,
     operation_id,
@@ -27,6 +28,7 @@ from opstatus.cli.remote import (
     show_events,
     usage_error,
 )
+from opstatus.client._client import Client
 from opstatus.client._models import Operation
 from opstatus.wire import OperationState, State
 
@@ -102,16 +104,14 @@ def create(
 
 
 @app.command(epilog="Example: opstatus op get '#16' -o json")
-def get(
-    op_id: OperationId, url: Url = None, key: Key = None, output: OutputOption = Output.table
-) -> None:
+@connected
+def get(op_id: OperationId, *, client: Client, output: Output) -> None:
     """Print one operation with its executions."""
-    with connect(url, key) as client:
-        found = client.get(op_id)  # the server knows numbers too
-    _show(found, output)
+    _show(client.get(op_id), output)  # the server knows numbers too
 
 
 @app.command("list", epilog="Example: opstatus op list --state running --kind image-update")
+@connected
 def list_(
     state: Annotated[
         list[OperationState] | None, typer.Option(help="Only in this state (repeat).")
@@ -121,16 +121,15 @@ def list_(
         list[str] | None, typer.Option(metavar="ID", help="Only aimed at this target (repeat).")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 50,
-    url: Url = None,
-    key: Key = None,
-    output: OutputOption = Output.table,
+    *,
+    client: Client,
+    output: Output,
 ) -> None:
     """List operations, newest first."""
-    with connect(url, key) as client:
-        page = client.list_page(
-            limit=limit, state=[s.value for s in state or []] or None, kind=kind or None,
-            target=target or None,
-        )  # fmt: skip
+    page = client.list_page(
+        limit=limit, state=[s.value for s in state or []] or None, kind=kind or None,
+        target=target or None,
+    )  # fmt: skip
     if output is Output.json:
         emit_json(page)
     else:
@@ -138,19 +137,19 @@ def list_(
 
 
 @app.command(epilog="Example: opstatus op cancel 01J9Z8K3V6 --force")
+@connected
 def cancel(
     op_id: OperationId,
     force: Annotated[bool, typer.Option(help="Cancel work already running too.")] = False,
-    url: Url = None,
-    key: Key = None,
-    output: OutputOption = Output.table,
+    *,
+    client: Client,
+    output: Output,
 ) -> None:
     """Cancel an operation: queued work at once, running work only with --force.
 
     Without --force, the work agents already started goes on; a line on stderr names it.
     """
-    with connect(url, key) as client:
-        found = client.cancel(operation_id(client, op_id), force=force)
+    found = client.cancel(operation_id(client, op_id), force=force)
     _show(found, output)
     running = [e for e in found.executions or [] if e.state in STARTED]
     if running:
@@ -159,18 +158,18 @@ def cancel(
 
 
 @app.command(epilog="Example: opstatus op events 01J9Z8K3V6 --follow")
+@connected
 def events(
     op_id: OperationId,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new events until it finishes.")
     ] = False,
-    url: Url = None,
-    key: Key = None,
-    output: OutputOption = Output.table,
+    *,
+    client: Client,
+    output: Output,
 ) -> None:
     """Print an operation's recorded changes; --follow streams them as they happen."""
-    with connect(url, key) as client:
-        show_events(client, operation_id(client, op_id), 0, follow, output)
+    show_events(client, operation_id(client, op_id), 0, follow, output)
 
 
 @app.command(epilog="Example: opstatus op watch 01J9Z8K3V6 && echo deployed")
@@ -200,36 +199,35 @@ def watch(
 
 
 @app.command(epilog="Example: opstatus op retry '#16' --target web-2")
+@connected
 def retry(
     op_id: OperationId,
     target: Annotated[
         list[str] | None, typer.Option(metavar="ID", help="Only on this target (repeat).")
     ] = None,
-    url: Url = None,
-    key: Key = None,
-    output: OutputOption = Output.table,
+    *,
+    client: Client,
+    output: Output,
 ) -> None:
     """Queue an operation's failed and timed-out executions again (or those on --target)."""
-    with connect(url, key) as client:
-        found = client.get(op_id)
-        again = [
-            e for e in found.executions or []
-            if e.state in RETRYABLE and (not target or e.target in target)
-        ]  # fmt: skip
-        if not again:
-            fail(f"operation {found.id}: no failed or timed-out execution to retry")
-        for execution in again:
-            client.retry(execution.id)
-        found = client.get(found.id)
-    _show(found, output)
+    found = client.get(op_id)
+    again = [
+        e for e in found.executions or []
+        if e.state in RETRYABLE and (not target or e.target in target)
+    ]  # fmt: skip
+    if not again:
+        fail(f"operation {found.id}: no failed or timed-out execution to retry")
+    for execution in again:
+        client.retry(execution.id)
+    _show(client.get(found.id), output)
 
 
 @app.command(epilog="Example: opstatus op delete '#16'")
-def delete(op_id: OperationId, url: Url = None, key: Key = None) -> None:
+@connected
+def delete(op_id: OperationId, *, client: Client) -> None:
     """Delete a finished operation (later reads answer 410 Gone)."""
-    with connect(url, key) as client:
-        found = operation_id(client, op_id)
-        client.delete(found)
+    found = operation_id(client, op_id)
+    client.delete(found)
     typer.echo(f"deleted {found}")
 
 

@@ -9,11 +9,13 @@ another file). :func:`resolve` is the one place that decides it, for ``op``, ``a
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
 import json
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +128,36 @@ def connect(url: str | None, key: str | None) -> Iterator[Client]:
         fail(f"cannot reach {config.url}: {error.__cause__ or error}")
     except exc.OpstatusError as error:
         fail(error.detail)
+
+
+#: the options :func:`connected` gives a command, after its own
+_CONNECTION = (
+    inspect.Parameter("url", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Url),
+    inspect.Parameter("key", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Key),
+)
+_OUTPUT = inspect.Parameter(
+    "output", inspect.Parameter.KEYWORD_ONLY, default=Output.table, annotation=OutputOption
+)
+
+
+def connected(command: Callable[..., None]) -> Callable[..., None]:
+    """A command that talks to the server, for Typer: ``command`` takes the connected
+    ``client`` (and, if it names one, the ``output`` asked for); Typer sees ``--url``,
+    ``--key`` (and ``-o``) in their place, after the command's own options."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name not in ("client", "output")]
+    added = [*_CONNECTION, *([_OUTPUT] if "output" in signature.parameters else [])]
+
+    @functools.wraps(command)
+    def run(*, url: str | None, key: str | None, **values: Any) -> None:
+        with connect(url, key) as client:
+            command(client=client, **values)
+
+    shown = signature.replace(parameters=[*own, *added])
+    run.__signature__ = shown  # type: ignore[attr-defined]
+    # Typer reads the annotations too: those of the options it sees, not of ``client``.
+    run.__annotations__ = {p.name: p.annotation for p in shown.parameters.values()}
+    return run
 
 
 def operation_id(client: Client, ref: str) -> str:

@@ -13,18 +13,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from opstatus.cli import remote
 from opstatus.cli import views as _view
-from opstatus.cli.remote import (
-    CONFIG_HELP,
-    Key,
-    Output,
-    OutputOption,
-    Url,
-    connect,
-    emit_json,
-    pairs,
-    show_events,
-)  # fmt: skip
+from opstatus.cli.remote import CONFIG_HELP, Output, connected
+from opstatus.client._client import Client
 from opstatus.wire import Role
 
 target_app = typer.Typer(help=f"Targets: register, read, list. {CONFIG_HELP}", no_args_is_help=True)
@@ -49,7 +41,7 @@ DELIVERY_COLUMNS = ("id", "seq", "type", "attempt", "status", "status_code", "er
 def show(found: Any, output: Output, columns: Iterable[str] | None = None) -> None:
     """One resource (``columns`` None) or a list of them, as a table or the JSON."""
     if output is Output.json:
-        emit_json(found)
+        remote.emit_json(found)
     elif columns is None:
         Console().print(_view.record_table(_view.plain(found)))
     else:
@@ -59,11 +51,9 @@ def show(found: Any, output: Output, columns: Iterable[str] | None = None) -> No
 def by_id(app: typer.Typer, name: str, method: str, summary: str, example: str) -> None:
     """Add ``NAME ID``: one SDK call on one resource by id, printed with ``-o``."""
 
-    def command(
-        item_id: Id, url: Url = None, key: Key = None, output: OutputOption = Output.table
-    ) -> None:
-        with connect(url, key) as client:
-            show(getattr(client, method)(item_id), output)
+    @connected
+    def command(item_id: Id, *, client: Client, output: Output) -> None:
+        show(getattr(client, method)(item_id), output)
 
     app.command(name, help=summary, epilog=f"Example: {example}")(command)
 
@@ -73,11 +63,9 @@ def listing(
 ) -> None:
     """Add ``list [--limit N]``: a paged SDK listing, printed with ``-o``."""
 
-    def command(
-        limit: Limit = None, url: Url = None, key: Key = None, output: OutputOption = Output.table
-    ) -> None:
-        with connect(url, key) as client:
-            show(list(getattr(client, method)(limit=limit)), output, columns)
+    @connected
+    def command(limit: Limit = None, *, client: Client, output: Output) -> None:
+        show(list(getattr(client, method)(limit=limit)), output, columns)
 
     app.command("list", help=summary, epilog=f"Example: {example}")(command)
 
@@ -92,57 +80,57 @@ def target_put(
     label: Annotated[
         list[str] | None, typer.Option(metavar="K=V", help="Label (repeat); replaces them all.")
     ] = None,
-    url: Url = None,
-    key: Key = None,
-    output: OutputOption = Output.table,
+    url: remote.Url = None,
+    key: remote.Key = None,
+    output: remote.OutputOption = Output.table,
 ) -> None:
     """Register a target, or update its name and labels."""
-    labels = dict(pairs("--label", label)) if label else None
-    with connect(url, key) as client:
+    labels = dict(remote.pairs("--label", label)) if label else None
+    with remote.connect(url, key) as client:
         show(client.put_target(target_id, name, labels), output)
 
 
 # groups -----------------------------------------------------------------------------
 @group_app.command("put", epilog="Example: opstatus group put web --target web-1 --target web-2")
+@connected
 def group_put(
     group_id: Id,
     target: Annotated[
         list[str] | None, typer.Option(metavar="ID", help="Member (repeat); replaces them all.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
-    url: Url = None,
-    key: Key = None,
-    output: OutputOption = Output.table,
+    *,
+    client: Client,
+    output: Output,
 ) -> None:
     """Create a group, or replace its name and members."""
-    with connect(url, key) as client:
-        show(client.put_group(group_id, target or [], name), output)
+    show(client.put_group(group_id, target or [], name), output)
 
 
 # keys -------------------------------------------------------------------------------
 @key_app.command(
     "create", epilog="Example: opstatus key create --role agent --target web-1 -o json"
 )
+@connected
 def key_create(
     role: Annotated[Role, typer.Option(help="What the key may do.")],
     target: Annotated[
         list[str] | None, typer.Option(metavar="ID", help="Bind an agent key to it (repeat).")
     ] = None,
     name: Annotated[str, typer.Option(help="A note on what the key is for.")] = "",
-    url: Url = None,
-    key: Key = None,
-    output: OutputOption = Output.table,
+    *,
+    client: Client,
+    output: Output,
 ) -> None:
     """Make a key in your tenant and print it; its secret is shown this once."""
-    with connect(url, key) as client:
-        show(client.create_key(role.value, name, target or []), output)
+    show(client.create_key(role.value, name, target or []), output)
 
 
 @key_app.command("list", epilog="Example: opstatus key list -o json")
-def key_list(url: Url = None, key: Key = None, output: OutputOption = Output.table) -> None:
+@connected
+def key_list(*, client: Client, output: Output) -> None:
     """List every key of your tenant, revoked ones too (never a secret)."""
-    with connect(url, key) as client:
-        show(client.keys(), output, KEY_COLUMNS)
+    show(client.keys(), output, KEY_COLUMNS)
 
 
 # webhooks ---------------------------------------------------------------------------
@@ -150,6 +138,7 @@ def key_list(url: Url = None, key: Key = None, output: OutputOption = Output.tab
     "create",
     epilog="Example: opstatus webhook create https://example.com/hook --event 'operation.*'",
 )
+@connected
 def webhook_create(
     hook_url: Annotated[str, typer.Argument(metavar="URL", help="Where to POST events.")],
     event: Annotated[
@@ -158,46 +147,46 @@ def webhook_create(
             metavar="PATTERN", help="'*', 'operation.*', 'execution.*' or a type (repeat)."
         ),
     ] = None,
-    url: Url = None,
-    key: Key = None,
-    output: OutputOption = Output.table,
+    *,
+    client: Client,
+    output: Output,
 ) -> None:
     """Subscribe a URL to events; the signing secret is shown this once."""
-    with connect(url, key) as client:
-        show(client.create_webhook(hook_url, event or None), output)
+    show(client.create_webhook(hook_url, event or None), output)
 
 
 @webhook_app.command(
     "deliveries", epilog="Example: opstatus webhook deliveries wh_01J9Z8K3V6 --limit 10"
 )
+@connected
 def webhook_deliveries(
     webhook_id: Id,
     limit: Limit = None,
-    url: Url = None,
-    key: Key = None,
-    output: OutputOption = Output.table,
+    *,
+    client: Client,
+    output: Output,
 ) -> None:
     """Print the delivery log, newest first."""
-    with connect(url, key) as client:
-        show(list(client.deliveries(webhook_id, limit=limit)), output, DELIVERY_COLUMNS)
+    show(list(client.deliveries(webhook_id, limit=limit)), output, DELIVERY_COLUMNS)
 
 
 @webhook_app.command("replay", epilog="Example: opstatus webhook replay wh_01J9Z8K3V6 42")
+@connected
 def webhook_replay(
     webhook_id: Id,
     delivery_id: Annotated[
         str, typer.Argument(metavar="DELIVERY", help="Delivery id (from deliveries).")
     ],
-    url: Url = None,
-    key: Key = None,
-    output: OutputOption = Output.table,
+    *,
+    client: Client,
+    output: Output,
 ) -> None:
     """Send a delivered or dead-lettered event again."""
-    with connect(url, key) as client:
-        show(client.replay(webhook_id, delivery_id), output)
+    show(client.replay(webhook_id, delivery_id), output)
 
 
 # the tenant's events ----------------------------------------------------------------
+@connected
 def events(
     after: Annotated[
         int, typer.Option(min=0, metavar="SEQ", help="Only events after this seq.")
@@ -205,13 +194,12 @@ def events(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new events (until Ctrl-C).")
     ] = False,
-    url: Url = None,
-    key: Key = None,
-    output: OutputOption = Output.table,
+    *,
+    client: Client,
+    output: Output,
 ) -> None:
     """Print every event of your tenant after --after; --follow tails them live."""
-    with connect(url, key) as client:
-        show_events(client, None, after, follow, output)
+    remote.show_events(client, None, after, follow, output)
 
 
 listing(target_app, "targets", TARGET_COLUMNS, "List targets by id.", "opstatus target list")

@@ -10,8 +10,7 @@ import functools
 import inspect
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
@@ -23,6 +22,10 @@ from opstatus.client import _protocol as protocol
 
 T = TypeVar("T")
 P = ParamSpec("P")
+H = TypeVar("H")  #: the HTTP client a client runs on (``httpx.Client`` or ``AsyncClient``)
+X = TypeVar("X")  #: the transport that HTTP client takes
+S = TypeVar("S")  #: what a shared method gives in ``Client``
+A = TypeVar("A")  #: what it gives in ``AsyncClient``
 _Events = list[models.Event]  # aliases: ``list`` is a method name in the classes
 _InboxItems = list[models.InboxItem]
 _EventStream = Generator[models.Event, None, None]  #: ``close()`` it to stop early
@@ -37,68 +40,71 @@ def _shown(function: Callable[..., Any], *, drop_first: bool) -> inspect.Signatu
     return signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty)
 
 
-class _Method(Generic[P, T]):
-    """An SDK method written once, as a flow, and run by both clients: ``Client`` returns
-    its result, ``AsyncClient`` a coroutine of it."""
+class _Shared(Generic[P, S, A]):
+    """An SDK method written once and run by both clients: ``Client`` gives ``S``,
+    ``AsyncClient`` ``A``. Made by :func:`_method` (flows) and :func:`_listing` (pagers)."""
 
-    def __init__(self, flow: Callable[Concatenate[protocol.Opts, P], protocol.Flow[T]]) -> None:
-        self.flow = flow
-        self.__doc__ = flow.__doc__
-        self.signature = _shown(flow, drop_first=True)
-
-    @overload
-    def __get__(self, obj: Client, owner: type[Any]) -> Callable[P, T]: ...
-    @overload
-    def __get__(
-        self, obj: AsyncClient, owner: type[Any]
-    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
-    @overload
-    def __get__(self, obj: None, owner: type[Any]) -> Self: ...
-    def __get__(self, obj: Any, owner: type[Any]) -> Any:
-        if obj is None:
-            return self
-        flow = self.flow
-
-        @functools.wraps(flow)
-        def method(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return obj._run(flow(obj._o, *args, **kwargs))
-
-        method.__signature__ = self.signature  # type: ignore[attr-defined]
-        return method
-
-
-class _Listing(Generic[P, T]):
-    """A paged listing written once: ``Client`` iterates it (the first page fetched at
-    the call, so a refusal raises there), ``AsyncClient`` with ``async for``."""
-
-    def __init__(self, pager: Callable[P, protocol.Pager[T]]) -> None:
-        self.pager = pager
-        self.__doc__ = pager.__doc__
-        self.signature = _shown(pager, drop_first=False)
+    def __init__(
+        self, function: Callable[..., Any], run: Callable[..., Any], *, drop_first: bool
+    ) -> None:
+        self.function = function
+        self.run = run  #: ``run(client, *args, **kwargs)``
+        self.__doc__ = function.__doc__
+        self.signature = _shown(function, drop_first=drop_first)
 
     @overload
-    def __get__(self, obj: Client, owner: type[Any]) -> Callable[P, Iterator[T]]: ...
+    def __get__(self, obj: Client, owner: type[Any]) -> Callable[P, S]: ...
     @overload
-    def __get__(self, obj: AsyncClient, owner: type[Any]) -> Callable[P, AsyncIterator[T]]: ...
+    def __get__(self, obj: AsyncClient, owner: type[Any]) -> Callable[P, A]: ...
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> Self: ...
     def __get__(self, obj: Any, owner: type[Any]) -> Any:
         if obj is None:
             return self
-        pager = self.pager
+        run = self.run
 
-        @functools.wraps(pager)
+        @functools.wraps(self.function)
         def method(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return obj._paged(pager(*args, **kwargs))
+            return run(obj, *args, **kwargs)
 
         method.__signature__ = self.signature  # type: ignore[attr-defined]
         return method
 
 
-class _Base:
+def _method(
+    flow: Callable[Concatenate[protocol.Opts, P], protocol.Flow[T]],
+) -> _Shared[P, T, Coroutine[Any, Any, T]]:
+    """A method made of a flow: ``Client`` returns its result, ``AsyncClient`` a
+    coroutine of it."""
+    return _Shared(
+        flow, lambda client, *args, **kwargs: client._run(flow(client._o, *args, **kwargs)),
+        drop_first=True,
+    )  # fmt: skip
+
+
+def _listing(pager: Callable[P, protocol.Pager[T]]) -> _Shared[P, Iterator[T], AsyncIterator[T]]:
+    """A paged listing: ``Client`` iterates it (the first page fetched at the call, so a
+    refusal raises there), ``AsyncClient`` with ``async for``."""
+    return _Shared(
+        pager, lambda client, *args, **kwargs: client._paged(pager(*args, **kwargs)),
+        drop_first=False,
+    )  # fmt: skip
+
+
+class _Base(Generic[H, X]):
     """Settings shared by both clients, and the methods written once for both."""
 
-    def __init__(self, url: str | None, key: str | None, *, timeout: float, retries: int) -> None:
+    _http_class: Callable[..., H]
+
+    def __init__(
+        self,
+        url: str | None = None,
+        key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        transport: X | None = None,
+    ) -> None:
         url = url or os.environ.get("OPSTATUS_URL")
         if not url:
             raise exc.OpstatusError("no server URL: pass url or set OPSTATUS_URL")
@@ -109,24 +115,34 @@ class _Base:
         self._headers = {"X-API-Key": self.key} if self.key else {}
         self._headers["User-Agent"] = "opstatus-python"
         self._o = protocol.Opts(retries, protocol.monotonic)
+        self._http: H = self._http_class(
+            base_url=self.url, headers=self._headers, timeout=timeout, transport=transport
+        )
 
-    list = _Listing(protocol.operations)
-    targets = _Listing(protocol.targets)
-    webhooks = _Listing(protocol.webhooks)
-    deliveries = _Listing(protocol.deliveries)
-    delete = _Method(protocol.delete)
-    retry = _Method(protocol.retry)
-    put_target = _Method(protocol.put_target)
-    get_target = _Method(protocol.get_target)
-    put_group = _Method(protocol.put_group)
-    get_group = _Method(protocol.get_group)
-    create_key = _Method(protocol.create_key)
-    keys = _Method(protocol.keys)
-    revoke_key = _Method(protocol.revoke_key)
-    create_webhook = _Method(protocol.create_webhook)
-    get_webhook = _Method(protocol.get_webhook)
-    delete_webhook = _Method(protocol.delete_webhook)
-    replay = _Method(protocol.replay)
+    create = _method(protocol.create)
+    get = _method(protocol.get)
+    list_page = _method(protocol.page)
+    cancel = _method(protocol.cancel)
+    events_page = _method(protocol.events_page)
+    inbox = _method(protocol.inbox)
+    report = _method(protocol.report)
+    list = _listing(protocol.operations)
+    targets = _listing(protocol.targets)
+    webhooks = _listing(protocol.webhooks)
+    deliveries = _listing(protocol.deliveries)
+    delete = _method(protocol.delete)
+    retry = _method(protocol.retry)
+    put_target = _method(protocol.put_target)
+    get_target = _method(protocol.get_target)
+    put_group = _method(protocol.put_group)
+    get_group = _method(protocol.get_group)
+    create_key = _method(protocol.create_key)
+    keys = _method(protocol.keys)
+    revoke_key = _method(protocol.revoke_key)
+    create_webhook = _method(protocol.create_webhook)
+    get_webhook = _method(protocol.get_webhook)
+    delete_webhook = _method(protocol.delete_webhook)
+    replay = _method(protocol.replay)
 
     def _opts(self) -> dict[str, Any]:
         return {"retries": self.retries, "clock": protocol.monotonic}
@@ -139,25 +155,8 @@ class _Base:
             "headers": call.headers, "timeout": httpx.Timeout(self.timeout, read=read),
         }  # fmt: skip
 
-    @staticmethod
-    def _report_fields(
-        state: str | None,
-        progress: float | None,
-        eta: datetime | None,
-        details: Mapping[str, Any] | None,
-        error: str | None,
-        result: Any,
-        reason: str | None,
-        expected_version: int | None,
-    ) -> dict[str, Any]:
-        return {
-            "state": state, "progress": progress, "eta": eta,
-            "details": None if details is None else dict(details), "error": error,
-            "result": result, "reason": reason, "expected_version": expected_version,
-        }  # fmt: skip
 
-
-class Client(_Base):
+class Client(_Base[httpx.Client, httpx.BaseTransport]):
     """A blocking client. ``Client(url, key)``; both default to $OPSTATUS_URL / $OPSTATUS_KEY.
 
     Use it as a context manager, or call :meth:`close`. Every method raises an
@@ -166,19 +165,7 @@ class Client(_Base):
     ``list``, ``retry``, ``delete``, targets, groups, keys and webhooks.
     """
 
-    def __init__(
-        self,
-        url: str | None = None,
-        key: str | None = None,
-        *,
-        timeout: float = 30.0,
-        retries: int = 3,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(url, key, timeout=timeout, retries=retries)
-        self._http = httpx.Client(
-            base_url=self.url, headers=self._headers, timeout=timeout, transport=transport
-        )
+    _http_class = httpx.Client
 
     def __enter__(self) -> Self:
         return self
@@ -211,36 +198,6 @@ class Client(_Base):
         except httpx.TransportError as error:
             raise exc.TransportError(f"{call.method} {call.path}: {error!r}") from error
 
-    def create(
-        self,
-        kind: str,
-        targets: list[str] | None = None,
-        groups: list[str] | None = None,
-        parameters: Mapping[str, Any] | None = None,
-        idempotency_key: str | None = None,
-        **options: Any,
-    ) -> models.Operation:
-        """Trigger an operation; ``options`` are the other body fields (timeouts, retries…)."""
-        return self._run(
-            protocol.create(
-                kind,
-                targets=list(targets or []),
-                groups=list(groups or []),
-                parameters=parameters,
-                idempotency_key=idempotency_key,
-                options=options,
-                **self._opts(),
-            )
-        )
-
-    def get(self, operation_id: str) -> models.Operation:
-        """One operation, with its executions."""
-        return self._run(protocol.get(operation_id, **self._opts()))
-
-    def list_page(self, cursor: str | None = None, **filters: Any) -> models.OperationPage:
-        """One page of operations (``items``, ``next_cursor``), newest first."""
-        return self._run(protocol.page(filters, cursor, **self._opts()))
-
     def _paged(self, pager: protocol.Pager[T]) -> Iterator[T]:
         first = self._run(pager.next(**self._opts()))  # now: a refusal raises at the call
         return self._rest(pager, first)
@@ -250,19 +207,9 @@ class Client(_Base):
         while not pager.done:
             yield from self._run(pager.next(**self._opts()))
 
-    def cancel(
-        self, operation_id: str, force: bool = False, reason: str | None = None
-    ) -> models.Operation:
-        """Cancel queued work; running work too with ``force``."""
-        return self._run(protocol.cancel(operation_id, force, reason, **self._opts()))
-
     def events(self, operation_id: str | None = None, after: int = 0) -> _Events:
         """Recorded events of an operation (None: of the tenant) after seq ``after``."""
         return self.events_page(operation_id, after).items
-
-    def events_page(self, operation_id: str | None = None, after: int = 0) -> models.EventPage:
-        """One page of events after seq ``after``, with ``last_seq`` to continue from."""
-        return self._run(protocol.events_page(operation_id, after, **self._opts()))
 
     def wait(
         self, operation_id: str, timeout: float | None = None, *, on_change: OnChange = None
@@ -306,47 +253,11 @@ class Client(_Base):
                 session.broke(error)
             time.sleep(session.pause())
 
-    def inbox(
-        self, target: str, wait: float | None = None, limit: int | None = None
-    ) -> _InboxItems:
-        """Work for ``target`` (agent side); long-polls up to ``wait`` seconds when empty."""
-        return self._run(protocol.inbox(target, wait, limit, **self._opts()))
 
-    def report(
-        self,
-        execution_id: str,
-        state: str | None = None,
-        progress: float | None = None,
-        eta: datetime | None = None,
-        details: Mapping[str, Any] | None = None,
-        error: str | None = None,
-        result: Any = None,
-        reason: str | None = None,
-        expected_version: int | None = None,
-    ) -> models.Execution:
-        """Report on an execution (agent side); fields left None are not sent."""
-        fields = self._report_fields(
-            state, progress, eta, details, error, result, reason, expected_version
-        )
-        return self._run(protocol.report(execution_id, fields, **self._opts()))
-
-
-class AsyncClient(_Base):
+class AsyncClient(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     """The same as :class:`Client`, with ``await`` and ``async for``."""
 
-    def __init__(
-        self,
-        url: str | None = None,
-        key: str | None = None,
-        *,
-        timeout: float = 30.0,
-        retries: int = 3,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(url, key, timeout=timeout, retries=retries)
-        self._http = httpx.AsyncClient(
-            base_url=self.url, headers=self._headers, timeout=timeout, transport=transport
-        )
+    _http_class = httpx.AsyncClient
 
     async def __aenter__(self) -> Self:
         return self
@@ -379,56 +290,14 @@ class AsyncClient(_Base):
         except httpx.TransportError as error:
             raise exc.TransportError(f"{call.method} {call.path}: {error!r}") from error
 
-    async def create(
-        self,
-        kind: str,
-        targets: list[str] | None = None,
-        groups: list[str] | None = None,
-        parameters: Mapping[str, Any] | None = None,
-        idempotency_key: str | None = None,
-        **options: Any,
-    ) -> models.Operation:
-        """Trigger an operation; ``options`` are the other body fields (timeouts, retries…)."""
-        return await self._run(
-            protocol.create(
-                kind,
-                targets=list(targets or []),
-                groups=list(groups or []),
-                parameters=parameters,
-                idempotency_key=idempotency_key,
-                options=options,
-                **self._opts(),
-            )
-        )
-
-    async def get(self, operation_id: str) -> models.Operation:
-        """One operation, with its executions."""
-        return await self._run(protocol.get(operation_id, **self._opts()))
-
-    async def list_page(self, cursor: str | None = None, **filters: Any) -> models.OperationPage:
-        """One page of operations (``items``, ``next_cursor``), newest first."""
-        return await self._run(protocol.page(filters, cursor, **self._opts()))
-
     async def _paged(self, pager: protocol.Pager[T]) -> AsyncIterator[T]:
         while not pager.done:
             for item in await self._run(pager.next(**self._opts())):
                 yield item
 
-    async def cancel(
-        self, operation_id: str, force: bool = False, reason: str | None = None
-    ) -> models.Operation:
-        """Cancel queued work; running work too with ``force``."""
-        return await self._run(protocol.cancel(operation_id, force, reason, **self._opts()))
-
     async def events(self, operation_id: str | None = None, after: int = 0) -> _Events:
         """Recorded events of an operation (None: of the tenant) after seq ``after``."""
         return (await self.events_page(operation_id, after)).items
-
-    async def events_page(
-        self, operation_id: str | None = None, after: int = 0
-    ) -> models.EventPage:
-        """One page of events after seq ``after``, with ``last_seq`` to continue from."""
-        return await self._run(protocol.events_page(operation_id, after, **self._opts()))
 
     async def wait(
         self, operation_id: str, timeout: float | None = None, *, on_change: OnChange = None
@@ -461,27 +330,3 @@ class AsyncClient(_Base):
             except httpx.TransportError as error:
                 session.broke(error)
             await asyncio.sleep(session.pause())
-
-    async def inbox(
-        self, target: str, wait: float | None = None, limit: int | None = None
-    ) -> _InboxItems:
-        """Work for ``target`` (agent side); long-polls up to ``wait`` seconds when empty."""
-        return await self._run(protocol.inbox(target, wait, limit, **self._opts()))
-
-    async def report(
-        self,
-        execution_id: str,
-        state: str | None = None,
-        progress: float | None = None,
-        eta: datetime | None = None,
-        details: Mapping[str, Any] | None = None,
-        error: str | None = None,
-        result: Any = None,
-        reason: str | None = None,
-        expected_version: int | None = None,
-    ) -> models.Execution:
-        """Report on an execution (agent side); fields left None are not sent."""
-        fields = self._report_fields(
-            state, progress, eta, details, error, result, reason, expected_version
-        )
-        return await self._run(protocol.report(execution_id, fields, **self._opts()))

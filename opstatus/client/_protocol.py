@@ -173,55 +173,44 @@ def _seconds(value: float) -> str:
 
 
 def create(
+    o: Opts,
+    /,
     kind: str,
-    *,
-    targets: list[str],
-    groups: list[str],
-    parameters: Mapping[str, Any] | None,
-    idempotency_key: str | None,
-    options: Mapping[str, Any],
-    retries: int,
-    clock: Clock,
+    targets: list[str] | None = None,
+    groups: list[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    **options: Any,
 ) -> Flow[models.Operation]:
-    """``POST /v1/operations``."""
-    body = {"kind": kind, "targets": targets, "groups": groups, **options}
+    """Trigger an operation; ``options`` are the other body fields (timeouts, retries…)."""
+    body = {"kind": kind, "targets": list(targets or []), "groups": list(groups or []), **options}
     body["parameters"] = dict(parameters or {})
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     call = Call(method="POST", path="/v1/operations", json=body, headers=headers)
-    response = yield from request(call, retries=retries, clock=clock)
+    response = yield from request(call, retries=o.retries, clock=o.clock)
     return decode(response, models.Operation)
 
 
-def get(operation_id: str, *, retries: int, clock: Clock) -> Flow[models.Operation]:
-    """``GET /v1/operations/{id}``."""
-    path = f"/v1/operations/{seg(operation_id)}"
-    return (yield from fetch("GET", path, models.Operation, retries=retries, clock=clock))
+def get(o: Opts, operation_id: str) -> Flow[models.Operation]:
+    """One operation, with its executions."""
+    return (yield from _one(o, "GET", f"/v1/operations/{seg(operation_id)}", models.Operation))
 
 
-def page(
-    filters: Mapping[str, Any], cursor: str | None, *, retries: int, clock: Clock
-) -> Flow[models.OperationPage]:
-    """``GET /v1/operations`` (one page)."""
+def page(o: Opts, /, cursor: str | None = None, **filters: Any) -> Flow[models.OperationPage]:
+    """One page of operations (``items``, ``next_cursor``), newest first."""
     params = {**filters, "cursor": cursor}
-    return (
-        yield from fetch(
-            "GET", "/v1/operations", models.OperationPage, params=params, retries=retries,
-            clock=clock,
-        )
-    )  # fmt: skip
+    return (yield from _one(o, "GET", "/v1/operations", models.OperationPage, params=params))
 
 
 def cancel(
-    operation_id: str, force: bool, reason: str | None, *, retries: int, clock: Clock
+    o: Opts, operation_id: str, force: bool = False, reason: str | None = None
 ) -> Flow[models.Operation]:
-    """``POST /v1/operations/{id}/cancel``."""
+    """Cancel queued work; running work too with ``force``."""
     body: dict[str, Any] = {"force": force}
     if reason is not None:
         body["reason"] = reason
     path = f"/v1/operations/{seg(operation_id)}/cancel"
-    return (
-        yield from fetch("POST", path, models.Operation, json=body, retries=retries, clock=clock)
-    )
+    return (yield from _one(o, "POST", path, models.Operation, json=body))
 
 
 def events_path(operation_id: str | None) -> str:
@@ -229,16 +218,10 @@ def events_path(operation_id: str | None) -> str:
     return "/v1/events" if operation_id is None else f"/v1/operations/{seg(operation_id)}/events"
 
 
-def events_page(
-    operation_id: str | None, after: int, *, retries: int, clock: Clock
-) -> Flow[models.EventPage]:
-    """``GET /v1/operations/{id}/events`` (or ``/v1/events``) as JSON: one page after ``after``."""
-    return (
-        yield from fetch(
-            "GET", events_path(operation_id), models.EventPage,
-            params={"after": after, "limit": 1000}, retries=retries, clock=clock,
-        )
-    )  # fmt: skip
+def events_page(o: Opts, operation_id: str | None = None, after: int = 0) -> Flow[models.EventPage]:
+    """One page of events after seq ``after``, with ``last_seq`` to continue from."""
+    params = {"after": after, "limit": 1000}
+    return (yield from _one(o, "GET", events_path(operation_id), models.EventPage, params=params))
 
 
 class Page(Protocol[Item_co]):
@@ -305,7 +288,7 @@ def wait(
     time left. ``on_change`` sees the first version read and every newer one.
     """
     deadline = None if timeout is None else clock() + timeout
-    operation = yield from get(operation_id, retries=retries, clock=clock)
+    operation = yield from get(Opts(retries, clock), operation_id)
     if on_change is not None:
         on_change(operation)
     while not operation.state.terminal:
@@ -346,9 +329,9 @@ def _poll(
 
 
 def inbox(
-    target: str, wait: float | None, limit: int | None, *, retries: int, clock: Clock
+    o: Opts, target: str, wait: float | None = None, limit: int | None = None
 ) -> Flow[list[models.InboxItem]]:
-    """``GET /v1/targets/{id}/inbox[?wait=S&limit=N]``."""
+    """Work for ``target`` (agent side); long-polls up to ``wait`` seconds when empty."""
     params = query({"wait": None if wait is None else _seconds(wait), "limit": limit})
     call = Call(
         method="GET",
@@ -356,18 +339,31 @@ def inbox(
         params=params,
         read_timeout=None if wait is None else wait + POLL_SLACK,
     )
-    found = decode((yield from request(call, retries=retries, clock=clock)), models.Inbox)
+    found = decode((yield from request(call, retries=o.retries, clock=o.clock)), models.Inbox)
     return found.items
 
 
 def report(
-    execution_id: str, fields: Mapping[str, Any], *, retries: int, clock: Clock
+    o: Opts,
+    execution_id: str,
+    state: str | None = None,
+    progress: float | None = None,
+    eta: datetime | None = None,
+    details: Mapping[str, Any] | None = None,
+    error: str | None = None,
+    result: Any = None,
+    reason: str | None = None,
+    expected_version: int | None = None,
 ) -> Flow[models.Execution]:
-    """``PATCH /v1/executions/{id}`` with the fields given (None ones left out)."""
+    """Report on an execution (agent side); fields left None are not sent."""
+    fields = _body(
+        state=state, progress=progress, eta=eta,
+        details=None if details is None else dict(details), error=error, result=result,
+        reason=reason, expected_version=expected_version,
+    )  # fmt: skip
     body = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}
-    body = {k: v for k, v in body.items() if v is not None}
     call = Call(method="PATCH", path=f"/v1/executions/{seg(execution_id)}", json=body)
-    return decode((yield from request(call, retries=retries, clock=clock)), models.Execution)
+    return decode((yield from request(call, retries=o.retries, clock=o.clock)), models.Execution)
 
 
 # Server-Sent Events -------------------------------------------------------------------

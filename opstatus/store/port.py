@@ -19,18 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from opstatus.domain.records import (
-    ApiKey,
-    Event,
-    Execution,
-    ExecutionQuery,
-    ExecutionUpdate,
-    Group,
-    Operation,
-    OperationQuery,
-    Target,
-    Tenant,
-)
+from opstatus.domain import records
 from opstatus.domain.states import State
 from opstatus.domain.webhooks import Delivery, DeliveryStatus, Webhook
 
@@ -105,44 +94,46 @@ class Store(abc.ABC):
 
     # tenants, targets, groups -------------------------------------------------
     @abc.abstractmethod
-    async def create_tenant(self, tenant: Tenant) -> Tenant:
+    async def create_tenant(self, tenant: records.Tenant) -> records.Tenant:
         """Insert a tenant; Conflict if the id is taken."""
 
     @abc.abstractmethod
-    async def get_tenant(self, tenant_id: str) -> Tenant:
+    async def get_tenant(self, tenant_id: str) -> records.Tenant:
         """Read a tenant; NotFound if absent."""
 
     @abc.abstractmethod
-    async def put_target(self, target: Target, *, keep_name: bool = False) -> tuple[Target, bool]:
+    async def put_target(
+        self, target: records.Target, *, keep_name: bool = False
+    ) -> tuple[records.Target, bool]:
         """Create a target, or merge into the one that exists (its creation time kept,
         its labels merged key by key, its name replaced unless ``keep_name``); the
         target and whether it was created."""
 
     @abc.abstractmethod
-    async def get_target(self, tenant: str, target_id: str) -> Target:
+    async def get_target(self, tenant: str, target_id: str) -> records.Target:
         """Read one target; NotFound if absent."""
 
     @abc.abstractmethod
-    async def list_targets(self, tenant: str, *, after: str, limit: int) -> list[Target]:
+    async def list_targets(self, tenant: str, *, after: str, limit: int) -> list[records.Target]:
         """Targets ordered by id, those after ``after``."""
 
     @abc.abstractmethod
-    async def put_group(self, group: Group) -> Group:
+    async def put_group(self, group: records.Group) -> records.Group:
         """Create or replace a group and its member list."""
 
     @abc.abstractmethod
-    async def get_group(self, tenant: str, group_id: str) -> Group:
+    async def get_group(self, tenant: str, group_id: str) -> records.Group:
         """Read one group with its members; NotFound if absent."""
 
     # operations -----------------------------------------------------------------
     @abc.abstractmethod
     async def create_operation(
         self,
-        operation: Operation,
-        executions: Sequence[Execution],
+        operation: records.Operation,
+        executions: Sequence[records.Execution],
         *,
         request_hash: str | None = None,
-    ) -> tuple[Operation, bool]:
+    ) -> tuple[records.Operation, bool]:
         """Insert an operation and all its executions in one bulk write.
 
         Assigns the per-tenant ``number``. With an idempotency key already used
@@ -152,26 +143,28 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def get_operation(self, tenant: str, operation_id: str) -> Operation:
+    async def get_operation(self, tenant: str, operation_id: str) -> records.Operation:
         """Read one operation; NotFound, or Gone when a tombstone remains."""
 
     @abc.abstractmethod
     async def get_operation_with_executions(
         self, tenant: str, operation_id: str, limit: int | None = None
-    ) -> tuple[Operation, list[Execution]]:
+    ) -> tuple[records.Operation, list[records.Execution]]:
         """One operation and its executions (the first ``limit`` by target, when given)
         from one snapshot; NotFound or Gone."""
 
     @abc.abstractmethod
-    async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
+    async def get_operation_by_number(self, tenant: str, number: int) -> records.Operation:
         """Read one operation by its per-tenant number; NotFound or Gone."""
 
     @abc.abstractmethod
-    async def latest_operation(self, tenant: str) -> Operation:
+    async def latest_operation(self, tenant: str) -> records.Operation:
         """The tenant's most recent operation; NotFound if it has none."""
 
     @abc.abstractmethod
-    async def list_operations(self, tenant: str, query: OperationQuery) -> list[Operation]:
+    async def list_operations(
+        self, tenant: str, query: records.OperationQuery
+    ) -> list[records.Operation]:
         """Operations matching ``query``, newest (highest number) first."""
 
     @abc.abstractmethod
@@ -183,42 +176,48 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_executions(
         self, tenant: str, operation_id: str, *, after: str | None = None, limit: int | None = None
-    ) -> list[Execution]:
+    ) -> list[records.Execution]:
         """Executions of one operation by target: all, or ``limit`` after target ``after``."""
 
     @abc.abstractmethod
-    async def find_executions(self, tenant: str, query: ExecutionQuery) -> list[Execution]:
+    async def find_executions(
+        self, tenant: str, query: records.ExecutionQuery
+    ) -> list[records.Execution]:
         """Executions across operations matching ``query``, newest first."""
 
     @abc.abstractmethod
-    async def get_execution(self, tenant: str, execution_id: str) -> Execution:
+    async def get_execution(self, tenant: str, execution_id: str) -> records.Execution:
         """Read one execution; NotFound if absent."""
 
     @abc.abstractmethod
     async def update_execution(
-        self, tenant: str, execution_id: str, update: ExecutionUpdate, now: datetime
-    ) -> Execution:
+        self, tenant: str, execution_id: str, update: records.ExecutionUpdate, now: datetime
+    ) -> records.Execution:
         """Apply a report under a row lock (see ``changes.apply_update``)."""
 
     @abc.abstractmethod
-    async def retry_execution(self, tenant: str, execution_id: str, now: datetime) -> Execution:
+    async def retry_execution(
+        self, tenant: str, execution_id: str, now: datetime
+    ) -> records.Execution:
         """Queue a failed or timed-out execution again."""
 
     @abc.abstractmethod
-    async def claim(self, tenant: str, target: str, now: datetime, limit: int) -> list[Execution]:
+    async def claim(
+        self, tenant: str, target: str, now: datetime, limit: int
+    ) -> list[records.Execution]:
         """Move up to ``limit`` of the target's oldest queued executions to dispatched.
 
         Concurrent claimers never receive the same execution.
         """
 
     @abc.abstractmethod
-    async def held(self, tenant: str, target: str) -> list[Execution]:
+    async def held(self, tenant: str, target: str) -> list[records.Execution]:
         """The target's dispatched executions (delivered, not yet acknowledged)."""
 
     @abc.abstractmethod
     async def cancel_operation(
         self, tenant: str, operation_id: str, now: datetime, *, force: bool, reason: str | None
-    ) -> Operation:
+    ) -> records.Operation:
         """Cancel every execution not yet running (and running ones with ``force``).
 
         Conflict carrying the operation state when nothing could be cancelled.
@@ -233,7 +232,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def events_after(
         self, tenant: str, after: int, *, limit: int, operation_id: str | None = None
-    ) -> list[Event]:
+    ) -> list[records.Event]:
         """Events with ``seq > after`` in commit order."""
 
     # credentials --------------------------------------------------------------------
@@ -242,23 +241,23 @@ class Store(abc.ABC):
         """True once the database holds a tenant (bootstrap runs only before)."""
 
     @abc.abstractmethod
-    async def create_key(self, key: ApiKey, secret_hash: str) -> ApiKey:
+    async def create_key(self, key: records.ApiKey, secret_hash: str) -> records.ApiKey:
         """Store a key with the hash of its secret; NotFound without the tenant."""
 
     @abc.abstractmethod
-    async def key_by_secret_hash(self, secret_hash: str) -> tuple[ApiKey, str] | None:
+    async def key_by_secret_hash(self, secret_hash: str) -> tuple[records.ApiKey, str] | None:
         """The active key whose secret hashes to ``secret_hash``, with that hash."""
 
     @abc.abstractmethod
-    async def key_by_id(self, key_id: str) -> tuple[ApiKey, str] | None:
+    async def key_by_id(self, key_id: str) -> tuple[records.ApiKey, str] | None:
         """An active key and its stored hash, by id (for Basic credentials)."""
 
     @abc.abstractmethod
-    async def list_keys(self, tenant: str) -> list[ApiKey]:
+    async def list_keys(self, tenant: str) -> list[records.ApiKey]:
         """Every key of the tenant, revoked ones included, by id."""
 
     @abc.abstractmethod
-    async def revoke_key(self, tenant: str, key_id: str, now: datetime) -> ApiKey:
+    async def revoke_key(self, tenant: str, key_id: str, now: datetime) -> records.ApiKey:
         """Revoke a key (and so its tokens) at once; NotFound if absent or revoked."""
 
     @abc.abstractmethod
@@ -268,7 +267,7 @@ class Store(abc.ABC):
         """Store a bearer token's hash (dropping the key's expired ones)."""
 
     @abc.abstractmethod
-    async def key_by_token(self, token_hash: str, now: datetime) -> ApiKey | None:
+    async def key_by_token(self, token_hash: str, now: datetime) -> records.ApiKey | None:
         """The active key behind an unexpired token."""
 
     @abc.abstractmethod
@@ -286,7 +285,7 @@ class Store(abc.ABC):
 
     # engine ---------------------------------------------------------------------------
     @abc.abstractmethod
-    async def sweep(self, now: datetime, limit: int) -> list[Execution]:
+    async def sweep(self, now: datetime, limit: int) -> list[records.Execution]:
         """Apply every passed execution deadline (at most ``limit``), across tenants;
         return the executions as changed. Safe in every replica at once."""
 
@@ -296,7 +295,7 @@ class Store(abc.ABC):
         and webhooks, and restart its numbering; the tenant and its keys stay (testing)."""
 
     @abc.abstractmethod
-    async def purge(self, cutoff: datetime, now: datetime, limit: int) -> list[Operation]:
+    async def purge(self, cutoff: datetime, now: datetime, limit: int) -> list[records.Operation]:
         """Purge up to ``limit`` operations finished before ``cutoff``, leaving
         tombstones, and events older than ``cutoff``; return the purged operations."""
 
@@ -311,13 +310,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def running_since(
         self, started_before: datetime, limit: int
-    ) -> list[tuple[Execution, str]]:
+    ) -> list[tuple[records.Execution, str]]:
         """Executions a target holds (dispatched to in progress) since before
         ``started_before`` with no ``execution.stalled`` event for their attempt yet,
         oldest first, each with its operation's kind; across tenants."""
 
     @abc.abstractmethod
-    async def mark_stalled(self, event: Event) -> bool:
+    async def mark_stalled(self, event: records.Event) -> bool:
         """Append an ``execution.stalled`` event unless its execution has moved on (no
         longer held, another attempt) or has one for this attempt; True if appended.
         Safe in every replica at once: one of them appends it."""
@@ -402,7 +401,7 @@ class WebhookStore(abc.ABC):
         """Record how a replay went; ``None`` when ``owner`` lost the lease."""
 
     @abc.abstractmethod
-    async def event(self, tenant: str, seq: int) -> Event | None:
+    async def event(self, tenant: str, seq: int) -> records.Event | None:
         """One event of the outbox by seq (``None`` once purged)."""
 
     @abc.abstractmethod

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from opstatus.domain.records import (
     ApiKey,
@@ -15,9 +19,8 @@ from opstatus.domain.records import (
     Tenant,
     Timeouts,
 )
-from opstatus.domain.roles import Role
-from opstatus.domain.states import OperationState, State
-from opstatus.domain.webhooks import Delivery, DeliveryStatus, Webhook
+from opstatus.domain.states import OperationState
+from opstatus.domain.webhooks import Delivery, Webhook
 from opstatus.store.driver import Codec, Row
 
 EXECUTION_COLUMNS = (
@@ -32,20 +35,56 @@ def _req(value: Any) -> Any:
     return value
 
 
-def tenant(row: Row, c: Codec) -> Tenant:
-    """A tenants row."""
-    return Tenant(id=row["id"], name=row["name"], created_at=_req(c.dt(row["created_at"])))
+R = TypeVar("R")
+#: turns one column value into a field value, with the adapter's codec
+Convert = Callable[[Codec, Any], Any]
+#: the column of a field where it is not the field's own name
+_COLUMNS = {"tenant": "tenant_id", "target": "target_id"}
+_BY_TYPE: dict[Any, Convert] = {
+    datetime: lambda c, v: _req(c.dt(v)),
+    datetime | None: lambda c, v: c.dt(v),
+    int: lambda c, v: int(v),
+    int | None: lambda c, v: None if v is None else int(v),
+    bool: lambda c, v: bool(v),
+    Any: lambda c, v: c.unjs(v),
+}
 
 
-def target(row: Row, c: Codec) -> Target:
-    """A targets row."""
-    return Target(
-        tenant=row["tenant_id"],
-        id=row["id"],
-        name=row["name"],
-        labels=c.unjs(row["labels"]),
-        created_at=_req(c.dt(row["created_at"])),
-    )
+def _convert(hint: Any) -> Convert | None:
+    """How a field of type ``hint`` is read (None: as the driver gives it)."""
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return lambda c, v: hint(v)
+    if typing.get_origin(hint) in (Mapping, Sequence):
+        return _BY_TYPE[Any]  # a JSON column
+    return _BY_TYPE.get(hint)
+
+
+def record(cls: type[R], **columns: str) -> Callable[[Row, Codec], R]:
+    """The decoder of a row into the record ``cls``, field by field: each from its column
+    (the field's name, ``tenant_id``/``target_id`` for ``tenant``/``target``, or as
+    ``columns`` renames it), converted as its type says (timestamps, JSON, enums,
+    integers, flags). The plan is made once here, not per row."""
+    hints = typing.get_type_hints(cls)
+    plan = [
+        (f.name, columns.get(f.name, _COLUMNS.get(f.name, f.name)), _convert(hints[f.name]))
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+    ]
+    plain = tuple((name, column) for name, column, how in plan if how is None)
+    converted = tuple((name, column, how) for name, column, how in plan if how is not None)
+
+    def decode(row: Row, c: Codec) -> R:
+        values = {name: row[column] for name, column in plain}
+        for name, column, how in converted:
+            values[name] = how(c, row[column])
+        return cls(**values)
+
+    return decode
+
+
+#: a tenants row
+tenant = record(Tenant)
+#: a targets row
+target = record(Target)
 
 
 def operation(row: Row, c: Codec) -> Operation:
@@ -106,30 +145,6 @@ def operation_update_args(op: Operation, c: Codec) -> list[Any]:
     ]  # fmt: skip
 
 
-def execution(row: Row, c: Codec) -> Execution:
-    """An executions row."""
-    return Execution(
-        id=row["id"],
-        tenant=row["tenant_id"],
-        operation_id=row["operation_id"],
-        target=row["target_id"],
-        state=State(row["state"]),
-        progress=row["progress"],
-        eta=c.dt(row["eta"]),
-        details=c.unjs(row["details"]),
-        error=row["error"],
-        result=c.unjs(row["result"]),
-        attempt=row["attempt"],
-        version=row["version"],
-        queued_at=c.dt(row["queued_at"]),
-        started_at=c.dt(row["started_at"]),
-        updated_at=_req(c.dt(row["updated_at"])),
-        finished_at=c.dt(row["finished_at"]),
-        lease_expires_at=c.dt(row["lease_expires_at"]),
-        due_at=c.dt(row["due_at"]),
-    )
-
-
 def execution_insert_args(e: Execution, c: Codec, due_at: datetime | None) -> list[Any]:
     """Parameters of ``exec_insert`` (in ``EXECUTION_COLUMNS`` order), with its deadline."""
     return [
@@ -150,22 +165,6 @@ def execution_update_args(e: Execution, c: Codec) -> list[Any]:
     ]  # fmt: skip
 
 
-def event(row: Row, c: Codec) -> Event:
-    """An events row."""
-    return Event(
-        seq=row["seq"],
-        tenant=row["tenant_id"],
-        type=row["type"],
-        operation_id=row["operation_id"],
-        execution_id=row["execution_id"],
-        target=row["target_id"],
-        state=row["state"],
-        progress=row["progress"],
-        data=c.unjs(row["data"]),
-        created_at=_req(c.dt(row["created_at"])),
-    )
-
-
 def event_insert_args(ev: Event, c: Codec) -> list[Any]:
     """Parameters of ``event_insert``."""
     return [
@@ -174,48 +173,13 @@ def event_insert_args(ev: Event, c: Codec) -> list[Any]:
     ]  # fmt: skip
 
 
-def api_key(row: Row, c: Codec) -> ApiKey:
-    """An api_keys row."""
-    return ApiKey(
-        id=row["id"],
-        tenant=row["tenant_id"],
-        name=row["name"],
-        role=Role(row["role"]),
-        targets=c.unjs(row["targets"]),
-        created_at=_req(c.dt(row["created_at"])),
-        revoked_at=c.dt(row["revoked_at"]),
-    )
-
-
-def webhook(row: Row, c: Codec) -> Webhook:
-    """A webhooks row."""
-    return Webhook(
-        id=row["id"],
-        tenant=row["tenant_id"],
-        url=row["url"],
-        events=c.unjs(row["events"]),
-        secret=row["secret"],
-        created_at=_req(c.dt(row["created_at"])),
-        cursor=int(row["cursor_seq"]),
-        attempts=int(row["attempts"]),
-        next_attempt_at=c.dt(row["next_attempt_at"]),
-    )
-
-
-def delivery(row: Row, c: Codec) -> Delivery:
-    """A webhook_deliveries row."""
-    return Delivery(
-        webhook_id=row["webhook_id"],
-        number=int(row["number"]),
-        tenant=row["tenant_id"],
-        seq=int(row["seq"]),
-        type=row["type"],
-        attempt=int(row["attempt"]),
-        status=DeliveryStatus(row["status"]),
-        status_code=row["status_code"],
-        error=row["error"],
-        replay_of=None if row["replay_of"] is None else int(row["replay_of"]),
-        next_attempt_at=c.dt(row["next_attempt_at"]),
-        created_at=_req(c.dt(row["created_at"])),
-        delivered_at=c.dt(row["delivered_at"]),
-    )
+#: an executions row
+execution = record(Execution)
+#: an events row
+event = record(Event)
+#: an api_keys row
+api_key = record(ApiKey)
+#: a webhooks row
+webhook = record(Webhook, cursor="cursor_seq")
+#: a webhook_deliveries row
+delivery = record(Delivery)

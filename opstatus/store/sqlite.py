@@ -379,19 +379,18 @@ class SqliteDriver:
         self._wconn.execute("BEGIN IMMEDIATE")
 
     def _commit(self) -> None:
-        assert self._wconn is not None
-        try:
-            self._wconn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
+        self._or_rollback("COMMIT")
 
     def _undo_unit(self) -> None:
         """Roll the failed unit back to its savepoint; the whole transaction if that fails."""
+        self._or_rollback("ROLLBACK TO unit", "RELEASE unit")
+
+    def _or_rollback(self, *statements: str) -> None:
+        """Run ``statements``; if one fails the whole transaction is rolled back."""
         assert self._wconn is not None
         try:
-            self._wconn.execute("ROLLBACK TO unit")
-            self._wconn.execute("RELEASE unit")
+            for statement in statements:
+                self._wconn.execute(statement)
         except BaseException:
             self._rollback()
             raise

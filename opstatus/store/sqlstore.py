@@ -11,20 +11,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from opstatus.domain import changes, deadlines, derive, errors, watch
-from opstatus.domain.records import (
-    ApiKey,
-    Event,
-    Execution,
-    ExecutionQuery,
-    ExecutionUpdate,
-    Group,
-    Operation,
-    OperationQuery,
-    Target,
-    Tenant,
-    evolve,
-)
+from opstatus.domain import changes, deadlines, derive, errors, records, watch
+from opstatus.domain.records import evolve
 from opstatus.domain.states import OperationState, State
 from opstatus.store import port, rows
 from opstatus.store.driver import Driver, Duplicate, Row, Tx
@@ -89,7 +77,7 @@ class SqlStore(port.Store):
         return SqlWebhookStore(self._d)
 
     # tenants, targets, groups -------------------------------------------------
-    async def create_tenant(self, tenant: Tenant) -> Tenant:
+    async def create_tenant(self, tenant: records.Tenant) -> records.Tenant:
         """Insert a tenant."""
         try:
             async with self._d.write() as tx:
@@ -100,7 +88,7 @@ class SqlStore(port.Store):
             raise errors.Conflict(f"tenant {tenant.id!r} exists") from None
         return tenant
 
-    async def get_tenant(self, tenant_id: str) -> Tenant:
+    async def get_tenant(self, tenant_id: str) -> records.Tenant:
         """Read a tenant."""
         async with self._d.read() as tx:
             row = await tx.fetchrow(self._q["tenant_get"], tenant_id)
@@ -108,7 +96,9 @@ class SqlStore(port.Store):
             raise errors.NotFound(f"no tenant {tenant_id!r}")
         return rows.tenant(row, self._c)
 
-    async def put_target(self, target: Target, *, keep_name: bool = False) -> tuple[Target, bool]:
+    async def put_target(
+        self, target: records.Target, *, keep_name: bool = False
+    ) -> tuple[records.Target, bool]:
         """Create a target, or merge into the one that exists; True when created."""
         c = self._c
         async with self._d.write() as tx:
@@ -126,7 +116,7 @@ class SqlStore(port.Store):
         assert row is not None
         return rows.target(row, c), False
 
-    async def get_target(self, tenant: str, target_id: str) -> Target:
+    async def get_target(self, tenant: str, target_id: str) -> records.Target:
         """Read a target."""
         async with self._d.read() as tx:
             row = await tx.fetchrow(self._q["target_get"], tenant, target_id)
@@ -134,13 +124,13 @@ class SqlStore(port.Store):
             raise errors.NotFound(f"no target {target_id!r}")
         return rows.target(row, self._c)
 
-    async def list_targets(self, tenant: str, *, after: str, limit: int) -> list[Target]:
+    async def list_targets(self, tenant: str, *, after: str, limit: int) -> list[records.Target]:
         """Targets by id."""
         async with self._d.read() as tx:
             found = await tx.fetch(self._q["target_list"], tenant, after, limit)
         return [rows.target(r, self._c) for r in found]
 
-    async def put_group(self, group: Group) -> Group:
+    async def put_group(self, group: records.Group) -> records.Group:
         """Upsert a group and replace its members."""
         async with self._d.write() as tx:
             await self._require_tenant(tx, group.tenant)
@@ -157,7 +147,7 @@ class SqlStore(port.Store):
         assert row is not None
         return evolve(group, targets=members, created_at=self._c.dt(row["created_at"]))
 
-    async def get_group(self, tenant: str, group_id: str) -> Group:
+    async def get_group(self, tenant: str, group_id: str) -> records.Group:
         """Read a group and its members."""
         async with self._d.read() as tx:
             row = await tx.fetchrow(self._q["group_get"], tenant, group_id)
@@ -166,7 +156,7 @@ class SqlStore(port.Store):
             members = await tx.fetch(self._q["group_members"], tenant, group_id)
         created = self._c.dt(row["created_at"])
         assert created is not None
-        return Group(
+        return records.Group(
             tenant=tenant,
             id=row["id"],
             name=row["name"],
@@ -177,11 +167,11 @@ class SqlStore(port.Store):
     # operations -----------------------------------------------------------------
     async def create_operation(
         self,
-        operation: Operation,
-        executions: Sequence[Execution],
+        operation: records.Operation,
+        executions: Sequence[records.Execution],
         *,
         request_hash: str | None = None,
-    ) -> tuple[Operation, bool]:
+    ) -> tuple[records.Operation, bool]:
         """Insert the operation, its executions (one bulk write) and its event."""
         try:
             return await self._create(operation, executions, request_hash)
@@ -190,8 +180,11 @@ class SqlStore(port.Store):
             return await self._create(operation, executions, request_hash)
 
     async def _create(
-        self, operation: Operation, executions: Sequence[Execution], request_hash: str | None
-    ) -> tuple[Operation, bool]:
+        self,
+        operation: records.Operation,
+        executions: Sequence[records.Execution],
+        request_hash: str | None,
+    ) -> tuple[records.Operation, bool]:
         q, c, tenant = self._q, self._c, operation.tenant
         async with self._d.write() as tx:
             await self._require_tenant(tx, tenant)
@@ -232,13 +225,13 @@ class SqlStore(port.Store):
             number = None if row is None else row["number"]
         return evolve(created, number=number), True
 
-    async def get_operation(self, tenant: str, operation_id: str) -> Operation:
+    async def get_operation(self, tenant: str, operation_id: str) -> records.Operation:
         """Read one operation (410 if tombstoned)."""
         return await self._operation("op_get", "tombstone_get", tenant, operation_id)
 
     async def get_operation_with_executions(
         self, tenant: str, operation_id: str, limit: int | None = None
-    ) -> tuple[Operation, list[Execution]]:
+    ) -> tuple[records.Operation, list[records.Execution]]:
         """The status read: operation and executions on one connection and snapshot."""
         async with self._d.read() as tx:
             row = await tx.fetchrow(self._q["op_get"], tenant, operation_id)
@@ -250,11 +243,13 @@ class SqlStore(port.Store):
                 found = await tx.fetch(self._q["exec_by_op_page"], tenant, operation_id, "", limit)
         return rows.operation(row, self._c), [rows.execution(r, self._c) for r in found]
 
-    async def get_operation_by_number(self, tenant: str, number: int) -> Operation:
+    async def get_operation_by_number(self, tenant: str, number: int) -> records.Operation:
         """Read one operation by number."""
         return await self._operation("op_by_number", "tombstone_by_number", tenant, number)
 
-    async def _operation(self, block: str, tombstone: str, tenant: str, key: Any) -> Operation:
+    async def _operation(
+        self, block: str, tombstone: str, tenant: str, key: Any
+    ) -> records.Operation:
         """The operation query ``block`` finds by ``key``; Gone when the ``tombstone``
         query finds it buried, NotFound otherwise."""
         async with self._d.read() as tx:
@@ -263,7 +258,7 @@ class SqlStore(port.Store):
                 await self._missing(tx, tombstone, tenant, key)
         return rows.operation(row, self._c)
 
-    async def latest_operation(self, tenant: str) -> Operation:
+    async def latest_operation(self, tenant: str) -> records.Operation:
         """The most recent operation."""
         async with self._d.read() as tx:
             row = await tx.fetchrow(self._q["op_latest"], tenant)
@@ -271,7 +266,9 @@ class SqlStore(port.Store):
             raise errors.NotFound("no operation yet")
         return rows.operation(row, self._c)
 
-    async def list_operations(self, tenant: str, query: OperationQuery) -> list[Operation]:
+    async def list_operations(
+        self, tenant: str, query: records.OperationQuery
+    ) -> list[records.Operation]:
         """Filtered, newest first."""
         c = self._c
         filters: list[tuple[str, Any]] = [
@@ -303,7 +300,7 @@ class SqlStore(port.Store):
 
     async def list_executions(
         self, tenant: str, operation_id: str, *, after: str | None = None, limit: int | None = None
-    ) -> list[Execution]:
+    ) -> list[records.Execution]:
         """Executions of one operation: all, or one page by target."""
         async with self._d.read() as tx:
             if limit is None:
@@ -316,7 +313,9 @@ class SqlStore(port.Store):
                 await self._missing(tx, "tombstone_get", tenant, operation_id)
         return [rows.execution(r, self._c) for r in found]
 
-    async def find_executions(self, tenant: str, query: ExecutionQuery) -> list[Execution]:
+    async def find_executions(
+        self, tenant: str, query: records.ExecutionQuery
+    ) -> list[records.Execution]:
         """Filtered executions, newest first."""
         c = self._c
         states = [str(s) for s in query.states]
@@ -349,7 +348,7 @@ class SqlStore(port.Store):
         async with self._d.read(budget=budget) if budget else self._d.read() as tx:
             return await tx.fetch(sql, *args)
 
-    async def get_execution(self, tenant: str, execution_id: str) -> Execution:
+    async def get_execution(self, tenant: str, execution_id: str) -> records.Execution:
         """One execution."""
         async with self._d.read() as tx:
             row = await tx.fetchrow(self._q["exec_get"], tenant, execution_id)
@@ -358,8 +357,8 @@ class SqlStore(port.Store):
         return rows.execution(row, self._c)
 
     async def update_execution(
-        self, tenant: str, execution_id: str, update: ExecutionUpdate, now: datetime
-    ) -> Execution:
+        self, tenant: str, execution_id: str, update: records.ExecutionUpdate, now: datetime
+    ) -> records.Execution:
         """Apply a report under the execution's row lock."""
         async with self._d.write() as tx:
             before = await self._lock_execution(tx, tenant, execution_id)
@@ -370,7 +369,9 @@ class SqlStore(port.Store):
                 )
         return after
 
-    async def retry_execution(self, tenant: str, execution_id: str, now: datetime) -> Execution:
+    async def retry_execution(
+        self, tenant: str, execution_id: str, now: datetime
+    ) -> records.Execution:
         """Queue a finished-unsuccessfully execution again."""
         async with self._d.write() as tx:
             before = await self._lock_execution(tx, tenant, execution_id)
@@ -379,7 +380,9 @@ class SqlStore(port.Store):
             )
         return after
 
-    async def claim(self, tenant: str, target: str, now: datetime, limit: int) -> list[Execution]:
+    async def claim(
+        self, tenant: str, target: str, now: datetime, limit: int
+    ) -> list[records.Execution]:
         """Dispatch the oldest queued executions of ``target``."""
         async with self._d.write() as tx:
             window = self._c.ts(now - timedelta(seconds=60))
@@ -423,7 +426,7 @@ class SqlStore(port.Store):
                 room[op_id] = cap - int(counted["n"] if counted else 0)
         return room
 
-    async def held(self, tenant: str, target: str) -> list[Execution]:
+    async def held(self, tenant: str, target: str) -> list[records.Execution]:
         """Dispatched, unacknowledged executions of ``target``."""
         async with self._d.read() as tx:
             found = await tx.fetch(self._q["exec_held"], tenant, target)
@@ -431,7 +434,7 @@ class SqlStore(port.Store):
 
     async def cancel_operation(
         self, tenant: str, operation_id: str, now: datetime, *, force: bool, reason: str | None
-    ) -> Operation:
+    ) -> records.Operation:
         """Cancel what can be cancelled in one transaction."""
         async with self._d.write() as tx:
             found = await tx.fetch(self._q["exec_lock_by_op"], tenant, operation_id)
@@ -469,21 +472,23 @@ class SqlStore(port.Store):
                 )
             await self._bury(tx, op, now, reason)
 
-    async def sweep(self, now: datetime, limit: int) -> list[Execution]:
+    async def sweep(self, now: datetime, limit: int) -> list[records.Execution]:
         """Apply every passed deadline (at most ``limit``); return what changed.
 
         On PostgreSQL the due rows are taken with SKIP LOCKED, so every replica
         can sweep at once and no deadline is applied twice.
         """
         q, c = self._q, self._c
-        changed: list[Execution] = []
+        changed: list[records.Execution] = []
         async with self._d.read() as tx:  # most sweeps find nothing: no write lock for that
             if await tx.fetchrow(q["exec_due_any"], c.ts(now)) is None:
                 return changed
         async with self._d.write() as tx:
             found = await tx.fetch(q["exec_due"], c.ts(now), limit)
-            operations: dict[str, Operation] = {}
-            by_tenant: dict[str, list[tuple[Execution, Execution]]] = defaultdict(list)
+            operations: dict[str, records.Operation] = {}
+            by_tenant: dict[str, list[tuple[records.Execution, records.Execution]]] = defaultdict(
+                list
+            )
             for r in found:
                 before = rows.execution(r, c)
                 op = operations.get(before.operation_id)
@@ -498,7 +503,7 @@ class SqlStore(port.Store):
                 changed.extend(stored)
         return changed
 
-    async def purge(self, cutoff: datetime, now: datetime, limit: int) -> list[Operation]:
+    async def purge(self, cutoff: datetime, now: datetime, limit: int) -> list[records.Operation]:
         """Purge up to ``limit`` operations finished before ``cutoff`` (tombstones stay),
         and events older than ``cutoff``; return the purged operations."""
         q, c = self._q, self._c
@@ -526,13 +531,13 @@ class SqlStore(port.Store):
 
     async def running_since(
         self, started_before: datetime, limit: int
-    ) -> list[tuple[Execution, str]]:
+    ) -> list[tuple[records.Execution, str]]:
         """Held work started before ``started_before``, not yet marked stalled."""
         async with self._d.read() as tx:
             found = await tx.fetch(self._q["exec_running_since"], self._c.ts(started_before), limit)
         return [(rows.execution(r, self._c), r["kind"]) for r in found]
 
-    async def mark_stalled(self, event: Event) -> bool:
+    async def mark_stalled(self, event: records.Event) -> bool:
         """Append the event under the execution's row lock, after checking again."""
         assert event.execution_id is not None
         async with self._d.write() as tx:
@@ -554,7 +559,10 @@ class SqlStore(port.Store):
         return True
 
     def _observe(
-        self, kind: str, pairs: Sequence[tuple[Execution | None, Execution]], now: datetime
+        self,
+        kind: str,
+        pairs: Sequence[tuple[records.Execution | None, records.Execution]],
+        now: datetime,
     ) -> None:
         """Tell ``on_transition`` how long each execution that changed state sat in the
         state it left (seen inside the writing transaction: a rare rollback after it
@@ -575,7 +583,7 @@ class SqlStore(port.Store):
             for name in RESET_BLOCKS:
                 await tx.execute(self._q[name], tenant)
 
-    async def _bury(self, tx: Tx, op: Operation, now: datetime, reason: str) -> None:
+    async def _bury(self, tx: Tx, op: records.Operation, now: datetime, reason: str) -> None:
         """Delete an operation and its executions, leave a tombstone, record the event."""
         q, c = self._q, self._c
         await tx.execute(q["exec_tombstones_insert"], op.tenant, op.id)
@@ -588,7 +596,7 @@ class SqlStore(port.Store):
 
     async def events_after(
         self, tenant: str, after: int, *, limit: int, operation_id: str | None = None
-    ) -> list[Event]:
+    ) -> list[records.Event]:
         """Events after ``after`` in seq order."""
         async with self._d.read() as tx:
             if operation_id is None:
@@ -605,7 +613,7 @@ class SqlStore(port.Store):
         async with self._d.read() as tx:
             return await tx.fetchrow(self._q["tenant_any"]) is not None
 
-    async def create_key(self, key: ApiKey, secret_hash: str) -> ApiKey:
+    async def create_key(self, key: records.ApiKey, secret_hash: str) -> records.ApiKey:
         """Insert a key."""
         c = self._c
         try:
@@ -619,26 +627,26 @@ class SqlStore(port.Store):
             raise errors.Conflict("a key with this secret exists") from None
         return key
 
-    async def key_by_secret_hash(self, secret_hash: str) -> tuple[ApiKey, str] | None:
+    async def key_by_secret_hash(self, secret_hash: str) -> tuple[records.ApiKey, str] | None:
         """Active key by secret hash."""
         return await self._key_row("key_by_hash", secret_hash)
 
-    async def key_by_id(self, key_id: str) -> tuple[ApiKey, str] | None:
+    async def key_by_id(self, key_id: str) -> tuple[records.ApiKey, str] | None:
         """Active key by id."""
         return await self._key_row("key_by_id", key_id)
 
-    async def _key_row(self, block: str, value: str) -> tuple[ApiKey, str] | None:
+    async def _key_row(self, block: str, value: str) -> tuple[records.ApiKey, str] | None:
         async with self._d.read() as tx:
             row = await tx.fetchrow(self._q[block], value)
         return None if row is None else (rows.api_key(row, self._c), row["secret_hash"])
 
-    async def list_keys(self, tenant: str) -> list[ApiKey]:
+    async def list_keys(self, tenant: str) -> list[records.ApiKey]:
         """All keys of a tenant."""
         async with self._d.read() as tx:
             found = await tx.fetch(self._q["key_list"], tenant)
         return [rows.api_key(r, self._c) for r in found]
 
-    async def revoke_key(self, tenant: str, key_id: str, now: datetime) -> ApiKey:
+    async def revoke_key(self, tenant: str, key_id: str, now: datetime) -> records.ApiKey:
         """Mark a key revoked."""
         async with self._d.write() as tx:
             row = await tx.fetchrow(self._q["key_get"], tenant, key_id)
@@ -662,7 +670,7 @@ class SqlStore(port.Store):
             await tx.execute(self._q["token_purge"], key_id, self._c.ts(now))
             await tx.execute(self._q["token_insert"], token_hash, key_id, self._c.ts(expires_at))
 
-    async def key_by_token(self, token_hash: str, now: datetime) -> ApiKey | None:
+    async def key_by_token(self, token_hash: str, now: datetime) -> records.ApiKey | None:
         """Key behind a live token."""
         async with self._d.read() as tx:
             row = await tx.fetchrow(self._q["key_by_token"], token_hash, self._c.ts(now))
@@ -703,7 +711,7 @@ class SqlStore(port.Store):
             )
         raise errors.NotFound(f"no operation {key!r}")
 
-    async def _lock_execution(self, tx: Tx, tenant: str, execution_id: str) -> Execution:
+    async def _lock_execution(self, tx: Tx, tenant: str, execution_id: str) -> records.Execution:
         row = await tx.fetchrow(self._q["exec_lock"], tenant, execution_id)
         if row is None:
             await self._missing_execution(tx, tenant, execution_id)
@@ -724,12 +732,12 @@ class SqlStore(port.Store):
         self,
         tx: Tx,
         tenant: str,
-        pairs: Sequence[tuple[Execution, Execution]],
+        pairs: Sequence[tuple[records.Execution, records.Execution]],
         now: datetime,
         *,
         locked: Mapping[str, Row] | None = None,
         **event_data: Any,
-    ) -> tuple[dict[str, Operation], list[Execution]]:
+    ) -> tuple[dict[str, records.Operation], list[records.Execution]]:
         """Write execution changes, fold them into their operations, append events.
 
         Returns the operations as folded and the executions as stored (with their
@@ -737,11 +745,13 @@ class SqlStore(port.Store):
         execution lock, so two transactions never wait on each other in a cycle;
         ``locked`` holds rows this transaction has already locked and read.
         """
-        by_op: dict[str, list[tuple[Execution | None, Execution]]] = defaultdict(list)
+        by_op: dict[str, list[tuple[records.Execution | None, records.Execution]]] = defaultdict(
+            list
+        )
         c, q = self._c, self._q
-        folded: dict[str, Operation] = {}
-        events: list[Event] = []
-        stored: list[Execution] = []
+        folded: dict[str, records.Operation] = {}
+        events: list[records.Event] = []
+        stored: list[records.Execution] = []
         for before, after in pairs:
             by_op[after.operation_id].append((before, after))
         for op_id in sorted(by_op):
@@ -763,7 +773,7 @@ class SqlStore(port.Store):
         return folded, [by_id[after.id] for _, after in pairs]  # in the caller's order
 
     async def _append(
-        self, tx: Tx, tenant: str, events: Sequence[Event], *, numbering: str | None = None
+        self, tx: Tx, tenant: str, events: Sequence[records.Event], *, numbering: str | None = None
     ) -> int | None:
         """Number and insert ``events``, and number the new operation ``numbering``.
 

@@ -163,7 +163,7 @@ def test_a_pager_stops_at_limit_items_whatever_the_page_size(
 
 
 def test_ids_are_one_path_segment_each() -> None:
-    _, [call] = drive(protocol.get("#16", retries=0, clock=protocol.monotonic), [
+    _, [call] = drive(protocol.get(protocol.Opts(0, protocol.monotonic), "#16"), [
         answer(200, OPERATION)
     ])  # fmt: skip
     assert call.path == "/v1/operations/%2316"
