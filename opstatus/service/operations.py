@@ -329,7 +329,7 @@ class Operations:
             return kept[1]
         finished = [OperationState.SUCCEEDED, OperationState.FAILED, OperationState.CANCELLED]
         recent = await self.store.list_operations(
-            tenant, OperationQuery(kind=kind, states=finished, limit=20)
+            tenant, OperationQuery(kinds=[kind], states=finished, limit=20)
         )
         durations = sorted(
             (op.completed_at - op.created_at).total_seconds()

@@ -274,9 +274,9 @@ class SqlStore(port.Store):
         filters: list[tuple[str, Any]] = [
             ("filter_ids", c.arr(query.ids) if query.ids else None),
             ("filter_targets", c.arr(query.targets) if query.targets else None),
-            ("filter_group", query.group),
+            ("filter_groups", c.arr(query.groups) if query.groups else None),
             ("filter_states", c.arr([str(s) for s in query.states]) if query.states else None),
-            ("filter_kind", query.kind),
+            ("filter_kinds", c.arr(query.kinds) if query.kinds else None),
             ("filter_internal", None if query.internal is None else c.flag(query.internal)),
             ("filter_created_after", c.ts(query.created_after)),
             ("filter_created_before", c.ts(query.created_before)),

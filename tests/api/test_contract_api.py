@@ -36,3 +36,28 @@ async def test_a_target_post_creates_then_merges(client: httpx.AsyncClient) -> N
     assert (renamed.status_code, renamed.json()["name"]) == (200, "Web 1")
     got = (await client.get("/v1/targets/web-1")).json()
     assert (got["name"], got["labels"]) == ("Web 1", {"rack": "b", "os": "x"})
+
+
+async def test_every_multi_valued_filter_takes_a_comma_list(client: httpx.AsyncClient) -> None:
+    for target in ("a", "b", "c"):
+        assert (await client.post("/v1/targets", json={"id": target})).status_code == 201
+    await client.post("/v1/groups", json={"id": "g1", "targets": ["a"]})
+    await client.post("/v1/groups", json={"id": "g2", "targets": ["b"]})
+    made = {}
+    for kind, group in (("scan", "g1"), ("push", "g2"), ("other", None)):
+        body = {"kind": kind, "groups": [group]} if group else {"kind": kind, "targets": ["c"]}
+        answer = await client.post("/v1/operations", json=body)
+        assert answer.status_code == 202, answer.text
+        made[kind] = answer.json()["id"]
+
+    async def kinds(**query: str) -> set[str]:
+        answer = await client.get("/v1/operations", params=query)
+        assert answer.status_code == 200, answer.text
+        return {item["kind"] for item in answer.json()["items"]}
+
+    assert await kinds(kind="scan,push") == {"scan", "push"}
+    assert await kinds(kind="scan", group="g1,g2") == {"scan"}
+    assert await kinds(group="g1, g2") == {"scan", "push"}
+    assert await kinds(target="a,c") == {"scan", "other"}
+    assert await kinds(id=f"{made['push']},{made['other']}") == {"push", "other"}
+    assert await kinds(state="queued,cancelled", kind="other,nope") == {"other"}

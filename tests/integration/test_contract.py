@@ -394,13 +394,16 @@ async def test_list_filters(ops: Operations, store: Store) -> None:
     assert await ids(ids=[first, third, "op_nope"]) == [third, first]
     assert await ids(targets=["b", "c"]) == [third, second]
     assert await ids(targets=["a"]) == [second, first]
-    assert await ids(group="g") == [first]
+    assert await ids(groups=["g"]) == [first]
+    assert await ids(groups=["nope", "g"]) == [first]
     assert await ids(states=[OperationState.CANCELLED]) == [third]
     assert await ids(states=[OperationState.QUEUED]) == [second, first]
     assert await ids(states=[OperationState.QUEUED, OperationState.CANCELLED]) == [
         third, second, first,
     ]  # fmt: skip
-    assert await ids(kind="scan") == [second, first]
+    assert await ids(kinds=["scan"]) == [second, first]
+    assert await ids(kinds=["update", "scan"]) == [third, second, first]
+    assert await ids(kinds=["nope"]) == []
     assert await ids(internal=True) == [second]
     assert await ids(internal=False) == [third, first]
     created = (await ops.get(TENANT, second)).operation.created_at
@@ -408,7 +411,7 @@ async def test_list_filters(ops: Operations, store: Store) -> None:
     assert await ids(created_before=created) == [first]  # exclusive
     assert await ids(before_number=3) == [second, first]
     assert await ids(limit=1, offset=1) == [second]
-    assert await ids(kind="scan", internal=False, targets=["a"]) == [first]
+    assert await ids(kinds=["scan"], internal=False, targets=["a"]) == [first]
     page = await ops.find(TENANT, OperationQuery())
     assert [list(v.targets) for v in page.items] == [["c"], ["a", "b"], ["a"]]
 

@@ -137,9 +137,6 @@ SELECT * FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
 SELECT * FROM events WHERE tenant_id = $1 AND operation_id = $2 AND seq > $3
 ORDER BY seq LIMIT $4
 
--- name: filter_kind
-AND o.kind = {p}
-
 -- name: filter_created_after
 AND o.created_at >= {p}
 

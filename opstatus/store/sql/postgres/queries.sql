@@ -41,8 +41,11 @@ AND o.state = ANY({p}::text[])
 AND EXISTS (SELECT 1 FROM executions e WHERE e.operation_id = o.id
             AND e.target_id = ANY({p}::text[]))
 
--- name: filter_group
-AND o.groups ? {p}
+-- name: filter_groups
+AND o.groups ?| {p}::text[]
+
+-- name: filter_kinds
+AND o.kind = ANY({p}::text[])
 
 -- name: filter_internal
 AND o.internal = {p}

@@ -40,8 +40,11 @@ AND o.state IN (SELECT value FROM json_each({p}))
 AND EXISTS (SELECT 1 FROM executions e WHERE e.operation_id = o.id
             AND e.target_id IN (SELECT value FROM json_each({p})))
 
--- name: filter_group
-AND EXISTS (SELECT 1 FROM json_each(o.groups) WHERE value = {p})
+-- name: filter_groups
+AND EXISTS (SELECT 1 FROM json_each(o.groups) g WHERE g.value IN (SELECT value FROM json_each({p})))
+
+-- name: filter_kinds
+AND o.kind IN (SELECT value FROM json_each({p}))
 
 -- name: filter_internal
 AND o.internal = {p}
