@@ -211,6 +211,7 @@ def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = Non
                 _authorize(principal, ep.action)
             render.negotiate(request)  # a bad ``format`` is refused before anything is done
             body: Any = None
+            raw = b""
             if decoder is not None:
                 raw = await read_body(request, api.max_body)
                 if raw:
@@ -221,7 +222,7 @@ def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = Non
         except errors.DomainError as exc:
             response = problems.from_error(exc, current)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            response = problems.from_validation(exc)
+            response = problems.from_validation(exc, ep.body, raw)
         response.headers.update(limit_headers)
         return response
 

@@ -4,6 +4,8 @@ valid values (docs/architecture.md, Canonical shapes)."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -61,3 +63,36 @@ async def test_every_multi_valued_filter_takes_a_comma_list(client: httpx.AsyncC
     assert await kinds(target="a,c") == {"scan", "other"}
     assert await kinds(id=f"{made['push']},{made['other']}") == {"push", "other"}
     assert await kinds(state="queued,cancelled", kind="other,nope") == {"other"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "where", "valid"),
+    [
+        ("POST", "/v1/keys", {"role": "boss"}, "$.role", "admin, agent, operator, viewer"),
+        ("POST", "/v1/webhooks", {"url": "https://example.com/h", "events": ["*", "op.*"]},
+         "$.events[1]", "*, operation.*, execution.*, operation.created"),
+    ],
+)  # fmt: skip
+async def test_a_bad_enum_in_a_body_lists_the_valid_values(
+    client: httpx.AsyncClient, method: str, path: str, body: object, where: str, valid: str
+) -> None:
+    answer = await client.request(method, path, json=body)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert detail.startswith(f"`{where}` must be one of: {valid}")
+    assert "\\\\" not in detail and "(?:" not in detail  # no regex
+    assert detail.endswith(f"got {json.dumps(_leaf(body, where))}")
+
+
+async def test_a_bad_enum_in_a_query_lists_the_valid_values(client: httpx.AsyncClient) -> None:
+    state = (await client.get("/v1/operations", params={"state": "queued,nope"})).json()
+    assert "'nope'" in state["detail"] and "queued, running" in state["detail"]
+    fmt = (await client.get("/v1/operations", params={"format": "yaml"})).json()
+    assert "json" in fmt["detail"] and "xml" in fmt["detail"]
+
+
+def _leaf(body: object, where: str) -> object:
+    node: object = body
+    for name, index in re.findall(r"\.(\w+)|\[(\d+)\]", where):
+        node = node[name] if name else node[int(index)]  # type: ignore[index]
+    return node
