@@ -8,6 +8,7 @@ render. The same records generate ``/openapi.json``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -197,6 +198,8 @@ def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = Non
         msgspec.json.Decoder(ep.body) if ep.body is not None else None
     )
 
+    fields = _body_fields(ep)
+
     async def run(request: Request) -> Response:
         api: Api = request.app.state.api
         limit_headers: dict[str, str] = {}
@@ -216,11 +219,11 @@ def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = Non
                 raw = await read_body(request, api.max_body)
                 if raw:
                     body = decode(decoder, raw)
-                elif ep.body_required:
-                    raise errors.Invalid("a JSON body is required", parameter="body")
+                elif ep.body_required:  # no body is a body that is not valid (422)
+                    raise msgspec.ValidationError("a JSON body is required")
             response = await ep.handler(Ctx(request, api, principal, body))
         except errors.DomainError as exc:
-            response = problems.from_error(exc, current)
+            response = _fault(exc, fields, current)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             response = problems.from_validation(exc, ep.body, raw)
         response.headers.update(limit_headers)
@@ -228,6 +231,26 @@ def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = Non
 
     run.__name__ = ep.handler.__name__
     return Route(ep.path, run, methods=[ep.method])
+
+
+def _body_fields(ep: Endpoint) -> frozenset[str]:
+    """The names of ``ep``'s body fields that no query, path or header parameter shares."""
+    if ep.body is None:
+        return frozenset()
+    declared = {p.name for p in ep.params} | set(re.findall(r"\{([^}:]+)\}", ep.path))
+    return frozenset(f.encode_name for f in msgspec.structs.fields(ep.body)) - declared
+
+
+def _fault(
+    exc: errors.DomainError, fields: frozenset[str], current: problems.CurrentRenderer | None
+) -> Response:
+    """The problem for a domain error. A plain Invalid about a field of the body is the
+    body's fault, as a schema violation is: 422 ``invalid_body`` (docs/architecture.md,
+    Canonical shapes); parameters and headers keep 400 ``invalid``."""
+    parameter = str(exc.context.get("parameter") or "")
+    if type(exc) is errors.Invalid and re.split(r"[.\[]", parameter, maxsplit=1)[0] in fields:
+        return problems.problem(422, "invalid_body", exc.detail, parameter=parameter)
+    return problems.from_error(exc, current)
 
 
 #: methods a path without them answers 405 to

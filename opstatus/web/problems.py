@@ -110,6 +110,9 @@ def from_validation(
         message = str(exc)
         at = _AT.search(message)
         parameter = at.group("path").lstrip(".") if at else None
+        missing = _MISSING_FIELD.match(message)
+        if missing is not None:  # the field that is missing, not the object it is missing in
+            parameter = ".".join(filter(None, (parameter, missing["field"])))
         if at is not None and body is not None:
             message = _with_choices(message, at, body, raw)
         return problem(422, "invalid_body", message, parameter=parameter)
@@ -118,6 +121,8 @@ def from_validation(
 
 #: where msgspec says a validation error is: `` - at `$.events[0]` ``
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+#: msgspec's words for a required field that is absent
+_MISSING_FIELD = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 #: one step of such a path: a field name or a list index
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[([0-9]+)\]")
 #: a pattern that is a choice of literal strings, as wire types spell them

@@ -96,3 +96,37 @@ def _leaf(body: object, where: str) -> object:
     for name, index in re.findall(r"\.(\w+)|\[(\d+)\]", where):
         node = node[name] if name else node[int(index)]  # type: ignore[index]
     return node
+
+
+@pytest.mark.parametrize(
+    ("body", "parameter"),
+    [
+        ({"targets": ["a"]}, "kind"),  # missing: msgspec finds it
+        ({"kind": "k"}, "targets"),  # no target nor group: the service finds it
+        ({"kind": "k", "targets": ["a"], "timeouts": {"lease": "x"}}, "timeouts.lease"),
+        ({"kind": "k", "targets": ["a"], "timeouts": {}, "rollout": {"max_per_minute": 0}},
+         "rollout.max_per_minute"),
+    ],
+)  # fmt: skip
+async def test_a_body_that_is_not_valid_is_422_invalid_body(
+    client: httpx.AsyncClient, body: object, parameter: str
+) -> None:
+    answer = await client.post("/v1/operations", json=body)
+    assert answer.status_code == 422, answer.text
+    assert (answer.json()["code"], answer.json().get("parameter")) == ("invalid_body", parameter)
+
+
+async def test_no_body_is_422_and_not_json_is_400(client: httpx.AsyncClient) -> None:
+    empty = await client.post("/v1/keys", headers={"Content-Type": "application/json"})
+    assert (empty.status_code, empty.json()["code"]) == (422, "invalid_body")
+    broken = await client.post(
+        "/v1/keys", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert (broken.status_code, broken.json()["code"]) == (400, "malformed_body")
+
+
+async def test_a_parameter_that_is_not_valid_is_400_invalid(client: httpx.AsyncClient) -> None:
+    for query in ({"limit": "0"}, {"created_before": "yesterday"}, {"typo": "1"}):
+        answer = await client.get("/v1/operations", params=query)
+        assert (answer.status_code, answer.json()["code"]) == (400, "invalid"), query
+        assert answer.json()["parameter"] == next(iter(query))
