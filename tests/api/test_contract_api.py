@@ -130,3 +130,13 @@ async def test_a_parameter_that_is_not_valid_is_400_invalid(client: httpx.AsyncC
         answer = await client.get("/v1/operations", params=query)
         assert (answer.status_code, answer.json()["code"]) == (400, "invalid"), query
         assert answer.json()["parameter"] == next(iter(query))
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["0135-09-01T00:31:23Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"],
+)
+async def test_odd_but_valid_times_filter_lists(client: httpx.AsyncClient, moment: str) -> None:
+    for name in ("created_before", "created_after"):
+        answer = await client.get("/v1/operations", params={name: moment})
+        assert answer.status_code == 200, answer.text

@@ -409,6 +409,9 @@ async def test_list_filters(ops: Operations, store: Store) -> None:
     created = (await ops.get(TENANT, second)).operation.created_at
     assert await ids(created_after=created) == [third, second]  # inclusive
     assert await ids(created_before=created) == [first]  # exclusive
+    # the ends of time (what a query's odd but valid times clamp to) are filters too
+    assert await ids(created_before=datetime.min.replace(tzinfo=UTC)) == []
+    assert await ids(created_before=datetime.max.replace(tzinfo=UTC)) == [third, second, first]
     assert await ids(before_number=3) == [second, first]
     assert await ids(limit=1, offset=1) == [second]
     assert await ids(kinds=["scan"], internal=False, targets=["a"]) == [first]
