@@ -73,6 +73,7 @@ from opstatus.domain import errors
 from opstatus.domain.records import Execution, ExecutionUpdate
 from opstatus.domain.roles import Action, Role
 from opstatus.domain.states import State
+from opstatus.service import tasks
 from opstatus.service.brokers import BrokerCredentials
 from opstatus.service.credentials import Credentials, Principal
 from opstatus.service.operations import Operations
@@ -249,15 +250,9 @@ class MqttBridge:
         clients (unless allowed) or the bridge has no broker user of its own.
         """
         await self._check_broker()
-        stop_listening = self.operations.notifier.listen(self._on_key)
-        task = asyncio.create_task(self.run(), name="opstatus-mqtt")
-        try:
-            yield
-        finally:
-            stop_listening()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        with self.operations.notifier.listening(self._on_key):
+            async with tasks.background(self.run(), "opstatus-mqtt"):
+                yield
 
     async def _check_broker(self) -> None:
         await check_broker(self.broker, allow_anonymous=self.allow_anonymous)

@@ -100,8 +100,9 @@ class Call:
         if self.spec.decoder is None:
             raise TypeError(f"{self.spec.path} takes no body")
         raw = await read_body(self.request, self.api.max_body)
-        if not raw:
+        if not raw and self.spec.empty_body is None:
             raise errors.Invalid(self.spec.body_missing, parameter="body")
+        raw = raw or self.spec.empty_body or b""
         try:
             return decode(self.spec.decoder, raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -131,8 +132,12 @@ class Spec:
     success: int = 200  #: the success status, for the document
     body: type | None = None
     body_missing: str = "a JSON body is required"
+    empty_body: bytes | None = None  #: what an absent body stands for (None: refused)
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()  #: statuses the handler answers besides 401, 429
+    #: statuses this route's vendor document lacks -> the one it answers instead
+    #: (after the dialect's own :attr:`Dialect.statuses`)
+    statuses: Mapping[int, int] = dataclasses.field(default_factory=dict)
     media: tuple[str, ...] = ("application/json",)  #: success media types
     response: type | None = None  #: the success body's msgspec type, for the schema
     decoder: msgspec.json.Decoder[Any] | None = None
@@ -182,8 +187,7 @@ class Dialect:
         """The dialect's answer to ``exc``: the status from the one table (remapped to
         one the vendor has), Retry-After and the refused request's RateLimit headers,
         and a challenge on 401."""
-        status = problems.status_of(exc)
-        status = self.statuses.get(status, status)
+        status = self._status(problems.status_of(exc), spec)
         response = self.render(request, status, exc)
         response.headers.update(exc.context.get("headers") or {})
         if exc.context.get("retry_after") is not None:
@@ -201,6 +205,11 @@ class Dialect:
         if self.finish is not None:
             self.finish(request, response)
         return response
+
+    def _status(self, status: int, spec: Spec | None) -> int:
+        """``status`` as this dialect (and then the route) answers it."""
+        status = self.statuses.get(status, status)
+        return spec.statuses.get(status, status) if spec else status
 
     def routes(self) -> list[BaseRoute]:
         """One Starlette route per path, dispatching on the method itself (405 here)."""
@@ -298,7 +307,7 @@ class Dialect:
         if spec.body is not None:
             schema = {"$ref": self._ref(spec.body.__name__)}
             op["requestBody"] = {
-                "required": True,
+                "required": spec.empty_body is None,
                 "content": {"application/json": {"schema": schema}},
             }
         return op
@@ -318,7 +327,7 @@ class Dialect:
             else self.error_schema
         )
         statuses = {*spec.errors, 401, 429} | ({400, 413, 415} if spec.body else set())
-        for status in sorted({self.statuses.get(s, s) for s in statuses}):
+        for status in sorted({self._status(s, spec) for s in statuses}):
             out[str(status)] = {
                 "description": http.HTTPStatus(status).phrase,
                 "headers": self._headers(ERROR_HEADERS.get(status, ())),

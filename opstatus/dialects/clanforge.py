@@ -17,9 +17,12 @@ accepted too). A key reaches only its own tenant's account service: any other
 ``accountserviceid`` answers 403 whether or not it exists, so nothing leaks about others.
 
 Status document (unix seconds throughout): ``updateid`` int, ``jobcreated`` int,
-``joberror`` string|null, ``jobeta`` int|null, ``jobfailed`` int (failed + timed-out
-machines), ``jobprogress`` int 0-100 (canonical progress, rounded down), ``jobstart``
-string|null (a string, as documented), ``jobstateid`` int, ``jobstatename`` string,
+``joberror`` string|null (says how many machines failed), ``jobeta`` int|null,
+``jobfailed`` int, the documented numeric flag: 1 when a machine failed or timed out,
+else 0, ``jobprogress`` int 0-100 (the machines' mean progress, rounded down: a failure
+keeps the progress reached), ``jobstart`` string|null (a string, as documented; when the
+first machine started, null for a job that never started), ``jobstateid`` int,
+``jobstatename`` string,
 ``jobupdated`` int, ``success`` true.
 
 The state is the operation's derived state mapped by :data:`JOB_STATES`. ``1 Created`` is
@@ -81,21 +84,39 @@ def status_document(view: OperationView, now: datetime) -> dict[str, Any]:
     op = view.operation
     stateid, statename = JOB_STATES[op.state] if op.total else CREATED
     failed = sum(op.counts.get(s, 0) for s in FAILURES)
-    error = (op.error or f"{failed} of {op.total} machines failed") if failed else None
-    start = _unix(op.started_at)
+    # jobfailed is only a flag, so the count is told here, with the last error
+    error = f"{failed} of {op.total} machines failed" if failed else None
+    if error and op.error:
+        error = f"{error}: {op.error}"
+    progress, started = _reached(view)
     return {
         "updateid": op.number,
         "jobcreated": _unix(op.created_at),
         "joberror": error,
         "jobeta": _unix(derive.eta(op, now)),
-        "jobfailed": failed,
-        "jobprogress": min(100, math.floor(op.progress)),
-        "jobstart": None if start is None else str(start),
+        "jobfailed": 1 if failed else 0,
+        "jobprogress": min(100, math.floor(progress)),
+        "jobstart": None if started is None else str(started),
         "jobstateid": stateid,
         "jobstatename": statename,
         "jobupdated": _unix(op.updated_at),
         "success": True,
     }
+
+
+def _reached(view: OperationView) -> tuple[float, int | None]:
+    """The progress the machines reached and when the first of them started.
+
+    The operation's own figures count a finished execution as 100 % and start the
+    operation when any execution leaves the queue (a queue timeout too); Clanforge
+    reports the progress actually reached and no start for a job that never started.
+    """
+    executions = view.executions
+    if not executions:
+        return view.operation.progress, _unix(view.operation.started_at)
+    progress = sum(e.progress for e in executions) / len(executions)
+    starts = [e.started_at for e in executions if e.started_at is not None]
+    return progress, _unix(min(starts)) if starts else None
 
 
 def _required(request: Request, name: str) -> str:

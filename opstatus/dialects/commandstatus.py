@@ -9,12 +9,15 @@ device = one target). Credentials: ``X-API-Key`` (also ``Authorization: Bearer``
   50) and ``offset``. Newest first.
 - ``GET /commands/v0/status/{id}/`` — one status object.
 - ``PUT /commands/v0/status/{id}/`` — body ``{"state", "reason"}``; ``state`` is required
-  and must be one the vendor lists for PUT (otherwise 400). The transition table
-  (:mod:`opstatus.domain.states`) decides the step; one it does not list answers 409 with
-  the current state, e.g.
-  ``Command Scheduled`` (nothing steps back to scheduled) or ``Command Cancelled`` on work
-  in progress (that needs a forced cancel). ``reason`` becomes the execution's ``error``
-  for ``Command Failure``/``Command TimeOut`` and ``details.reason`` otherwise.
+  and must be one the vendor lists for PUT. A device may report any of them whether or
+  not it read the inbox (it may have been told another way, or re-flashed): queued work
+  is dispatched on the way. ``Command Scheduled`` acknowledges the command for later (it
+  reads ``Command Scheduled`` until the next report); ``Command Cancelled`` stops work
+  in progress too (the device stopped its own run). The transition table
+  (:mod:`opstatus.domain.states`) decides the rest. ``reason`` becomes the execution's
+  ``error`` for ``Command Failure``/``Command TimeOut`` and ``details.reason`` otherwise.
+  The document lists 200/400/401/500 for PUT, so every refusal (unknown id, a role that
+  may not, an illegal step, a bad media type) is a 400 whose ``content.error`` says which.
 - ``GET /v2/command-inbox/?device_id=`` — what the device(s) should run now: up to 10
   commands per device, delivered (``Command Initiated``) until acknowledged.
 
@@ -29,9 +32,9 @@ and the HTTP status otherwise; ``message`` says what happened. Contents:
   list adds ``limit`` and ``offset``; a page shorter than ``limit`` is the last).
 - error: ``{"error": code, ...}`` plus ``state`` (a 409's current state) or ``parameter``.
 
-Errors: 400 bad parameters or body, 401 credentials, 403 a role that may not or an agent
+Errors (GET): 400 bad parameters, 401 credentials, 403 a role that may not or an agent
 naming a device it is not bound to, 404 unknown id (also another device's command for an
-agent key, which is hidden as the tenant wall hides), 409 illegal step, 413/415 body, 429.
+agent key, which is hidden as the tenant wall hides), 429; PUT: 400, 401, 429 (above).
 """
 
 from __future__ import annotations
@@ -72,8 +75,21 @@ STATES: dict[State, str] = {
 }
 _NAMED = {name: state for state, name in STATES.items()}
 _CANONICAL = {str(state): state for state in STATES}
-#: the states the vendor's PUT body enum lists (queued and initiated are the engine's)
-WRITABLE = frozenset(STATES) - {State.QUEUED, State.DISPATCHED}
+SCHEDULED = STATES[State.SCHEDULED]
+#: what the details of an acknowledged execution carry once its device reported
+#: ``Command Scheduled``: the device accepted the command and will run it later
+DEFERRED = "deferred"
+#: the vendor's PUT body enum, in its order -> the state a report steps to. Queued and
+#: initiated are the engine's; ``Command Scheduled`` from a device is an acceptance
+#: for later (the canonical ``scheduled`` is the server's own wait for ``schedule_at``).
+PUT_STATES: dict[str, State] = {
+    STATES[s]: s
+    for s in (
+        State.ACKNOWLEDGED, State.IN_PROGRESS, State.TIMED_OUT, State.SUCCEEDED, State.FAILED,
+    )
+} | {SCHEDULED: State.ACKNOWLEDGED, STATES[State.CANCELLED]: State.CANCELLED}  # fmt: skip
+#: the PUT's document lists 200, 400, 401 and 500: every refusal is a 400
+PUT_STATUSES = dict.fromkeys((403, 404, 409, 410, 412, 413, 415, 422, 423), 400)
 #: PUT states whose reason is the execution's error
 _ERRORS = frozenset({State.FAILED, State.TIMED_OUT})
 INBOX_LIMIT = 10
@@ -120,12 +136,19 @@ def status_object(e: Execution, op: Operation) -> dict[str, Any]:
     """One command status object: an execution with its command request's kind."""
     return {
         "id": e.id, "request": e.operation_id, "device": e.target,
-        "state": STATES[e.state], "reason": e.error or e.details.get("reason"),
+        "state": _state(e), "reason": e.error or e.details.get("reason"),
         "kind": op.kind, "parameters": dict(op.parameters), "internal": op.internal,
         "progress": e.progress, "attempt": e.attempt, "version": e.version,
         "created_at": op.created_at, "queued_at": e.queued_at, "started_at": e.started_at,
         "updated_at": e.updated_at, "finished_at": e.finished_at,
     }  # fmt: skip
+
+
+def _state(e: Execution) -> str:
+    """The ``state`` of an execution: acknowledged-for-later reads ``Command Scheduled``."""
+    if e.state is State.ACKNOWLEDGED and e.details.get(DEFERRED) is True:
+        return SCHEDULED
+    return STATES[e.state]
 
 
 async def status_objects(call: Call, found: Sequence[Execution]) -> list[Any]:
@@ -219,24 +242,38 @@ async def get_status(call: Call) -> Response:
 @DIALECT.route(
     "PUT", "/commands/v0/status/{id}/", body=StatusUpdate,
     body_missing="a JSON body {state, reason} is required", errors=(400, 403, 404, 409),
+    statuses=PUT_STATUSES,
 )  # fmt: skip
 async def put_status(call: Call) -> Response:
     """Update command status."""
     params.only(call.request, [])
     execution = await _own(call, Action.REPORT)
     body: StatusUpdate = await call.body()
-    state = _NAMED.get(body.state)
-    if state not in WRITABLE:
-        allowed = ", ".join(f'"{STATES[s]}"' for s in STATES if s in WRITABLE)
+    if body.state not in PUT_STATES:
+        allowed = ", ".join(f'"{name}"' for name in PUT_STATES)
         raise errors.Invalid(f"state must be one of {allowed}", parameter="state")
-    reason = body.reason
-    update = ExecutionUpdate(
-        state=state, reason=reason,
-        error=reason if state in _ERRORS else None,
-        details={"reason": reason} if reason is not None and state not in _ERRORS else None,
-    )  # fmt: skip
-    changed = await call.api.operations.update_execution(call.tenant, execution.id, update)
+    changed = await call.api.operations.update_execution(
+        call.tenant, execution.id, _update(execution, body)
+    )
     return _envelope(0, "Command status successfully updated.", await _single(call, changed))
+
+
+def _update(execution: Execution, body: StatusUpdate) -> ExecutionUpdate:
+    """The report a PUT makes: whatever the device last read, it may report any state
+    the document lists (``deliver``), and a device that stopped its own run may say so
+    (``force``)."""
+    state: State | None = PUT_STATES[body.state]
+    reason = body.reason
+    details: dict[str, Any] = {"reason": reason} if reason is not None else {}
+    if body.state == SCHEDULED:
+        details[DEFERRED] = True
+        if execution.state is State.ACKNOWLEDGED:
+            state = None  # already accepted: only the deferral is news
+    error = reason if state in _ERRORS else None
+    return ExecutionUpdate(
+        state=state, reason=reason, error=error, details=None if error else (details or None),
+        deliver=True, force=state is State.CANCELLED,
+    )  # fmt: skip
 
 
 @DIALECT.route(

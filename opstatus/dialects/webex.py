@@ -50,16 +50,20 @@ TestType = Literal["ReachabilityTest", "NetworkTest", "MediaHealthMonitorTest"]
 NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
+#: the spec requires neither a body nor its ``type``; both request examples name this one
+DEFAULT_TYPE: TestType = "MediaHealthMonitorTest"
+
+
 class NodeBody(msgspec.Struct):
     """``TriggerOnDemandBody``; unknown fields are ignored, as the spec allows them."""
 
-    type: TestType
+    type: TestType = DEFAULT_TYPE
 
 
 class ClusterBody(msgspec.Struct):
     """``TriggerOn-DemandBodyCluster``: no (or empty) ``nodes`` picks them at random."""
 
-    type: TestType
+    type: TestType = DEFAULT_TYPE
     nodes: Annotated[list[NodeId], msgspec.Meta(max_length=MAX_NODES)] = []
 
 
@@ -160,7 +164,7 @@ async def _trigger(call: Call, kind: str, nodes: list[str], cluster: str | None)
 
 @route(
     "POST", "/v1/videoMesh/triggerTest/clusters/{clusterId}", action=Action.TRIGGER,
-    body=ClusterBody, body_missing="a JSON body with the test type is required",
+    body=ClusterBody, empty_body=b"{}",
     response=TestStatus, errors=(400, 403, 404, 409, 410, 423),
 )  # fmt: skip
 async def trigger_cluster(call: Call) -> Response:
@@ -185,27 +189,24 @@ async def trigger_cluster(call: Call) -> Response:
 
 @route(
     "POST", "/v1/videoMesh/triggerTest/nodes/{nodeId}", action=Action.TRIGGER, body=NodeBody,
-    body_missing="a JSON body with the test type is required", response=TestStatus,
+    empty_body=b"{}", response=TestStatus,
     errors=(400, 403, 404, 409, 410, 423),
 )  # fmt: skip
 async def trigger_node(call: Call) -> Response:
     """Trigger a test on one node: a registered target (404 when unknown).
 
-    opstatus cannot look groups up by member, so a node test's cluster is the
-    node's ``clusterId`` label when that names a group holding the node; otherwise
-    ``clusterId`` is left out, which the spec's schema (no required fields) allows.
+    The test's cluster is the group the node belongs to: the one its ``clusterId``
+    label names when the node is a member of it, else the first (by id) holding it;
+    ``clusterId`` is left out only for a node in no cluster, which the spec's schema
+    (no required fields) allows.
     """
     node = call.path("nodeId")
     body: NodeBody = await call.body()
     store = call.api.operations.store
     target = await store.get_target(call.tenant, node)
-    cluster: str | None = target.labels.get("clusterId")
-    if cluster is not None:
-        try:
-            if node not in (await store.get_group(call.tenant, cluster)).targets:
-                cluster = None
-        except errors.NotFound:
-            cluster = None
+    clusters = await store.groups_of(call.tenant, node)
+    label = target.labels.get("clusterId")
+    cluster = label if label in clusters else next(iter(clusters), None)
     return await _trigger(call, KIND_PREFIX + body.type, [node], cluster)
 
 

@@ -43,8 +43,9 @@ def apply_update(execution: Execution, update: ExecutionUpdate, now: datetime) -
     """Apply an agent's or client's report; the table decides any state change.
 
     An update without ``state`` changes fields only, and only while a target
-    holds the execution. Raises VersionMismatch (carrying the current record),
-    Conflict (carrying the current state) or Invalid.
+    holds the execution. ``update.deliver`` first takes the inbox's steps
+    (:func:`delivered`); ``update.force`` allows the forced-cancel step. Raises
+    VersionMismatch (carrying the current record), Conflict (carrying the current state) or Invalid.
     """
     if update.expected_version is not None and update.expected_version != execution.version:
         raise errors.VersionMismatch(
@@ -52,6 +53,8 @@ def apply_update(execution: Execution, update: ExecutionUpdate, now: datetime) -
             current=execution,
             state=str(execution.state),
         )
+    if update.deliver and update.state is not None:
+        execution = delivered(execution, update.state, now)
     fields: dict[str, Any] = {}
     if update.progress is not None:
         fields["progress"] = _check_progress(update.progress)
@@ -80,7 +83,28 @@ def apply_update(execution: Execution, update: ExecutionUpdate, now: datetime) -
         return release(execution, now)
     if update.state is State.QUEUED and execution.state is State.SCHEDULED:
         return promote(execution, now)
-    return _step(execution, update.state, now, **fields)
+    return _step(execution, update.state, now, force=update.force, **fields)
+
+
+def delivered(execution: Execution, new: State, now: datetime) -> Execution:
+    """``execution`` as the inbox would have left it for its target to report ``new``:
+    promoted and dispatched (with a lease that has already run out, as the report
+    that follows ends or replaces it) when ``new`` cannot follow where it waits.
+
+    Steps that ``new`` would not then allow are not taken, so a refused report is
+    refused with the execution's real state.
+    """
+    waiting = (State.SCHEDULED, State.QUEUED, State.DISPATCHED)
+    if execution.state not in waiting or states.allowed(execution.state, new):
+        return execution
+    later = waiting[waiting.index(execution.state) + 1 :]
+    if not any(states.allowed(step, new) for step in later):
+        return execution
+    if execution.state is State.SCHEDULED:
+        execution = promote(execution, now)
+    if execution.state is State.QUEUED and not states.allowed(State.QUEUED, new):
+        execution = dispatch(execution, now, 0.0)
+    return execution
 
 
 def dispatch(execution: Execution, now: datetime, lease: float) -> Execution:

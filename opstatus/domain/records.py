@@ -155,6 +155,11 @@ class ExecutionUpdate:
     result: JSON = None
     reason: str | None = None
     expected_version: int | None = None
+    #: the target learnt of the work another way (a device told out of band, or
+    #: re-flashed): a report on scheduled or queued work takes the inbox's steps first
+    deliver: bool = False
+    #: the report may take a step the table reserves for a forced cancel
+    force: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

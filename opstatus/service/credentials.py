@@ -241,12 +241,8 @@ class Credentials:
         if found is None and not secret.startswith(GENERATED):
             expected = await self._slow_form(secret, digest)
             found = await self.store.key_by_secret_hash(expected)
-        if found is None or not hmac.compare_digest(found[1], expected):
-            raise errors.Unauthorized("the credential is not valid (unknown, expired or revoked)")
-        self._remember(digest, expected)
-        principal = _principal(found[0])
-        self.cache.put(digest, epoch, principal)
-        return principal
+        refusal = "the credential is not valid (unknown, expired or revoked)"
+        return self._admit(found, expected, digest, (digest, epoch), refusal)
 
     async def by_basic(self, key_id: str, secret: str) -> Principal:
         """The principal behind Basic ``key id : secret``."""
@@ -261,11 +257,25 @@ class Credentials:
         expected = digest
         if found[1].startswith(SLOW_PREFIX):
             expected = await self._slow_form(secret, digest)
-        if not hmac.compare_digest(found[1], expected):
-            raise errors.Unauthorized("the key id or secret is not valid")
+        return self._admit(
+            found, expected, digest, (handle, epoch), "the key id or secret is not valid"
+        )
+
+    def _admit(
+        self,
+        found: tuple[ApiKey, str] | None,
+        expected: str,
+        digest: str,
+        cache_as: tuple[str, object | None],
+        refusal: str,
+    ) -> Principal:
+        """The principal of ``found`` if its stored hash is ``expected`` (compared in
+        constant time), remembered in the cache; Unauthorized with ``refusal`` otherwise."""
+        if found is None or not hmac.compare_digest(found[1], expected):
+            raise errors.Unauthorized(refusal)
         self._remember(digest, expected)
         principal = _principal(found[0])
-        self.cache.put(handle, epoch, principal)
+        self.cache.put(*cache_as, principal)
         return principal
 
     async def _slow_form(self, secret: str, digest: str) -> str:
@@ -293,15 +303,14 @@ class Credentials:
     async def by_key_id(self, key_id: str) -> Principal:
         """The principal of an active key, by id alone: for callers whose transport has
         already proven the key (the MQTT broker, which authenticated the connection)."""
-        handle = f"id:{key_id}"
-        epoch = self.store.auth_epoch()
-        if (cached := self.cache.get(handle, epoch)) is not None:
-            return cached
-        found = await self.store.key_by_id(key_id)
-        if found is None:
-            raise errors.Unauthorized("the key is not valid (unknown or revoked)")
-        principal = _principal(found[0])
-        self.cache.put(handle, epoch, principal)
+        handle, epoch = f"id:{key_id}", self.store.auth_epoch()
+        principal = self.cache.get(handle, epoch)
+        if principal is None:
+            found = await self.store.key_by_id(key_id)
+            if found is None:
+                raise errors.Unauthorized("the key is not valid (unknown or revoked)")
+            principal = _principal(found[0])
+            self.cache.put(handle, epoch, principal)
         return principal
 
     async def issue_token(self, principal: Principal, ttl: float | None = None) -> tuple[str, int]:

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from opstatus.domain import watch
 from opstatus.service import notifier as notify
+from opstatus.service import tasks
 from opstatus.service.operations import Operations
 
 log = logging.getLogger("opstatus.engine")
@@ -143,10 +144,5 @@ class Engine:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Run in the background for the duration of the ``async with``."""
-        task = asyncio.create_task(self.run(), name="opstatus-engine")
-        try:
+        async with tasks.background(self.run(), "opstatus-engine"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

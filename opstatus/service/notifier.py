@@ -14,8 +14,9 @@ reading it a thousand times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator
 from typing import Any, TypeVar, cast
 
 Relay = Callable[[list[str]], None]
@@ -69,6 +70,15 @@ class Notifier:
         returns the function that stops it."""
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback)
+
+    @contextlib.contextmanager
+    def listening(self, callback: Callable[[str], None]) -> Iterator[None]:
+        """:meth:`listen` for the duration of the ``with``."""
+        stop = self.listen(callback)
+        try:
+            yield
+        finally:
+            stop()
 
     def subscribe(self, key: str) -> asyncio.Future[Wake]:
         """A future that completes on the next ``publish(key)``; register before reading.

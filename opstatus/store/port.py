@@ -125,6 +125,10 @@ class Store(abc.ABC):
     async def get_group(self, tenant: str, group_id: str) -> records.Group:
         """Read one group with its members; NotFound if absent."""
 
+    @abc.abstractmethod
+    async def groups_of(self, tenant: str, target_id: str) -> list[str]:
+        """The ids of the groups ``target_id`` is a member of, in id order."""
+
     # operations -----------------------------------------------------------------
     @abc.abstractmethod
     async def create_operation(

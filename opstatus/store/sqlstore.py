@@ -165,6 +165,12 @@ class SqlStore(port.Store):
         )
 
     # operations -----------------------------------------------------------------
+    async def groups_of(self, tenant: str, target_id: str) -> list[str]:
+        """The ids of the groups holding ``target_id``, in id order."""
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["groups_of_target"], tenant, target_id)
+        return [r["group_id"] for r in found]
+
     async def create_operation(
         self,
         operation: records.Operation,

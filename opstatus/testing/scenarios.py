@@ -121,17 +121,14 @@ class Driver:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Listen and drive for the duration of the ``async with``."""
-        stop_listening = self.operations.notifier.listen(self.heard)
-        loop = asyncio.create_task(self._loop(), name="opstatus-scenarios")
-        try:
-            yield
-        finally:
-            stop_listening()
-            for task in (loop, *self._tasks):
-                task.cancel()
-            for task in (loop, *self._tasks):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        with self.operations.notifier.listening(self.heard):
+            loop = asyncio.create_task(self._loop(), name="opstatus-scenarios")
+            try:
+                yield
+            finally:
+                for task in (loop, *self._tasks):
+                    task.cancel()
+                await asyncio.gather(loop, *self._tasks, return_exceptions=True)
 
     async def _loop(self) -> None:
         while True:

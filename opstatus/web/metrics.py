@@ -63,37 +63,28 @@ class Metrics:
         clock: Clock = utcnow,
     ) -> None:
         self.registry = CollectorRegistry()
-        self.state_seconds = Histogram(
+        self.state_seconds = self._histogram(
             "opstatus_execution_state_seconds",
             "Time executions spent in a state before leaving it, by kind and state.",
-            ("kind", "state"),
-            buckets=STATE_BUCKETS,
-            registry=self.registry,
-        )
-        self.stalled = Counter(
+            ("kind", "state"), STATE_BUCKETS,
+        )  # fmt: skip
+        self.stalled = self._counter(
             "opstatus_executions_stalled",
-            "Executions marked stalled (execution.stalled), by kind.",
-            ("kind",),
-            registry=self.registry,
-        )
+            "Executions marked stalled (execution.stalled), by kind.", ("kind",),
+        )  # fmt: skip
         self._kinds: set[str] = set()
         self.database = DatabaseFigures(store, webhooks, clock)
         if store is not None:
             self.registry.register(self.database)
         self.in_flight = 0  #: requests being answered now (the middleware counts)
-        self.requests = Counter(
+        self.requests = self._counter(
             "opstatus_http_requests",
-            "HTTP requests answered, by route template and status.",
-            ("method", "route", "status"),
-            registry=self.registry,
-        )
-        self.duration = Histogram(
+            "HTTP requests answered, by route template and status.", ("method", "route", "status"),
+        )  # fmt: skip
+        self.duration = self._histogram(
             "opstatus_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route template.",
-            ("method", "route"),
-            buckets=BUCKETS,
-            registry=self.registry,
-        )
+            "Time to answer an HTTP request, by route template.", ("method", "route"), BUCKETS,
+        )  # fmt: skip
         # Gauges read at scrape time: nothing on the request path updates them.
         waiters = Gauge(
             "opstatus_notifier_waiters",
@@ -112,6 +103,14 @@ class Metrics:
         # children are cached here so a request pays one dict lookup for each.
         self._counters: dict[tuple[str, str, int], Counter] = {}
         self._histograms: dict[tuple[str, str], Histogram] = {}
+
+    def _counter(self, name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+    ) -> Histogram:
+        return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request and record how long it took."""

@@ -179,20 +179,18 @@ def _escape_key(key: str) -> str:
 LARGE = 500
 
 
-async def respond_large(
-    request: Request,
-    content: Any,
-    *,
-    size: int,
-    status: int = 200,
-    headers: Mapping[str, str] | None = None,
-    root: str = "response",
-) -> Response:
-    """:func:`respond`, encoded in a worker thread when ``size`` (items in ``content``)
-    passes :data:`LARGE`: rendering a large document as XML or properties is Python code
-    that would hold the event loop — and every other request — for its whole run."""
+async def respond_large(request: Request, content: Any, *, size: int, **options: Any) -> Response:
+    """:func:`respond` (same ``options``), encoded in a worker thread when ``size`` (items
+    in ``content``) passes :data:`LARGE`: rendering a large document as XML or properties
+    is Python code that would hold the event loop — and every other request — for its
+    whole run."""
     if size <= LARGE:
-        return respond(request, content, status=status, headers=headers, root=root)
+        return respond(request, content, **options)
     media = negotiate(request)
-    body = await asyncio.to_thread(encode, content, media, root)
-    return Response(body, status_code=status, headers=dict(headers or {}), media_type=media)
+    body = await asyncio.to_thread(encode, content, media, options.pop("root", "response"))
+    return Response(
+        body,
+        status_code=options.get("status", 200),
+        headers=dict(options.get("headers") or {}),
+        media_type=media,
+    )

@@ -309,7 +309,7 @@ def test_lifecycle_shows_every_mapped_state(server: Server, operator: tuple[str,
         agent.close()
 
 
-def test_jobfailed_counts_failed_and_timed_out_machines(
+def test_jobfailed_flags_failed_and_timed_out_machines(
     server: Server, operator: tuple[str, str]
 ) -> None:
     updateid = job(create(server, operator, machineid="a,b,c"))["updateid"]
@@ -320,7 +320,8 @@ def test_jobfailed_counts_failed_and_timed_out_machines(
         agents[1].report(items[1]["id"], state="timed_out", error="took too long")
         body = job(status(server, operator, updateid))
         assert state(body) == (4, "Running")  # one machine still works
-        assert body["jobfailed"] == 2
+        # the documented numeric flag, not a count; joberror says how many
+        assert body["jobfailed"] == 1 and body["joberror"].startswith("2 of 3 machines failed: ")
         agents[2].report(items[2]["id"], state="succeeded")
         assert state(job(status(server, operator, updateid))) == (6, "Failed")
         retry = f"{server.url}/cfp/v1/imageupdate/{updateid}/retry?accountserviceid={ASID}"
@@ -332,6 +333,40 @@ def test_jobfailed_counts_failed_and_timed_out_machines(
     finally:
         for a in agents:
             a.close()
+
+
+def test_a_failure_keeps_the_progress_reached(server: Server, operator: tuple[str, str]) -> None:
+    """``jobprogress`` is the percentage reached; a failure does not make it 100."""
+    updateid = job(create(server, operator, machineid="p1,p2"))["updateid"]
+    agents = [Agent(server, m) for m in ("p1", "p2")]
+    try:
+        items = [a.pull()[0] for a in agents]
+        agents[0].report(items[0]["id"], state="in_progress", progress=40)
+        agents[0].report(items[0]["id"], state="failed", error="disk full")
+        agents[1].report(items[1]["id"], state="in_progress", progress=30)
+        body = job(status(server, operator, updateid))
+        assert (body["jobprogress"], body["jobfailed"]) == (35, 1)
+        agents[1].report(items[1]["id"], state="failed", error="disk full")
+        body = job(status(server, operator, updateid))
+        assert state(body) == (6, "Failed")
+        assert (body["jobprogress"], body["jobfailed"]) == (35, 1)
+    finally:
+        for a in agents:
+            a.close()
+
+
+def test_a_job_that_never_started_has_no_jobstart(
+    server: Server, operator: tuple[str, str]
+) -> None:
+    """Squashed while queued: ``jobstart`` stays null (the document marks it optional)."""
+    updateid = job(create(server, operator))["updateid"]
+    with server.client(server.admin_key) as c:
+        (op,) = c.get("/v1/operations").json()["items"]
+        assert c.post(f"/v1/operations/{op['id']}/cancel", json={}).status_code == 200
+        assert c.get(f"/v1/operations/{op['id']}").json()["started_at"] is not None
+    body = job(status(server, operator, updateid))
+    assert state(body) == (7, "Squashed")
+    assert (body["jobstart"], body["jobprogress"], body["jobfailed"]) == (None, 0, 0)
 
 
 # (d) the same operations seen both ways ------------------------------------------------

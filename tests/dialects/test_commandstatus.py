@@ -188,7 +188,8 @@ def test_agents_see_only_their_own_devices(server: Server, client: httpx.Client)
         assert {s["device"] for s in listing(device)} == {"mine"}
         failure(device.get("/commands/v0/status/", params={"device": "theirs"}), 403)
         failure(device.get(f"/commands/v0/status/{theirs['id']}/"), 404)
-        failure(put(device, theirs["id"], "Command Acknowledged"), 404)
+        hidden = failure(put(device, theirs["id"], "Command Acknowledged"), 400)  # PUT: no 404
+        assert hidden["error"] == "not_found"
         failure(device.get("/v2/command-inbox/", params={"device_id": "theirs"}), 403)
         failure(device.get("/v2/command-inbox/", params={"device_id": "mine,theirs"}), 403)
         assert [s["device"] for s in inbox(device, "mine")] == ["mine"]
@@ -207,7 +208,8 @@ def test_missing_or_invalid_credentials_answer_401(server: Server) -> None:
 
 def test_unknown_id_answers_404(server: Server, client: httpx.Client) -> None:
     assert failure(client.get("/commands/v0/status/ex_nothing/"), 404)["error"] == "not_found"
-    failure(put(client, "ex_nothing", "Command Success"), 404)
+    # the document lists no 404 for PUT: an unknown id is a bad request there
+    assert failure(put(client, "ex_nothing", "Command Success"), 400)["error"] == "not_found"
     other = make_tenant_admin(server.database, "other")
     create(server, ["dev-1"])
     (ours,) = listing(client)
@@ -246,25 +248,21 @@ def test_put_accepts_only_the_seeds_states(server: Server, client: httpx.Client)
         client.put(url, content=b"{not json", headers={"content-type": "application/json"}), 400
     )
     failure(client.put(url), 400)
-    failure(client.put(url, content=b"state=x", headers={"content-type": "text/plain"}), 415)
+    wrong = client.put(url, content=b"state=x", headers={"content-type": "text/plain"})
+    assert failure(wrong, 400)["error"] == "unsupported_media_type"  # no 415 for PUT
     assert one(client, item["id"])["version"] == item["version"]
 
 
-def test_an_illegal_step_answers_409_with_the_current_state(
+def test_an_illegal_step_answers_400_with_the_current_state(
     server: Server, client: httpx.Client
 ) -> None:
+    """The document lists 200/400/401/500 for PUT: a refused change is its 400."""
     create(server, ["dev-1"])
     with agent(server, "dev-1") as device:
         (item,) = inbox(device, "dev-1")
-        envelope(put(device, item["id"], "Command In Progress"))
-        # work in progress is cancelled only by a forced cancel
-        assert failure(put(device, item["id"], "Command Cancelled"), 409)["state"] == (
-            "Command In Progress"
-        )
-        assert failure(put(device, item["id"], "Command Scheduled"), 409)["error"] == "conflict"
         envelope(put(device, item["id"], "Command Success", "done"))
         for state in PUT_STATES:
-            content = failure(put(device, item["id"], state), 409)
+            content = failure(put(device, item["id"], state), 400)
             assert content == {"error": "conflict", "state": "Command Success"}
 
 
@@ -273,7 +271,9 @@ def test_roles(server: Server) -> None:
     with server.client(make_key(server, "viewer")) as viewer:
         (item,) = listing(viewer)
         one(viewer, item["id"])
-        failure(put(viewer, item["id"], "Command Acknowledged"), 403)
+        assert failure(put(viewer, item["id"], "Command Acknowledged"), 400)["error"] == (
+            "forbidden"
+        )
         failure(viewer.get("/v2/command-inbox/", params={"device_id": "dev-1"}), 403)
 
 
@@ -349,3 +349,71 @@ def test_canonical_and_dialect_see_the_same_commands(server: Server, client: htt
         assert again["state"] == "Command Queued" and again["attempt"] == 2
         assert admin.post(f"/v1/operations/{op['id']}/cancel").status_code == 200
         assert one(client, item["id"])["state"] == "Command Cancelled"
+
+
+# (e) the document's PUT rules: any listed state, from wherever the device learnt of it ---
+@pytest.mark.parametrize("state", PUT_STATES)
+def test_a_device_reports_any_listed_state_without_reading_the_inbox(
+    server: Server, state: str
+) -> None:
+    """The document lets a device report any PUT state: one told by another channel
+    (or re-flashed) never read /v2/command-inbox/, yet its report is taken."""
+    create(server, ["dev-1"])
+    with agent(server, "dev-1") as device:
+        (queued,) = listing(device)
+        assert queued["state"] == "Command Queued"
+        after = updated(device, queued["id"], state, "told out of band")
+        assert after["state"] == state
+        assert one(device, queued["id"])["state"] == after["state"]
+        if state not in ("Command Cancelled", "Command TimeOut"):  # both end queued work
+            assert after["started_at"] is not None  # it was delivered on the way
+            assert inbox(device, "dev-1") == []  # nothing left to deliver
+
+
+def test_a_server_scheduled_command_takes_a_device_report(server: Server) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    create(server, ["dev-1"], schedule_at=later)
+    with agent(server, "dev-1") as device:
+        (item,) = listing(device)
+        assert item["state"] == "Command Scheduled"
+        assert updated(device, item["id"], "Command Success")["state"] == "Command Success"
+
+
+def test_command_scheduled_acknowledges_for_later(server: Server, client: httpx.Client) -> None:
+    """``Command Scheduled`` from a device: accepted, to run later; it reads so until the
+    next report, the inbox no longer delivers it, and the work then runs as usual."""
+    op = create(server, ["dev-1"])
+    with agent(server, "dev-1") as device:
+        (item,) = inbox(device, "dev-1")
+        assert updated(device, item["id"], "Command Scheduled")["state"] == "Command Scheduled"
+        assert inbox(device, "dev-1") == []
+        assert updated(device, item["id"], "Command Scheduled")["state"] == "Command Scheduled"
+        with server.client(server.admin_key) as c:
+            canonical = c.get(f"/v1/operations/{op['id']}").json()["executions"][0]
+        assert canonical["state"] == "acknowledged"
+        assert updated(device, item["id"], "Command In Progress")["state"] == (
+            "Command In Progress"
+        )
+        assert updated(device, item["id"], "Command Success")["state"] == "Command Success"
+
+
+def test_command_cancelled_on_work_in_progress(server: Server) -> None:
+    """The device stopped its own run: ``Command Cancelled`` is taken in progress too."""
+    create(server, ["dev-1"])
+    with agent(server, "dev-1") as device:
+        (item,) = inbox(device, "dev-1")
+        updated(device, item["id"], "Command In Progress", "50%")
+        done = updated(device, item["id"], "Command Cancelled", "operator pressed stop")
+        assert done["state"] == "Command Cancelled" and done["finished_at"] is not None
+        assert done["reason"] == "operator pressed stop"
+
+
+def test_405_allow_names_every_method_of_the_path(server: Server, client: httpx.Client) -> None:
+    create(server, ["dev-1"])
+    (item,) = listing(client)
+    r = client.delete(f"/commands/v0/status/{item['id']}/")
+    assert failure(r, 405)["error"] == "method_not_allowed"
+    assert r.headers["allow"] == "GET, HEAD, PUT"
+    r = client.post("/commands/v0/status/", json={})
+    failure(r, 405)
+    assert r.headers["allow"] == "GET, HEAD"

@@ -223,13 +223,21 @@ def test_trigger_cluster_spec_example(server: Server, test_type: str) -> None:
 def test_trigger_node_spec_example(server: Server) -> None:
     """The spec's node example: 200 with TriggeredTestStatus2, one node.
 
-    The node carries a ``clusterId`` label naming a group that holds it, so the
-    response names the cluster; an unlabelled node's test has no clusterId.
+    A node that belongs to a cluster (group) reports it, label or not; a node in
+    several reports the one its ``clusterId`` label names; a node in none has no
+    ``clusterId``.
     """
-    cluster, nodes = make_cluster(server, 2)
+    cluster, nodes = make_cluster(server, 3)
+    other = webex_id("HYBRID_CLUSTER")
+    lone = webex_id("HYBRID_CONNECTOR")
     with server.client(server.admin_key) as c:
-        labelled = {"id": nodes[0], "labels": {"clusterId": cluster}}
+        labelled = {"id": nodes[0], "labels": {"clusterId": other}}
         assert c.post("/v1/targets", json=labelled).status_code in (200, 201)
+        assert c.post("/v1/groups", json={"id": other, "targets": [nodes[0]]}).status_code in (
+            200,
+            201,
+        )
+        assert c.post("/v1/targets", json={"id": lone}).status_code in (200, 201)
     example = SPEC["paths"][NODE_PATH]["post"]["requestBody"]["content"]["application/json"]
     validate(example["example"], NODE_PATH, "post", "request")
     with webex(server) as c:
@@ -237,15 +245,48 @@ def test_trigger_node_spec_example(server: Server) -> None:
         assert r.status_code == 200, r.text
         data = r.json()
         validate(data, NODE_PATH, "post")
-        assert data["orgId"] == "default" and data["clusterId"] == cluster
+        assert data["orgId"] == "default" and data["clusterId"] == other
         assert data["nodes"] == [{"nodeId": nodes[0], "status": "Dispatched"}]
         assert status_of(c, data["commandId"]) == {nodes[0]: "Dispatched"}
         r = c.post(f"/v1/videoMesh/triggerTest/nodes/{nodes[1]}", json=example["example"])
+        assert r.status_code == 200, r.text
+        validate(r.json(), NODE_PATH, "post")
+        assert r.json()["clusterId"] == cluster  # a member, no label
+        status = c.get("/v1/videoMesh/testStatus", params={"commandId": r.json()["commandId"]})
+        assert status.json()["clusterId"] == cluster
+        r = c.post(f"/v1/videoMesh/triggerTest/nodes/{lone}", json=example["example"])
     assert r.status_code == 200, r.text
     assert "clusterId" not in r.json()
     jsonschema.Draft7Validator(
         {"$ref": "urn:webex" + _schema_ref(NODE_PATH, "post", "response")}, registry=REGISTRY
     ).validate(r.json())
+
+
+def test_a_trigger_without_body_or_type_runs_the_default_test(server: Server) -> None:
+    """The spec requires neither a body nor ``type``: both request examples'
+    ``MediaHealthMonitorTest`` is run."""
+    assert "required" not in SPEC["components"]["schemas"]["TriggerOn-DemandBodyCluster"]
+    assert "required" not in SPEC["paths"][CLUSTER_PATH]["post"]["requestBody"]
+    cluster, nodes = make_cluster(server, 2)
+    with webex(server) as c:
+        for path, body in (
+            (f"/v1/videoMesh/triggerTest/clusters/{cluster}", None),
+            (f"/v1/videoMesh/triggerTest/nodes/{nodes[0]}", {"nodes": []}),
+        ):
+            r = c.post(path, json=body) if body is not None else c.post(path)
+            assert r.status_code == 200, r.text
+            with server.client(server.admin_key) as canonical:
+                op = canonical.get(f"/v1/operations/{r.json()['commandId']}").json()
+            assert op["kind"] == "videomesh.MediaHealthMonitorTest"
+            assert op["parameters"] == {"type": "MediaHealthMonitorTest"}
+            # cancelled, so the next test of the same type does not find its node busy
+            assert c.post(f"/v1/operations/{op['id']}/cancel", json={}).status_code == 200
+        empty = c.post(
+            f"/v1/videoMesh/triggerTest/clusters/{cluster}",
+            content=b"",
+            headers={"Content-Type": "application/json"},
+        )
+        assert empty.status_code == 200, empty.text
 
 
 def test_cluster_without_nodes_picks_up_to_ten_at_random(server: Server) -> None:
@@ -282,12 +323,10 @@ def test_bad_requests_are_400(server: Server) -> None:
     json_type = {"Content-Type": "application/json"}
     with webex(server) as c:
         cases: list[tuple[httpx.Response, tuple[str, ...]]] = [
-            (c.post(on_cluster, json={}), ("type",)),
             (c.post(on_cluster, json={"type": "PingTest"}), ("type",)),
             (c.post(on_cluster, json={"type": "networktest"}), ("type",)),
             (c.post(on_cluster, json={"type": 3}), ("type",)),
             (c.post(on_cluster, content=b'{"type": "NetworkTest",', headers=json_type), ()),
-            (c.post(on_cluster, content=b"", headers=json_type), ("body",)),
             (c.post(on_cluster, content=b"[]", headers=json_type), ()),
             (c.post(on_cluster, json={"type": "NetworkTest", "nodes": nodes}), ("10",)),
             (c.post(on_cluster, json={"type": "NetworkTest", "nodes": nodes[0]}), ("nodes",)),
@@ -301,7 +340,6 @@ def test_bad_requests_are_400(server: Server) -> None:
                 ("no nodes",),
             ),
             (c.post(f"/v1/videoMesh/triggerTest/nodes/{nodes[0]}", json={"type": "X"}), ("type",)),
-            (c.post(f"/v1/videoMesh/triggerTest/nodes/{nodes[0]}", json={}), ("type",)),
             (c.get("/v1/videoMesh/testStatus"), ("commandId",)),
             (c.get("/v1/videoMesh/testStatus?commandId="), ("commandId",)),
         ]

@@ -114,6 +114,19 @@ async def test_groups_replace_members_in_order(store: Store) -> None:
         await store.get_group("other", "g")
 
 
+async def test_groups_of_a_target_in_id_order(store: Store) -> None:
+    for gid, members in (("g2", ["a", "b"]), ("g1", ["a"]), ("g3", ["b"])):
+        await store.put_group(
+            Group(tenant=TENANT, id=gid, name=gid, targets=members, created_at=NOW)
+        )
+    assert await store.groups_of(TENANT, "a") == ["g1", "g2"]
+    assert await store.groups_of(TENANT, "b") == ["g2", "g3"]
+    assert await store.groups_of(TENANT, "c") == []
+    assert await store.groups_of("other", "a") == []
+    await store.put_group(Group(tenant=TENANT, id="g2", name="g2", targets=[], created_at=NOW))
+    assert await store.groups_of(TENANT, "a") == ["g1"]
+
+
 # create ---------------------------------------------------------------------------
 async def test_numbers_are_per_tenant(ops: Operations) -> None:
     a1 = await create(ops, "t1")

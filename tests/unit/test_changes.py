@@ -414,3 +414,54 @@ def test_records_are_not_mutated(make_execution: MakeExecution) -> None:
     snapshot = evolve(execution)
     changes.apply_update(execution, ExecutionUpdate(details={"b": 2}, progress=5), LATER)
     assert execution == snapshot
+
+
+# -- deliver and force (a device that learnt of its work another way) ---------------------
+@pytest.mark.parametrize(
+    ("start", "new"),
+    [
+        (State.QUEUED, State.ACKNOWLEDGED),
+        (State.QUEUED, State.IN_PROGRESS),
+        (State.QUEUED, State.SUCCEEDED),
+        (State.QUEUED, State.FAILED),
+        (State.SCHEDULED, State.ACKNOWLEDGED),
+        (State.SCHEDULED, State.SUCCEEDED),
+    ],
+)
+def test_deliver_takes_the_inbox_steps_first(
+    make_execution: MakeExecution, start: State, new: State
+) -> None:
+    current = make_execution(state=start, started_at=None, version=1)
+    with pytest.raises(errors.Conflict):
+        changes.apply_update(current, ExecutionUpdate(state=new), LATER)
+    after = changes.apply_update(current, ExecutionUpdate(state=new, deliver=True), LATER)
+    assert after.state is new
+    assert after.started_at == LATER
+    assert after.lease_expires_at is None
+    assert after.version > current.version
+
+
+@pytest.mark.parametrize("new", [State.CANCELLED, State.TIMED_OUT])
+def test_deliver_leaves_what_queued_work_can_take_itself(
+    make_execution: MakeExecution, new: State
+) -> None:
+    current = make_execution(state=State.QUEUED, started_at=None)
+    after = changes.apply_update(current, ExecutionUpdate(state=new, deliver=True), LATER)
+    assert after.state is new and after.started_at is None
+
+
+@pytest.mark.parametrize("start", TERMINAL)
+def test_deliver_refuses_with_the_real_state(make_execution: MakeExecution, start: State) -> None:
+    current = make_execution(state=start)
+    with pytest.raises(errors.Conflict) as caught:
+        changes.apply_update(current, ExecutionUpdate(state=State.SUCCEEDED, deliver=True), LATER)
+    assert caught.value.state == str(start)
+    assert changes.delivered(current, State.SUCCEEDED, LATER) is current
+
+
+def test_force_allows_cancelling_work_in_progress(make_execution: MakeExecution) -> None:
+    current = make_execution(state=State.IN_PROGRESS)
+    with pytest.raises(errors.Conflict):
+        changes.apply_update(current, ExecutionUpdate(state=State.CANCELLED), LATER)
+    after = changes.apply_update(current, ExecutionUpdate(state=State.CANCELLED, force=True), LATER)
+    assert after.state is State.CANCELLED and after.finished_at == LATER

@@ -40,6 +40,9 @@ SELECT tenant_id, id, name, created_at FROM groups WHERE tenant_id = $1 AND id =
 -- name: group_members
 SELECT target_id FROM group_members WHERE tenant_id = $1 AND group_id = $2 ORDER BY position
 
+-- name: groups_of_target
+SELECT group_id FROM group_members WHERE tenant_id = $1 AND target_id = $2 ORDER BY group_id
+
 -- name: op_by_idempotency
 SELECT id, request_hash FROM operations WHERE tenant_id = $1 AND idempotency_key = $2
 
