@@ -198,13 +198,16 @@ def start_opstatus(
 ) -> Server:
     """Start ``opstatus serve`` over ``database`` pinned to ``cpu``; return once healthy.
 
-    The bootstrap admin key is ADMIN_KEY, the rate limit is off unless ``env``
-    says otherwise, and the log level defaults to warning (no access log line
-    per request: the hello-world baseline logs nothing either).
+    The bootstrap admin key is ADMIN_KEY, the rate limit is off and creates register
+    unknown targets unless ``env`` says otherwise, and the log level defaults to
+    warning (no access log line per request: the hello-world baseline logs nothing
+    either).
     """
     port = port or free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OPSTATUS_")}
     environ.update({"OPSTATUS_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY, "OPSTATUS_RATE_LIMIT": "off"})
+    # The workloads aim at targets they never registered: creates register them.
+    environ["OPSTATUS_REGISTER_TARGETS"] = "1"
     environ.update(env or {})
     argv = [str(BIN / "opstatus"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--database", database, *extra_args]

@@ -169,7 +169,12 @@ def build_services(settings: Settings) -> Services:
     testing_clock = Controllable() if settings.testing else None
     clock: Clock = testing_clock or utcnow
     operations = Operations(
-        store, notifier, clock=clock, limits=Limits(max_targets=settings.max_targets)
+        store,
+        notifier,
+        clock=clock,
+        limits=Limits(max_targets=settings.max_targets),
+        register_targets=settings.register_targets,
+        heartbeat=settings.heartbeat_timeout,
     )
     credentials = Credentials(store, token_ttl=settings.token_ttl, clock=clock, notifier=notifier)
     webhook_store = store.webhooks()

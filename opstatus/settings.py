@@ -58,6 +58,11 @@ class Settings:
     webhook_max_attempts: int = 12
     #: ``mqtt://[user[:password]@]host[:port]`` of a broker: run the MQTT bridge there
     mqtt_url: str | None = None
+    #: creates register the targets they name that are not registered yet, for every
+    #: caller that may trigger (otherwise only a request's ``"register_targets": true``)
+    register_targets: bool = False
+    #: seconds an agent may stay silent on started work, for creates that name none
+    heartbeat_timeout: float = 600.0
     #: run the bridge even on a broker that admits anonymous clients (never in production)
     mqtt_allow_anonymous: bool = False
     #: the stand-in mode for client developers: /v1/testing/* (faults, scenarios, clock,
@@ -103,6 +108,8 @@ class Settings:
             webhook_allow_private=_flag(env, "OPSTATUS_WEBHOOK_ALLOW_PRIVATE"),
             webhook_max_attempts=_positive_int(env, "OPSTATUS_WEBHOOK_MAX_ATTEMPTS", 12),
             mqtt_url=_mqtt_url(env),
+            register_targets=_flag(env, "OPSTATUS_REGISTER_TARGETS"),
+            heartbeat_timeout=float(_positive_int(env, "OPSTATUS_HEARTBEAT_TIMEOUT", 600)),
             mqtt_allow_anonymous=_flag(env, "OPSTATUS_MQTT_ALLOW_ANONYMOUS"),
             testing=_flag(env, "OPSTATUS_TESTING"),
         )

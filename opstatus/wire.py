@@ -16,6 +16,7 @@ from opstatus.domain.roles import Role as Role
 
 # Re-exported: the client side takes the states from here, as it imports no domain module.
 from opstatus.domain.states import OperationState as OperationState
+from opstatus.domain.states import Outcome as Outcome
 from opstatus.domain.states import State as State
 from opstatus.domain.webhooks import DeliveryStatus as DeliveryStatus
 
@@ -42,6 +43,8 @@ class TimeoutsIn(_In):
     queue: Seconds | None = None
     lease: Seconds = 60.0
     run: Seconds | None = None
+    #: longest silence of the agent on started work; default OPSTATUS_HEARTBEAT_TIMEOUT
+    heartbeat: Seconds | None = None
 
 
 Cap = Annotated[float, Meta(ge=1, le=1_000_000, multiple_of=1, description="a whole number")]
@@ -67,6 +70,9 @@ class CreateOperationIn(_In):
     retries: Retries = 0
     exclusive: bool = False
     rollout: RolloutIn = msgspec.field(default_factory=RolloutIn)
+    #: register the named targets that are not registered yet (needs a role that may
+    #: manage targets); without it, unknown targets are refused with 422 unknown_targets
+    register_targets: bool = False
 
 
 class ExecutionUpdateIn(_In):
@@ -160,6 +166,7 @@ class TimeoutsOut(Struct, kw_only=True):
     queue: float | None
     lease: float
     run: float | None
+    heartbeat: float | None
 
 
 class ExecutionOut(Struct, kw_only=True):
@@ -180,6 +187,14 @@ class ExecutionOut(Struct, kw_only=True):
     started_at: datetime | None
     updated_at: datetime
     finished_at: datetime | None
+    heartbeat_expires_at: Annotated[
+        datetime | None,
+        Meta(
+            description="started work (acknowledged, in progress): when it is given back "
+            "(queued again, or timed out) unless its agent reports before; every report "
+            "renews it"
+        ),
+    ]
 
 
 class InboxItemOut(ExecutionOut, kw_only=True):
@@ -200,9 +215,33 @@ class OperationOut(Struct, kw_only=True, omit_defaults=True):
     parameters: dict[str, Any]
     internal: bool
     state: OperationState
-    progress: float
+    progress: Annotated[
+        float,
+        Meta(
+            description="how far the work is, 0-100: the mean of the executions' progress, "
+            "a finished execution (succeeded, failed, timed out or cancelled) counting 100; "
+            "100 means every execution is finished, not that all went well (see outcome)"
+        ),
+    ]
     eta: datetime | None
-    error: str | None
+    error: Annotated[
+        str | None,
+        Meta(
+            description="the current failures: how many executions failed or timed out and "
+            "the first few (by target) as 'target: reason'; null when none has (a retry "
+            "clears its execution's failure)"
+        ),
+    ]
+    #: how a final operation went; null while it runs
+    outcome: Annotated[
+        Outcome | None,
+        Meta(
+            description="how the final operation went: succeeded (all succeeded), "
+            "partially_failed (some failed or timed out, some succeeded), failed (some "
+            "failed or timed out, none succeeded), cancelled (none failed, some cancelled); "
+            "null while it runs"
+        ),
+    ]
     result: Any
     counts: dict[str, int]
     targets: list[str]
@@ -394,3 +433,5 @@ class Problem(Struct, kw_only=True, omit_defaults=True):
     parameter: str | None = None
     current: ExecutionOut | None = None
     errors: list[dict[str, Any]] | None = None
+    #: ``unknown_targets`` problems: every target id the request named that does not exist
+    unknown_targets: list[str] | None = None

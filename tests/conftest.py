@@ -108,8 +108,9 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 
 @pytest.fixture
 async def ops(store: Store) -> Operations:
-    """The service layer over the parametrized store."""
-    return Operations(store)
+    """The service layer over the parametrized store (unknown targets registered on
+    create, as ``OPSTATUS_REGISTER_TARGETS=1`` does: most tests name targets freely)."""
+    return Operations(store, register_targets=True)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -218,10 +218,10 @@ class Server:
     def create(
         self, key: Key, targets: Sequence[str], kind: str = "test.run", **fields: Any
     ) -> dict[str, Any]:
-        """Create an operation (202) and return its JSON."""
+        """Create an operation (202) and return its JSON (unknown targets registered)."""
         response = self.http.post(
             "/v1/operations",
-            json={"kind": kind, "targets": list(targets), **fields},
+            json={"kind": kind, "targets": list(targets), "register_targets": True, **fields},
             headers=key.headers,
         )
         assert response.status_code == 202, response.text
@@ -238,31 +238,42 @@ class Server:
         return found
 
     def pull(self, key: Key, target: str) -> list[dict[str, Any]]:
-        """Read a target's inbox (200) and return its items."""
-        response = self.http.get(f"/v1/targets/{target}/inbox", headers=key.headers)
+        """Claim a target's inbox (200) and return its items (``peek=false``: a key other
+        than an agent's claims only when it says so)."""
+        response = self.http.get(
+            f"/v1/targets/{target}/inbox", params={"peek": "false"}, headers=key.headers
+        )
         assert response.status_code == 200, response.text
         items: list[dict[str, Any]] = response.json()["items"]
         return items
 
 
 @contextlib.contextmanager
-def running(database: str, workdir: Path, env: Mapping[str, str] | None = None) -> Iterator[Server]:
+def running(
+    database: str,
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+) -> Iterator[Server]:
     """Start ``opstatus serve`` on a free port over ``database``; stop it (exit 0) afterwards.
 
     Bootstrapped with BOOTSTRAP_SECRET and without a rate limit unless ``env`` says
-    otherwise; its log stays in ``workdir``.
+    otherwise; ``args`` are more options of ``serve``; its log stays in ``workdir``.
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = workdir / f"serve-{port}.log"
+    # Most tests name targets freely: creates register them, unless ``env`` sets
+    # OPSTATUS_REGISTER_TARGETS "0" (test_truth.py and the dialects check the refusal).
     environment = {
         "OPSTATUS_BOOTSTRAP_ADMIN_KEY": BOOTSTRAP_SECRET,
         "OPSTATUS_RATE_LIMIT": "off",
+        "OPSTATUS_REGISTER_TARGETS": "1",
         **(env or {}),
     }
-    args = ["--host", "127.0.0.1", "--port", str(port), "--database", database]
+    command = ["--host", "127.0.0.1", "--port", str(port), "--database", database, *args]
     with (
-        serve_process(args, workdir, log, environment) as proc,
+        serve_process(command, workdir, log, environment) as proc,
         httpx.Client(base_url=url, timeout=HTTP_TIMEOUT) as http,
     ):
         wait_healthy(url, proc, log)

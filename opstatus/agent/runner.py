@@ -17,7 +17,8 @@ runs, so a long job stays alive and a dead agent's work is taken back by the eng
 
 Stopping (SIGTERM/SIGINT): the agent takes no new work and sends SIGTERM to the
 running commands (their whole process group; SIGKILL after ``grace`` seconds), then
-reports each as ``failed`` with error ``agent stopped (SIGTERM)`` and exits 0.
+hands each execution back to the queue (``POST /v1/executions/{id}/release``: another
+agent may take it, the attempt not spent) and exits 0.
 Work delivered but not yet acknowledged returns to the queue when its lease lapses;
 a killed agent's started work comes back when its heartbeat deadline passes.
 """
@@ -222,11 +223,25 @@ class Agent:
             ending = await _Run(self, item, proc).finish()
             feeding.cancel()
         fields = final_report(ending)
-        if fields is None:
+        if ending.interrupted and not ending.lost:
+            await self._give_back(item, ending)
+        elif fields is None:
             log.info("execution %s ended on the server; command stopped", item.id)
         else:
             await self._report(item, **fields)
         log.info("execution %s finished: exit code %s", item.id, ending.code)
+
+    async def _give_back(self, item: models.InboxItem, ending: Ending) -> None:
+        """The agent is stopping: hand the unfinished work back to the queue (another
+        agent may take it, the attempt not spent); if the server refuses, report it
+        failed so it does not wait for its heartbeat to lapse."""
+        try:
+            await self.client.release(item.id)
+            log.info("execution %s handed back to the queue (agent stopping)", item.id)
+        except exc.OpstatusError as error:
+            log.warning("execution %s could not be handed back: %s", item.id, error)
+            result = {"exit_code": ending.code, "output_tail": ending.tail}
+            await self._report(item, state="failed", error=STOPPED, result=result)
 
     async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM the command's process group; SIGKILL after ``grace`` seconds."""
@@ -296,7 +311,7 @@ def final_report(ending: Ending) -> dict[str, Any] | None:
         return None
     result = {"exit_code": ending.code, "output_tail": ending.tail}
     if ending.interrupted:
-        return {"state": "failed", "error": STOPPED, "result": result}
+        return None  # the agent stopped it: the work goes back to the queue (_give_back)
     if ending.code == 0:
         return {"state": "succeeded", "progress": 100.0, "result": result}
     return {"state": "failed", "error": ending.tail or f"exit code {ending.code}", "result": result}

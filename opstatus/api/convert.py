@@ -7,7 +7,7 @@ from datetime import datetime
 import msgspec
 
 from opstatus import wire
-from opstatus.domain import derive
+from opstatus.domain import deadlines, derive
 from opstatus.domain.records import ApiKey, Event, Execution, Group, Target
 from opstatus.service.operations import InboxItem, OperationView
 
@@ -19,7 +19,13 @@ def execution(e: Execution) -> wire.ExecutionOut:
         progress=e.progress, eta=e.eta, details=dict(e.details), error=e.error,
         result=e.result, attempt=e.attempt, version=e.version, queued_at=e.queued_at,
         started_at=e.started_at, updated_at=e.updated_at, finished_at=e.finished_at,
+        heartbeat_expires_at=_heartbeat(e),
     )  # fmt: skip
+
+
+def _heartbeat(e: Execution) -> datetime | None:
+    """Started work's heartbeat deadline (stored as its lease, see domain.deadlines)."""
+    return e.lease_expires_at if e.state in deadlines.STARTED else None
 
 
 def inbox_item(item: InboxItem) -> wire.InboxItemOut:
@@ -30,6 +36,7 @@ def inbox_item(item: InboxItem) -> wire.InboxItemOut:
         progress=e.progress, eta=e.eta, details=dict(e.details), error=e.error,
         result=e.result, attempt=e.attempt, version=e.version, queued_at=e.queued_at,
         started_at=e.started_at, updated_at=e.updated_at, finished_at=e.finished_at,
+        heartbeat_expires_at=_heartbeat(e),
         kind=item.kind, parameters=item.parameters, lease_expires_at=e.lease_expires_at,
     )  # fmt: skip
 
@@ -40,12 +47,14 @@ def operation(view: OperationView, now: datetime) -> wire.OperationOut:
     return wire.OperationOut(
         id=op.id, number=op.number, tenant=op.tenant, kind=op.kind,
         parameters=dict(op.parameters), internal=op.internal, state=op.state,
-        progress=op.progress, eta=derive.eta(op, now), error=op.error, result=op.result,
+        progress=op.progress, eta=derive.eta(op, now), error=op.error,
+        outcome=derive.outcome(op.counts), result=op.result,
         counts=dict(op.counts), targets=list(view.targets), groups=list(op.groups),
         created_at=op.created_at, started_at=op.started_at, updated_at=op.updated_at,
         completed_at=op.completed_at, schedule_at=op.schedule_at,
         timeouts=wire.TimeoutsOut(
-            queue=op.timeouts.queue, lease=op.timeouts.lease, run=op.timeouts.run
+            queue=op.timeouts.queue, lease=op.timeouts.lease, run=op.timeouts.run,
+            heartbeat=op.timeouts.heartbeat,
         ),
         retries=op.retries, exclusive=op.exclusive, version=op.version,
         rollout=wire.RolloutOut(

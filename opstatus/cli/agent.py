@@ -20,7 +20,12 @@ def agent(
     key: Key = None,
     concurrency: Annotated[int, typer.Option(help="Executions run at once.", min=1)] = 1,
     heartbeat: Annotated[
-        float, typer.Option(help="Seconds between in_progress reports of a long job.", min=0.1)
+        float,
+        typer.Option(
+            help="Seconds between in_progress reports of a long job: keep it well under the "
+            "operations' heartbeat timeout (default 600 s), or the work is given back.",
+            min=0.1,
+        ),
     ] = 20.0,
     poll: Annotated[
         float, typer.Option(help="Longest inbox long-poll, seconds.", min=0.1, max=60)

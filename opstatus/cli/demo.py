@@ -175,6 +175,7 @@ class _Demo:
                     random.choice(KINDS),
                     targets=aimed,
                     parameters={"version": f"1.{random.randint(0, 9)}"},
+                    register_targets=True,  # the demo's targets are its own: no one registered them
                 )
             await asyncio.sleep(TRIGGER_EVERY)
 

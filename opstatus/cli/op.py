@@ -87,6 +87,10 @@ def create(
     idempotency_key: Annotated[
         str | None, typer.Option(metavar="K", help="Same key and body: same operation.")
     ] = None,
+    register_targets: Annotated[
+        bool,
+        typer.Option(help="Register the targets not registered yet (else they are refused)."),
+    ] = False,
     url: Url = None,
     key: Key = None,
     output: OutputOption = Output.table,
@@ -98,6 +102,8 @@ def create(
     options: dict[str, Any] = {"internal": internal, "retries": retries}
     if schedule_at is not None:
         options["schedule_at"] = schedule_at
+    if register_targets:
+        options["register_targets"] = True
     with connect(url, key) as client:
         made = client.create(kind, target, group, values, idempotency_key, **options)
     _show(made, output)

@@ -132,6 +132,7 @@ class _Base(Generic[H, X]):
     deliveries = _listing(protocol.deliveries)
     delete = _method(protocol.delete)
     retry = _method(protocol.retry)
+    release = _method(protocol.release)
     put_target = _method(protocol.put_target)
     get_target = _method(protocol.get_target)
     put_group = _method(protocol.put_group)

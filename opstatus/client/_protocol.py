@@ -329,10 +329,20 @@ def _poll(
 
 
 def inbox(
-    o: Opts, target: str, wait: float | None = None, limit: int | None = None
+    o: Opts,
+    target: str,
+    wait: float | None = None,
+    limit: int | None = None,
+    *,
+    peek: bool = False,
 ) -> Flow[list[models.InboxItem]]:
-    """Work for ``target`` (agent side); long-polls up to ``wait`` seconds when empty."""
-    params = query({"wait": None if wait is None else _seconds(wait), "limit": limit})
+    """``GET /v1/targets/{id}/inbox?peek=…[&wait=S&limit=N]``: work for ``target`` (agent
+    side); long-polls up to ``wait`` seconds when empty.
+
+    ``peek`` is always sent: a credential other than an agent key claims only when it
+    says so, and an agent run with an operator key still means to claim.
+    """
+    params = query({"wait": None if wait is None else _seconds(wait), "limit": limit, "peek": peek})
     call = Call(
         method="GET",
         path=f"/v1/targets/{seg(target)}/inbox",
@@ -375,18 +385,29 @@ def watch_headers(last_seq: int) -> dict[str, str]:
     return headers
 
 
+#: the event that ends one operation's stream (the server closes it after)
+END = "end"
+
+
 class SSEParser:
     """Turns the lines of an event stream into :class:`Event` objects."""
 
     def __init__(self) -> None:
         self.last_seq = 0  #: seq of the last event seen: where a reconnection resumes
         self.retry = 1.0  #: seconds to wait before reconnecting (the server's ``retry:``)
+        #: the server sent ``end``: the operation is final and the stream closes
+        self.ended = False
         self._data: list[str] = []
+        self._type = ""
 
     def feed(self, line: str) -> models.Event | None:
         """Take one line (without its newline); return an event when one is complete."""
         if not line:
             data, self._data = self._data, []
+            kind, self._type = self._type, ""
+            if kind == END:
+                self.ended = True  # its data is the operation, not an event
+                return None
             if not data:
                 return None
             event = msgspec.json.decode("\n".join(data), type=models.Event)
@@ -398,9 +419,11 @@ class SSEParser:
         value = value.removeprefix(" ")
         if name == "data":
             self._data.append(value)
+        elif name == "event":
+            self._type = value
         elif name == "retry" and value.isdigit():
             self.retry = int(value) / 1000
-        return None  # ``id`` and ``event`` repeat what the JSON data already says
+        return None  # ``id`` repeats what the JSON data already says
 
 
 class Watch:
@@ -440,10 +463,13 @@ class Watch:
         return True
 
     def feed(self, line: str) -> models.Event | None:
-        """The event ``line`` completes, if any; a terminal one sets :attr:`done`."""
+        """The event ``line`` completes, if any; a terminal one, or the server's ``end``
+        (the operation is final, the stream closes), sets :attr:`done`."""
         event = self._parser.feed(line)
         if event is not None and self._ends and event.type in models.TERMINAL_EVENTS:
             self.done = True
+        if self._parser.ended:
+            self.done = True  # no reconnection: the server has said its last word
         return event
 
     def broke(self, error: Exception) -> None:
@@ -486,6 +512,12 @@ def delete(o: Opts, operation_id: str) -> Flow[None]:
 def retry(o: Opts, execution_id: str) -> Flow[models.Execution]:
     """Queue a failed or timed-out execution again."""
     path = f"/v1/executions/{seg(execution_id)}/retry"
+    return (yield from _one(o, "POST", path, models.Execution))
+
+
+def release(o: Opts, execution_id: str) -> Flow[models.Execution]:
+    """Give held work back to the queue unfinished, the attempt not spent (agent side)."""
+    path = f"/v1/executions/{seg(execution_id)}/release"
     return (yield from _one(o, "POST", path, models.Execution))
 
 

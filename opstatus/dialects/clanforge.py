@@ -5,8 +5,10 @@ Every route is a ``GET``, as Clanforge's are; every answer is JSON.
 - ``/cfp/v1/imageupdate/create?imageid&desc&machineid&accountserviceid[&url]`` triggers an
   operation of kind ``image-update`` with parameters ``{"imageid", "desc", "url"}``.
   ``machineid`` names the target; a comma-separated list names several machines (one
-  execution each, so ``jobfailed`` can count them). Answers 200 with the status document
-  below (``jobstateid`` 3 Queued at once): a superset of ``{"updateid": N, "success": true}``.
+  execution each, so ``jobfailed`` can count them); every machine must be a registered
+  target of the tenant (an unknown one answers 400, naming it). Answers 200 with the
+  status document below (``jobstateid`` 3 Queued at once): a superset of
+  ``{"updateid": N, "success": true}``.
 - ``/cfp/v1/imageupdate/{updateid}/status?accountserviceid=`` reports the update.
 - ``/cfp/v1/imageupdate/{updateid}/retry?accountserviceid=`` queues every failed or
   timed-out machine again and answers the status document; 409 when none failed.
@@ -190,9 +192,14 @@ async def create(call: Call) -> Response:
     if not machines:
         raise errors.Invalid("query parameter 'machineid' is required", parameter="machineid")
     ops = call.api.operations
-    view, _ = await ops.create(
-        tenant, CreateOperation(kind=KIND, targets=machines, parameters=parameters)
-    )
+    try:
+        view, _ = await ops.create(
+            tenant, CreateOperation(kind=KIND, targets=machines, parameters=parameters)
+        )
+    except errors.UnknownTargets as exc:
+        # A machineid names a machine of the account service's fleet (a registered
+        # target): an unknown one is an invalid parameter, as on Clanforge (400).
+        raise errors.Invalid(exc.detail.partition(";")[0], parameter="machineid") from None
     return _json(status_document(view, ops.clock()))
 
 

@@ -150,6 +150,9 @@ async def _trigger(call: Call, kind: str, nodes: list[str], cluster: str | None)
         kind=kind, targets=nodes, groups=[cluster] if cluster else [],
         parameters={"type": kind.removeprefix(KIND_PREFIX)}, exclusive=True,
         expand_groups=False,
+        # A cluster's members are its nodes: whoever managed the cluster named them, so
+        # they count as known. A node test names a registered target (checked before).
+        register_targets=cluster is not None,
     )  # fmt: skip
     try:
         view, _ = await ops.create(call.tenant, create)

@@ -39,6 +39,18 @@ def _check_progress(value: float) -> float:
     return float(value)
 
 
+def _reported_fields(execution: Execution, update: ExecutionUpdate) -> dict[str, Any]:
+    """The fields a report sets besides ``state`` (details merge into the current ones)."""
+    fields: dict[str, Any] = {}
+    if update.progress is not None:
+        fields["progress"] = _check_progress(update.progress)
+    if update.details is not None:
+        fields["details"] = {**execution.details, **update.details}
+    given = {"eta": update.eta, "error": update.error, "result": update.result}
+    fields.update({name: value for name, value in given.items() if value is not None})
+    return fields
+
+
 def apply_update(execution: Execution, update: ExecutionUpdate, now: datetime) -> Execution:
     """Apply an agent's or client's report; the table decides any state change.
 
@@ -55,17 +67,7 @@ def apply_update(execution: Execution, update: ExecutionUpdate, now: datetime) -
         )
     if update.deliver and update.state is not None:
         execution = delivered(execution, update.state, now)
-    fields: dict[str, Any] = {}
-    if update.progress is not None:
-        fields["progress"] = _check_progress(update.progress)
-    if update.eta is not None:
-        fields["eta"] = update.eta
-    if update.details is not None:
-        fields["details"] = {**execution.details, **update.details}
-    if update.error is not None:
-        fields["error"] = update.error
-    if update.result is not None:
-        fields["result"] = update.result
+    fields = _reported_fields(execution, update)
     if update.state is None:
         if not fields:
             return execution
@@ -147,7 +149,10 @@ def promote(execution: Execution, now: datetime) -> Execution:
 def retry(execution: Execution, now: datetime) -> Execution:
     """Queue a failed or timed-out execution again, attempt + 1 (``started_at`` cleared:
     the next dispatch starts the new attempt, and its run timeout counts from there)."""
-    if states.TRANSITIONS.get((execution.state, State.QUEUED)) is not states.Via.RETRY:
+    if (
+        not execution.state.terminal
+        or states.TRANSITIONS.get((execution.state, State.QUEUED)) is not states.Via.RETRY
+    ):
         raise errors.Conflict(
             f"execution is {execution.state}; only failed or timed-out work is retried",
             state=str(execution.state),
@@ -165,6 +170,33 @@ def retry(execution: Execution, now: datetime) -> Execution:
         started_at=None,
         eta=None,
     )
+
+
+def give_back(execution: Execution, now: datetime) -> Execution:
+    """Started work whose agent went silent: queue it again, attempt + 1, as a lost
+    lease is (``started_at`` and progress cleared: the next attempt starts afresh)."""
+    return _step(
+        execution, State.QUEUED, now, retry=True, attempt=execution.attempt + 1,
+        queued_at=now, started_at=None, progress=0.0, eta=None,
+    )  # fmt: skip
+
+
+#: the states of work a target holds, which its agent may give back
+HELD = (State.DISPATCHED, State.ACKNOWLEDGED, State.IN_PROGRESS)
+
+
+def hand_back(execution: Execution, now: datetime) -> Execution:
+    """Work its agent gives back unfinished (it is stopping): queued again for any agent,
+    the attempt not spent (``started_at`` and progress cleared, as for a lost lease)."""
+    if execution.state not in HELD:
+        raise errors.Conflict(
+            f"execution is {execution.state}; only work a target holds can be released",
+            state=str(execution.state),
+        )
+    return _step(
+        execution, State.QUEUED, now, retry=True, queued_at=now, started_at=None,
+        progress=0.0, eta=None,
+    )  # fmt: skip
 
 
 def time_out(execution: Execution, now: datetime, reason: str) -> Execution:
@@ -230,10 +262,15 @@ def settle(
     operation: Operation,
     changes: Sequence[tuple[Execution | None, Execution]],
     now: datetime,
+    *,
+    failures: Sequence[Execution] | None = None,
     **event_data: Any,
 ) -> tuple[Operation, list[Event]]:
     """Fold execution changes into their operation and list the events they make.
 
+    ``failures`` are the operation's failed or timed-out executions before the
+    changes (see :func:`derive.failing`); the caller passes them when
+    :func:`derive.touches_failures`, and the operation's ``error`` is summarised anew.
     Every change yields an ``execution.<state>`` event; a change of the derived
     operation state adds an ``operation.<state>`` event after them.
     """
@@ -242,6 +279,9 @@ def settle(
     for before, after in changes:
         folded = derive.fold(folded, before, after, now)
         events.append(execution_event(before, after, now, **event_data))
+    if failures is not None:
+        now_failing = derive.failing(failures, changes)
+        folded = evolve(folded, error=derive.error_summary(folded, now_failing))
     if folded.state is not operation.state:
         events.append(operation_event(folded, now))
     return folded, events

@@ -6,7 +6,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from opstatus.domain.records import Execution, Operation, evolve
-from opstatus.domain.states import OperationState, State
+from opstatus.domain.states import OperationState, Outcome, State
+
+#: execution states that count as failures of their operation
+FAILURES = (State.FAILED, State.TIMED_OUT)
+#: failures an operation's ``error`` names at most (it counts them all)
+ERRORS_SHOWN = 3
 
 
 def empty_counts() -> dict[str, int]:
@@ -31,6 +36,50 @@ def operation_state(counts: Mapping[str, int]) -> OperationState:
     if counts.get(State.FAILED, 0) + counts.get(State.TIMED_OUT, 0) > 0:
         return OperationState.FAILED
     return OperationState.CANCELLED
+
+
+def outcome(counts: Mapping[str, int]) -> Outcome | None:
+    """How the operation went once every execution is final; ``None`` before."""
+    if not operation_state(counts).terminal:
+        return None
+    failed = sum(counts.get(s, 0) for s in FAILURES)
+    succeeded = counts.get(State.SUCCEEDED, 0)
+    if not failed:
+        return Outcome.CANCELLED if counts.get(State.CANCELLED, 0) else Outcome.SUCCEEDED
+    return Outcome.PARTIALLY_FAILED if succeeded else Outcome.FAILED
+
+
+def failing(
+    stored: Sequence[Execution], changes: Sequence[tuple[Execution | None, Execution]]
+) -> list[Execution]:
+    """The failures after ``changes``, by target: ``stored`` (failures as they were, in
+    target order, at least ``ERRORS_SHOWN`` + len(changes) of them when there are that
+    many) without the executions that changed, plus those that changed into one."""
+    changed = {after.id: after for _, after in changes}
+    kept = [e for e in stored if e.id not in changed]
+    kept += [e for e in changed.values() if e.state in FAILURES]
+    return sorted(kept, key=lambda e: (e.target, e.id))
+
+
+def touches_failures(changes: Sequence[tuple[Execution | None, Execution]]) -> bool:
+    """Whether a change enters or leaves a failure state (the ``error`` summary moves)."""
+    return any(
+        after.state in FAILURES or (before is not None and before.state in FAILURES)
+        for before, after in changes
+    )
+
+
+def error_summary(operation: Operation, failures: Sequence[Execution]) -> str | None:
+    """The operation's ``error``: how many executions failed now and the first few as
+    ``target: reason``; ``None`` when none has."""
+    count = sum(operation.counts.get(s, 0) for s in FAILURES)
+    if not count:
+        return None
+    shown = failures[:ERRORS_SHOWN]
+    named = "; ".join(f"{e.target}: {e.error or e.state}" for e in shown)
+    more = count - len(shown)
+    tail = f"; and {more} more" if more > 0 else ""
+    return f"{count} of {operation.total} executions failed: {named}{tail}"
 
 
 def summarize(operation: Operation, executions: Sequence[Execution]) -> Operation:
@@ -72,7 +121,8 @@ def fold(
     """Fold one execution change (``before`` → ``after``) into its operation.
 
     ``before`` is ``None`` when the execution is new. The result carries the new
-    counts, progress sum, derived state, timestamps and a version one higher.
+    counts, progress sum, derived state, timestamps and a version one higher; its
+    ``error`` is left to :func:`error_summary`, which needs the other failures too.
     """
     counts = dict(operation.counts)
     progress_sum = operation.progress_sum + contribution(after)
@@ -87,9 +137,6 @@ def fold(
     started_at = operation.started_at
     if started_at is None and after.state not in (State.SCHEDULED, State.QUEUED):
         started_at = now
-    error = operation.error
-    if after.state in (State.FAILED, State.TIMED_OUT) and after.error:
-        error = f"{after.target}: {after.error}"
     result = after.result if total == 1 else operation.result
     reported_eta = None if state.terminal else (after.eta or operation.eta)
     return evolve(
@@ -101,7 +148,6 @@ def fold(
         started_at=started_at,
         completed_at=(operation.completed_at or now) if state.terminal else None,
         eta=reported_eta,
-        error=error,
         result=result,
         updated_at=now,
         version=operation.version + 1,

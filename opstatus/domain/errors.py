@@ -35,6 +35,31 @@ class NotFound(DomainError):
     """No such resource."""
 
 
+class UnknownTargets(Invalid):
+    """The request names targets this tenant never registered."""
+
+    code = "unknown_targets"
+
+    #: ids named in the detail at most; the ``targets`` context holds every one
+    SHOWN = 10
+
+    def __init__(self, targets: list[str]) -> None:
+        shown = ", ".join(targets[: self.SHOWN])
+        more = len(targets) - self.SHOWN
+        suffix = f" and {more} more" if more > 0 else ""
+        super().__init__(
+            f"{len(targets)} unknown target(s): {shown}{suffix}; register them first "
+            '(POST /v1/targets) or create with "register_targets": true',
+            parameter="targets",
+            targets=targets,
+        )
+
+    @property
+    def targets(self) -> list[str]:
+        """Every unknown target id, sorted."""
+        return list(self.context["targets"])
+
+
 class Gone(DomainError):
     """The resource existed but was deleted or purged."""
 

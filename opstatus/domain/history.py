@@ -64,7 +64,7 @@ def rebuild(
             started_at=started_at,
             completed_at=last if summary.state.terminal else None,
             eta=None,
-            error=_first_error(then),
+            error=_error(summary, then),
             result=operation.result if summary.state.terminal else None,
         ),
         then,
@@ -105,8 +105,7 @@ def _execution_then(
     )
 
 
-def _first_error(executions: Sequence[Execution]) -> str | None:
-    for execution in executions:
-        if execution.state in (State.FAILED, State.TIMED_OUT) and execution.error:
-            return f"{execution.target}: {execution.error}"
-    return None
+def _error(operation: Operation, executions: Sequence[Execution]) -> str | None:
+    """The ``error`` summary as it read then (the same wording as a live operation's)."""
+    failures = [e for e in executions if e.state in derive.FAILURES]
+    return derive.error_summary(operation, sorted(failures, key=lambda e: (e.target, e.id)))

@@ -57,6 +57,9 @@ class Timeouts:
     queue: float | None = None  #: longest wait in the inbox before ``timed_out``
     lease: float = 60.0  #: how long a dispatched execution stays with its target unacknowledged
     run: float | None = None  #: longest time in progress before ``timed_out``
+    #: longest silence of the agent on started work (acknowledged, in progress): every
+    #: report renews it; when it passes the work is queued again, or timed out
+    heartbeat: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

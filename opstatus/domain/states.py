@@ -47,6 +47,15 @@ class OperationState(enum.StrEnum):
         return self in OPERATION_TERMINAL
 
 
+class Outcome(enum.StrEnum):
+    """How a final operation went (``None`` while it runs); derived from its counts."""
+
+    SUCCEEDED = "succeeded"  #: every execution succeeded
+    PARTIALLY_FAILED = "partially_failed"  #: some failed or timed out, some succeeded
+    FAILED = "failed"  #: some failed or timed out, none succeeded
+    CANCELLED = "cancelled"  #: none failed, some were cancelled
+
+
 class Via(enum.Enum):
     """What a step of the table demands of whoever takes it."""
 
@@ -74,10 +83,12 @@ _STEPS: dict[State, dict[State, Via]] = {
     _S.ACKNOWLEDGED: {
         _S.IN_PROGRESS: _ANY, _S.SUCCEEDED: _ANY, _S.FAILED: _ANY, _S.CANCELLED: _ANY,
         _S.TIMED_OUT: _ANY,
+        _S.QUEUED: Via.RETRY,  # its agent went silent: given back
     },
     _S.IN_PROGRESS: {
         _S.IN_PROGRESS: _ANY,  # progress report
         _S.SUCCEEDED: _ANY, _S.FAILED: _ANY, _S.CANCELLED: Via.FORCE, _S.TIMED_OUT: _ANY,
+        _S.QUEUED: Via.RETRY,  # its agent went silent: given back
     },
     _S.FAILED: {_S.QUEUED: Via.RETRY},
     _S.TIMED_OUT: {_S.QUEUED: Via.RETRY},

@@ -104,8 +104,14 @@ class Operations:
         *,
         clock: Clock = utcnow,
         limits: Limits = Limits(),
+        register_targets: bool = False,
+        heartbeat: float | None = 600.0,
     ) -> None:
         self.store = store
+        #: ``timeouts.heartbeat`` of creates that name none (OPSTATUS_HEARTBEAT_TIMEOUT)
+        self.heartbeat = heartbeat
+        #: register unknown targets on create for every request (OPSTATUS_REGISTER_TARGETS)
+        self.register_targets = register_targets
         self.notifier = notifier or notify.Notifier()
         self.clock = clock
         self.limits = limits
@@ -170,23 +176,34 @@ class Operations:
 
     # operations -----------------------------------------------------------------
     async def create(self, tenant: str, request: CreateOperation) -> tuple[OperationView, bool]:
-        """Trigger an operation; ``False`` when an idempotent repeat returned the original."""
-        limits = self.limits
-        if not request.kind or len(request.kind) > limits.max_kind_length:
-            raise errors.Invalid(
-                f"kind must be 1 to {limits.max_kind_length} characters", parameter="kind"
-            )
-        if request.retries < 0:
-            raise errors.Invalid("retries must not be negative", parameter="retries")
-        _check_timeouts(request)
-        _check_depth(request.parameters, "parameters", limits.max_depth)
-        for name, value in dataclasses.asdict(request.rollout).items():
-            if value is not None and value < 1:
-                raise errors.Invalid(f"rollout.{name} must be at least 1", parameter=name)
-        targets: dict[str, None] = {}
-        for target in request.targets:
-            _check_id(target, "targets", limits.max_id_length)
-            targets[target] = None
+        """Trigger an operation; ``False`` when an idempotent repeat returned the original.
+
+        Every target must be registered (UnknownTargets names those that are not) unless
+        the request or this service's ``register_targets`` registers them.
+        """
+        check_create(request, self.limits)
+        targets = await self._resolve_targets(tenant, request)
+        await self._require_known(tenant, targets, register=request.register_targets)
+        now = self.clock()
+        operation, executions = new_records(tenant, request, targets, now)
+        if operation.timeouts.heartbeat is None:
+            timeouts = dataclasses.replace(operation.timeouts, heartbeat=self.heartbeat)
+            operation = dataclasses.replace(operation, timeouts=timeouts)
+        digest = request_hash(request) if request.idempotency_key is not None else None
+        created, fresh = await self.store.create_operation(
+            operation, executions, request_hash=digest
+        )
+        if not fresh:
+            return await self.get(tenant, created.id, executions=False), False
+        keys = [notify.events_key(tenant), notify.operation_key(tenant, created.id)]
+        if executions[0].state is State.QUEUED:
+            keys += [notify.inbox_key(tenant, t) for t in targets]
+        self.notifier.publish(keys)
+        return OperationView(operation=created, targets=sorted(targets)), True
+
+    async def _resolve_targets(self, tenant: str, request: CreateOperation) -> list[str]:
+        """The request's targets, then its groups' members (when expanded), once each."""
+        targets = dict.fromkeys(request.targets)
         for group_id in request.groups:
             try:
                 group = await self.store.get_group(tenant, group_id)
@@ -201,48 +218,25 @@ class Operations:
             raise errors.Invalid(
                 "name at least one target or a non-empty group", parameter="targets"
             )
-        if len(targets) > limits.max_targets:
+        if len(targets) > self.limits.max_targets:
             raise errors.Invalid(
-                f"at most {limits.max_targets} targets per operation", parameter="targets"
+                f"at most {self.limits.max_targets} targets per operation", parameter="targets"
             )
+        return list(targets)
+
+    async def _require_known(self, tenant: str, targets: Sequence[str], *, register: bool) -> None:
+        """UnknownTargets unless every target is registered; with ``register`` (or this
+        service's ``register_targets``), register the missing ones instead."""
+        known = await self.store.known_targets(tenant, targets)
+        unknown = sorted(t for t in targets if t not in known)
+        if not unknown:
+            return
+        if not (register or self.register_targets):
+            raise errors.UnknownTargets(unknown)
         now = self.clock()
-        if request.schedule_at is not None and request.schedule_at.tzinfo is None:
-            raise errors.Invalid("schedule_at needs a time zone", parameter="schedule_at")
-        scheduled = request.schedule_at is not None and request.schedule_at > now
-        initial = State.SCHEDULED if scheduled else State.QUEUED
-        op_id = ids.operation_id()
-        operation = Operation(
-            id=op_id, tenant=tenant, number=0, kind=request.kind,
-            parameters=dict(request.parameters), internal=request.internal,
-            groups=list(dict.fromkeys(request.groups)), schedule_at=request.schedule_at,
-            timeouts=request.timeouts, retries=request.retries, exclusive=request.exclusive,
-            idempotency_key=request.idempotency_key, state=OperationState.QUEUED,
-            counts=derive.empty_counts(),
-            progress_sum=0.0, total=0, eta=None, error=None, result=None, created_at=now,
-            started_at=None, updated_at=now, completed_at=None, version=1,
-            rollout=request.rollout,
-        )  # fmt: skip
-        execution_ids = ids.new_ids("ex", len(targets))
-        executions = [
-            Execution(
-                id=execution_id, tenant=tenant, operation_id=op_id, target=target,
-                state=initial, progress=0.0, eta=None, details={}, error=None, result=None,
-                attempt=1, version=1, queued_at=None if scheduled else now, started_at=None,
-                updated_at=now, finished_at=None, lease_expires_at=None,
-            )
-            for execution_id, target in zip(execution_ids, targets, strict=True)
-        ]  # fmt: skip
-        digest = request_hash(request) if request.idempotency_key is not None else None
-        created, fresh = await self.store.create_operation(
-            operation, executions, request_hash=digest
+        await self.store.register_targets(
+            [Target(tenant=tenant, id=t, name=t, labels={}, created_at=now) for t in unknown]
         )
-        if fresh:
-            keys = [notify.events_key(tenant), notify.operation_key(tenant, created.id)]
-            if not scheduled:
-                keys += [notify.inbox_key(tenant, t) for t in targets]
-            self.notifier.publish(keys)
-            return OperationView(operation=created, targets=sorted(targets)), True
-        return await self.get(tenant, created.id, executions=False), False
 
     async def get(
         self, tenant: str, operation_id: str, *, executions: bool = True
@@ -408,15 +402,18 @@ class Operations:
         self._changed(execution)
         return execution
 
+    async def release_execution(self, tenant: str, execution_id: str) -> Execution:
+        """Work its agent gives back unfinished: queued again, the attempt not spent."""
+        execution = await self.store.release_execution(tenant, execution_id, self.clock())
+        self._changed(execution)
+        return execution
+
     async def claim_inbox(self, tenant: str, target: str, limit: int = 10) -> list[InboxItem]:
         """Work for ``target``: what it already holds, then newly dispatched work.
 
         Repeat reads return the same held work until it is acknowledged.
         """
-        if not 1 <= limit <= self.limits.max_claim:
-            raise errors.Invalid(
-                f"limit must be between 1 and {self.limits.max_claim}", parameter="limit"
-            )
+        self._check_claim_limit(limit)
         held = await self.store.held(tenant, target)
         fresh: list[Execution] = []
         if len(held) < limit:
@@ -427,9 +424,33 @@ class Operations:
             # Read what the target holds again, after the claim committed: the first
             # read may be stale (a lease may have expired and been claimed meanwhile).
             held = await self.store.held(tenant, target)
+        return await self._items(tenant, held[:limit])
+
+    async def peek_inbox(self, tenant: str, target: str, limit: int = 10) -> list[InboxItem]:
+        """What ``target`` holds, then what waits for it in claim order; dispatches nothing."""
+        self._check_claim_limit(limit)
+        held = await self.store.held(tenant, target)
+        waiting: list[Execution] = []
+        if len(held) < limit:
+            found = await self.store.find_executions(
+                tenant,
+                ExecutionQuery(targets=[target], states=[State.QUEUED], limit=self.limits.max_page),
+            )
+            # the claim's order: oldest queued first
+            waiting = sorted(found, key=lambda e: (e.queued_at or e.updated_at, e.id))
+        return await self._items(tenant, [*held, *waiting][:limit])
+
+    def _check_claim_limit(self, limit: int) -> None:
+        if not 1 <= limit <= self.limits.max_claim:
+            raise errors.Invalid(
+                f"limit must be between 1 and {self.limits.max_claim}", parameter="limit"
+            )
+
+    async def _items(self, tenant: str, executions: Sequence[Execution]) -> list[InboxItem]:
+        """Inbox items: each execution with its operation's kind and parameters."""
         items = []
         operations: dict[str, Operation] = {}
-        for execution in held[:limit]:
+        for execution in executions:
             op = operations.get(execution.operation_id)
             if op is None:
                 op = await self.store.get_operation(tenant, execution.operation_id)
@@ -502,6 +523,57 @@ class Operations:
         self.notifier.publish(keys)
 
 
+def check_create(request: CreateOperation, limits: Limits) -> None:
+    """Invalid unless ``request`` is well-formed by itself (nothing stored is consulted)."""
+    if not request.kind or len(request.kind) > limits.max_kind_length:
+        raise errors.Invalid(
+            f"kind must be 1 to {limits.max_kind_length} characters", parameter="kind"
+        )
+    if request.retries < 0:
+        raise errors.Invalid("retries must not be negative", parameter="retries")
+    _check_timeouts(request)
+    _check_depth(request.parameters, "parameters", limits.max_depth)
+    for name, value in dataclasses.asdict(request.rollout).items():
+        if value is not None and value < 1:
+            raise errors.Invalid(f"rollout.{name} must be at least 1", parameter=name)
+    for target in request.targets:
+        _check_id(target, "targets", limits.max_id_length)
+    if request.schedule_at is not None and request.schedule_at.tzinfo is None:
+        raise errors.Invalid("schedule_at needs a time zone", parameter="schedule_at")
+
+
+def new_records(
+    tenant: str, request: CreateOperation, targets: Sequence[str], now: datetime
+) -> tuple[Operation, list[Execution]]:
+    """The operation and one execution per target that ``request`` makes at ``now``:
+    scheduled when ``schedule_at`` is still ahead, queued otherwise."""
+    scheduled = request.schedule_at is not None and request.schedule_at > now
+    initial = State.SCHEDULED if scheduled else State.QUEUED
+    op_id = ids.operation_id()
+    operation = Operation(
+        id=op_id, tenant=tenant, number=0, kind=request.kind,
+        parameters=dict(request.parameters), internal=request.internal,
+        groups=list(dict.fromkeys(request.groups)), schedule_at=request.schedule_at,
+        timeouts=request.timeouts, retries=request.retries, exclusive=request.exclusive,
+        idempotency_key=request.idempotency_key, state=OperationState.QUEUED,
+        counts=derive.empty_counts(),
+        progress_sum=0.0, total=0, eta=None, error=None, result=None, created_at=now,
+        started_at=None, updated_at=now, completed_at=None, version=1,
+        rollout=request.rollout,
+    )  # fmt: skip
+    execution_ids = ids.new_ids("ex", len(targets))
+    executions = [
+        Execution(
+            id=execution_id, tenant=tenant, operation_id=op_id, target=target,
+            state=initial, progress=0.0, eta=None, details={}, error=None, result=None,
+            attempt=1, version=1, queued_at=None if scheduled else now, started_at=None,
+            updated_at=now, finished_at=None, lease_expires_at=None,
+        )
+        for execution_id, target in zip(execution_ids, targets, strict=True)
+    ]  # fmt: skip
+    return operation, executions
+
+
 def _check_id(value: str, what: str, max_length: int) -> None:
     if not isinstance(value, str) or not value or len(value) > max_length:
         raise errors.Invalid(f"{what} ids must be 1 to {max_length} characters", parameter=what)
@@ -526,7 +598,8 @@ def _check_depth(value: object, what: str, most: int) -> None:
 
 def _check_timeouts(request: CreateOperation) -> None:
     t = request.timeouts
-    for name, value in (("queue", t.queue), ("lease", t.lease), ("run", t.run)):
+    named = (("queue", t.queue), ("lease", t.lease), ("run", t.run), ("heartbeat", t.heartbeat))
+    for name, value in named:
         if value is not None and value <= 0:
             raise errors.Invalid(
                 f"timeouts.{name} must be a positive number of seconds",

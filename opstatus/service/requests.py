@@ -27,3 +27,5 @@ class CreateOperation:
     rollout: Rollout = dataclasses.field(default_factory=Rollout)
     #: False: ``groups`` only label the operation (its targets are ``targets`` alone)
     expand_groups: bool = True
+    #: register the targets that are not registered yet instead of refusing them
+    register_targets: bool = False

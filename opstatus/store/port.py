@@ -114,6 +114,14 @@ class Store(abc.ABC):
         """Read one target; NotFound if absent."""
 
     @abc.abstractmethod
+    async def known_targets(self, tenant: str, target_ids: Sequence[str]) -> set[str]:
+        """Those of ``target_ids`` that are registered targets of ``tenant``."""
+
+    @abc.abstractmethod
+    async def register_targets(self, targets: Sequence[records.Target]) -> None:
+        """Register the targets not registered yet (registered ones stay as they are)."""
+
+    @abc.abstractmethod
     async def list_targets(self, tenant: str, *, after: str, limit: int) -> list[records.Target]:
         """Targets ordered by id, those after ``after``."""
 
@@ -204,6 +212,12 @@ class Store(abc.ABC):
         self, tenant: str, execution_id: str, now: datetime
     ) -> records.Execution:
         """Queue a failed or timed-out execution again."""
+
+    @abc.abstractmethod
+    async def release_execution(
+        self, tenant: str, execution_id: str, now: datetime
+    ) -> records.Execution:
+        """Queue work a target holds again without spending its attempt (its agent stops)."""
 
     @abc.abstractmethod
     async def claim(

@@ -99,7 +99,10 @@ def operation(row: Row, c: Codec) -> Operation:
         groups=c.unjs(row["groups"]),
         schedule_at=c.dt(row["schedule_at"]),
         timeouts=Timeouts(
-            queue=row["timeout_queue"], lease=row["timeout_lease"], run=row["timeout_run"]
+            queue=row["timeout_queue"],
+            lease=row["timeout_lease"],
+            run=row["timeout_run"],
+            heartbeat=row["timeout_heartbeat"],
         ),
         retries=row["retries"],
         exclusive=bool(row["exclusive"]),
@@ -132,7 +135,7 @@ def operation_insert_args(op: Operation, request_hash: str | None, c: Codec) -> 
         str(op.state), c.js(dict(op.counts)), op.progress_sum, op.total, c.ts(op.eta),
         op.error, c.js(op.result), c.ts(op.created_at), c.ts(op.started_at),
         c.ts(op.updated_at), c.ts(op.completed_at), op.version, op.rollout.max_per_minute,
-        op.rollout.abort_after_failures,
+        op.rollout.abort_after_failures, op.timeouts.heartbeat,
     ]  # fmt: skip
 
 

@@ -124,6 +124,28 @@ class SqlStore(port.Store):
             raise errors.NotFound(f"no target {target_id!r}")
         return rows.target(row, self._c)
 
+    async def known_targets(self, tenant: str, target_ids: Sequence[str]) -> set[str]:
+        """Those of ``target_ids`` registered in ``tenant``."""
+        if not target_ids:
+            return set()
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["targets_known"], tenant, self._c.arr(target_ids))
+        return {r["id"] for r in found}
+
+    async def register_targets(self, targets: Sequence[records.Target]) -> None:
+        """Insert the targets not registered yet."""
+        c = self._c
+        async with self._d.write() as tx:
+            for tenant in sorted({t.tenant for t in targets}):
+                await self._require_tenant(tx, tenant)
+            await tx.executemany(
+                self._q["target_insert_missing"],
+                [
+                    (t.tenant, t.id, t.name, c.js(dict(t.labels)), c.ts(t.created_at))
+                    for t in targets
+                ],
+            )
+
     async def list_targets(self, tenant: str, *, after: str, limit: int) -> list[records.Target]:
         """Targets by id."""
         async with self._d.read() as tx:
@@ -383,6 +405,17 @@ class SqlStore(port.Store):
             before = await self._lock_execution(tx, tenant, execution_id)
             _, [after] = await self._apply(
                 tx, tenant, [(before, changes.retry(before, now))], now, reason="retry"
+            )
+        return after
+
+    async def release_execution(
+        self, tenant: str, execution_id: str, now: datetime
+    ) -> records.Execution:
+        """Give held work back to the queue, attempt kept."""
+        async with self._d.write() as tx:
+            before = await self._lock_execution(tx, tenant, execution_id)
+            _, [after] = await self._apply(
+                tx, tenant, [(before, changes.hand_back(before, now))], now, reason="released"
             )
         return after
 
@@ -766,8 +799,9 @@ class SqlStore(port.Store):
                 row = await tx.fetchrow(q["op_lock"], tenant, op_id)
             assert row is not None
             current = rows.operation(row, c)
-            timed = [(b, evolve(a, due_at=deadlines.due(a, current))) for b, a in by_op[op_id]]
-            op, op_events = changes.settle(current, timed, now, **event_data)
+            timed = [(b, deadlines.timed(a, current)) for b, a in by_op[op_id]]
+            failures = await self._failures(tx, tenant, op_id, timed)
+            op, op_events = changes.settle(current, timed, now, failures=failures, **event_data)
             self._observe(current.kind, by_op[op_id], now)
             await tx.execute(q["op_update"], *rows.operation_update_args(op, c))
             folded[op_id] = op
@@ -777,6 +811,21 @@ class SqlStore(port.Store):
         await self._append(tx, tenant, events)
         by_id = {a.id: a for a in stored}
         return folded, [by_id[after.id] for _, after in pairs]  # in the caller's order
+
+    async def _failures(
+        self,
+        tx: Tx,
+        tenant: str,
+        operation_id: str,
+        pairs: Sequence[tuple[records.Execution | None, records.Execution]],
+    ) -> list[records.Execution] | None:
+        """The operation's failures as stored, enough of them for ``derive.failing``;
+        ``None`` (no read) when no change enters or leaves a failure state."""
+        if not derive.touches_failures(pairs):
+            return None
+        most = derive.ERRORS_SHOWN + len(pairs)
+        found = await tx.fetch(self._q["exec_failing"], tenant, operation_id, most)
+        return [rows.execution(r, self._c) for r in found]
 
     async def _append(
         self, tx: Tx, tenant: str, events: Sequence[records.Event], *, numbering: str | None = None

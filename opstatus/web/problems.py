@@ -29,6 +29,7 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.VersionMismatch: 409,
     errors.PreconditionFailed: 412,
     errors.IdempotencyMismatch: 422,
+    errors.UnknownTargets: 422,
     errors.Gone: 410,
     errors.TooLarge: 413,
     errors.UnsupportedMediaType: 415,
@@ -88,6 +89,8 @@ def from_error(exc: errors.DomainError, current: CurrentRenderer | None = None) 
         headers["ETag"] = f'"{ctx["current"].version}"'
     if ctx.get("parameter"):
         extra["parameter"] = str(ctx["parameter"])
+    if isinstance(exc, errors.UnknownTargets):
+        extra["unknown_targets"] = exc.targets
     if ctx.get("retry_after") is not None:
         headers["Retry-After"] = str(ctx["retry_after"])
     headers.update(ctx.get("headers") or {})

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import _pg_admin, _pg_url
-from tests.server import Server, running
+from tests.server import Key, Server, Tenant, running
 
 _databases = itertools.count(1)
 
@@ -59,3 +59,15 @@ def limited_server(store_url: str, tmp_path: Path) -> Iterator[Server]:
     env = {"OPSTATUS_MAX_BODY_BYTES": str(SMALL_BODY), "OPSTATUS_RATE_LIMIT": f"{RATE}/second"}
     with running(store_url, tmp_path, env) as srv:
         yield srv
+
+
+@pytest.fixture
+def tenant(server: Server) -> Tenant:
+    """A tenant of this test's own (on whichever ``server`` the module uses)."""
+    return server.tenant()
+
+
+@pytest.fixture
+def operator(server: Server, tenant: Tenant) -> Key:
+    """An operator key of the test's tenant."""
+    return server.key(tenant, "operator")

@@ -58,7 +58,8 @@ def agent(
     try:
         yield proc
     finally:
-        stop(proc, log, DEADLINE)
+        if proc.returncode != -signal.SIGKILL:  # a test that killed it saw to it itself
+            stop(proc, log, DEADLINE)
 
 
 def until(
@@ -149,9 +150,11 @@ def test_a_non_zero_exit_fails_with_the_output_tail(
     assert execution.result["exit_code"] == 3
 
 
-def test_sigterm_reports_the_running_execution_and_exits_0(
+def test_sigterm_hands_the_running_execution_back_and_exits_0(
     server: Server, client: Client, agent_key: Key, tmp_path: Path
 ) -> None:
+    """A stopping agent gives its work back: queued again, the attempt not spent, and
+    the next agent finishes it."""
     command = script(
         tmp_path, "trap 'echo got-term; exit 143' TERM\necho started\nsleep 30 &\nwait $!\n"
     )
@@ -162,11 +165,35 @@ def test_sigterm_reports_the_running_execution_and_exits_0(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=DEADLINE) == 0
     assert time.monotonic() - started < 25, "the agent waited for sleep 30"
-    final = client.get(made.id)
+    [execution] = client.get(made.id).executions  # type: ignore[misc]
+    assert execution.state is State.QUEUED
+    assert execution.attempt == 1  # not spent
+    assert execution.error is None and execution.started_at is None
+    with agent(server, agent_key, script(tmp_path, "echo done\n"), tmp_path):
+        final = client.wait(made.id, timeout=DEADLINE)
+    assert final.state is OperationState.SUCCEEDED
     [execution] = final.executions  # type: ignore[misc]
-    assert execution.state is State.FAILED
-    assert execution.error == "agent stopped (SIGTERM)"
-    assert final.state is OperationState.FAILED
+    assert execution.attempt == 1
+
+
+def test_a_killed_agents_work_comes_back_when_its_heartbeat_lapses(
+    server: Server, client: Client, agent_key: Key, tmp_path: Path
+) -> None:
+    """SIGKILL: nothing is reported; the heartbeat deadline passes, and the engine queues
+    the work again (attempt + 1) for the next agent."""
+    with agent(server, agent_key, script(tmp_path, "sleep 60\n"), tmp_path) as proc:
+        made = client.create("deploy", targets=[TARGET], timeouts={"heartbeat": 2}, retries=1)
+        until(client, made.id, lambda op: op.counts.get("in_progress", 0) == 1)
+        proc.kill()
+        proc.wait()
+    [held] = client.get(made.id).executions  # type: ignore[misc]
+    assert held.heartbeat_expires_at is not None
+    until(client, made.id, lambda op: op.counts.get("queued", 0) == 1)
+    [again] = client.get(made.id).executions  # type: ignore[misc]
+    assert again.attempt == 2
+    with agent(server, agent_key, script(tmp_path, "echo done\n"), tmp_path):
+        final = client.wait(made.id, timeout=DEADLINE)
+    assert final.state is OperationState.SUCCEEDED
 
 
 def test_simulate_runs_a_fleet_over_the_sdk(

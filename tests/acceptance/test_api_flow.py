@@ -27,18 +27,6 @@ WAIT = 5.0
 HOLD = 0.3
 
 
-@pytest.fixture
-def tenant(server: Server) -> Tenant:
-    """A tenant of this test's own."""
-    return server.tenant()
-
-
-@pytest.fixture
-def operator(server: Server, tenant: Tenant) -> Key:
-    """An operator key of the test's tenant."""
-    return server.key(tenant, "operator")
-
-
 def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     """An RFC 9457 problem with ``status``; its body."""
     assert response.status_code == status, response.text

@@ -98,7 +98,7 @@ def test_as_of_answers_the_operation_as_it_was(server: Server) -> None:
         made = http.post("/v1/operations", json={"kind": "past", "targets": ["p-1"]})
         assert made.status_code == 202, made.text
         op = made.json()
-        [item] = http.get("/v1/targets/p-1/inbox").json()["items"]
+        [item] = http.get("/v1/targets/p-1/inbox", params={"peek": "false"}).json()["items"]
         done = http.patch(f"/v1/executions/{item['id']}", json={"state": "succeeded"})
         assert done.status_code == 200, done.text
         now = http.get(f"/v1/operations/{op['id']}").json()

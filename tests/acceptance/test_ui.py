@@ -245,11 +245,15 @@ def test_list_rows_stay_small_coloured_by_outcome_at_desktop_and_phone_width(
             path=str(DOCS / ("dashboard.png" if viewport is DESKTOP else "dashboard-phone.png")),
             full_page=True,
         )
-    # failed: the badge is red and so is the failed share of the bar; nothing is "running" blue
-    expect(failed).to_have_attribute("data-tone", "bad")
+    # failed with a success: the server's outcome (partially_failed) makes the row amber,
+    # the failed share of the bar is red; nothing is "running" blue
+    expect(failed).to_have_attribute("data-tone", "partial")
+    expect(failed.locator(".outcome")).to_have_text("partially failed")
     colour = failed.locator(".state").evaluate("e => getComputedStyle(e).backgroundColor")
-    assert colour == BAD
+    assert colour == PARTIAL
     expect(failed.locator(".progress .fill.tone-bad")).to_have_count(1)
+    red = failed.locator(".progress .fill.tone-bad")
+    assert red.evaluate("e => getComputedStyle(e).backgroundColor") == BAD
     expect(failed.locator(".progress .fill.tone-ok")).to_have_count(1)
     expect(failed.locator(".progress .fill.tone-run")).to_have_count(0)
     expect(row(page, fleet.succeeded)).to_have_attribute("data-tone", "ok")

@@ -57,7 +57,8 @@ class Lifecycle:
     def create(self, kind: str, **extra: Any) -> dict[str, Any]:
         """``POST /v1/operations`` on the target; the canonical operation."""
         r = self.client.post(
-            "/v1/operations", json={"kind": kind, "targets": [self.target], **extra}
+            "/v1/operations",
+            json={"kind": kind, "targets": [self.target], "register_targets": True, **extra},
         )
         assert r.status_code == 202, r.text
         return dict(r.json())

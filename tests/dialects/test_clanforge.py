@@ -98,7 +98,8 @@ def state(body: dict[str, Any]) -> tuple[int, str]:
 def canonical_create(server: Server, targets: list[str], **extra: Any) -> dict[str, Any]:
     """An operation made through ``POST /v1/operations``."""
     with server.client(server.admin_key) as c:
-        r = c.post("/v1/operations", json={"kind": "image-update", "targets": targets, **extra})
+        body = {"kind": "image-update", "targets": targets, "register_targets": True, **extra}
+        r = c.post("/v1/operations", json=body)
     assert r.status_code == 202, r.text
     return dict(r.json())
 
@@ -128,10 +129,26 @@ class Agent:
         self.client.close()
 
 
+#: the machines of the account service's fleet (registered targets)
+MACHINES = ("m1", "m2", "m3", "m9", "a", "b", "c")
+
+
 @pytest.fixture
 def operator(server: Server) -> tuple[str, str]:
-    """An operator key of tenant ``default``."""
+    """An operator key of tenant ``default``, whose fleet holds :data:`MACHINES`."""
+    with server.client(server.admin_key) as c:
+        for machine in MACHINES:
+            assert c.post("/v1/targets", json={"id": machine}).status_code in (200, 201)
     return make_key(server, "operator")
+
+
+def test_create_refuses_unknown_machines_and_creates_nothing(
+    server: Server, operator: tuple[str, str]
+) -> None:
+    message = error(create(server, operator, machineid="m1,ghost-2,ghost-1"), 400)
+    assert "ghost-1, ghost-2" in message and "m1" not in message
+    with server.client(server.admin_key) as c:
+        assert c.get("/v1/operations").json()["items"] == []
 
 
 # (a) the vendor document's example ------------------------------------------------------------

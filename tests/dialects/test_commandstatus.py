@@ -84,6 +84,7 @@ def results(content: Any) -> list[dict[str, Any]]:
 def create(server: Server, targets: list[str], **extra: Any) -> dict[str, Any]:
     """A command request made through the canonical ``POST /v1/operations``."""
     body = {"kind": "reboot", "targets": targets, "parameters": {"delay": 5}, **extra}
+    body.setdefault("register_targets", True)
     with server.client(server.admin_key) as c:
         r = c.post("/v1/operations", json=body)
     assert r.status_code == 202, r.text

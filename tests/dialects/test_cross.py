@@ -53,6 +53,8 @@ def _views(server: Server, op: dict[str, Any]) -> dict[str, Any]:
 
 def test_an_image_update_made_in_clanforge_is_seen_everywhere(server: Server) -> None:
     key_id, secret = make_key(server, "operator")
+    with server.client(server.admin_key) as api:  # a machine of the account's fleet
+        assert api.post("/v1/targets", json={"id": "m-7"}).status_code in (200, 201)
     made = httpx.get(
         f"{server.url}/cfp/v1/imageupdate/create",
         params={"imageid": "42", "desc": "nightly", "machineid": "m-7",

@@ -23,7 +23,7 @@ AGENT_STATES = [State.ACKNOWLEDGED, State.IN_PROGRESS, State.SUCCEEDED, State.FA
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_random_walk_keeps_operation_consistent(store: Store, seed: int) -> None:
     rng = random.Random(seed)
-    ops = Operations(store)
+    ops = Operations(store, register_targets=True)
     view, _ = await ops.create(
         TENANT, CreateOperation(kind="walk", targets=[f"t{i}" for i in range(6)])
     )

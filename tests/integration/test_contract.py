@@ -151,6 +151,78 @@ async def test_create_fans_out_with_groups(ops: Operations) -> None:
     assert {e.state for e in view.executions or []} == {State.QUEUED}
 
 
+async def test_create_refuses_unknown_targets_and_creates_nothing(store: Store) -> None:
+    strict = Operations(store)  # the default: no registration on create
+    await strict.put_target(TENANT, "known")
+    await strict.put_group(TENANT, "cluster", ["known", "stray"])
+    with pytest.raises(errors.UnknownTargets) as caught:
+        await strict.create(
+            TENANT, CreateOperation(kind="k", targets=["typo-2", "known", "typo-1"])
+        )
+    assert caught.value.targets == ["typo-1", "typo-2"]
+    assert "typo-1, typo-2" in caught.value.detail
+    with pytest.raises(errors.UnknownTargets) as caught:  # a group's members count too
+        await strict.create(TENANT, CreateOperation(kind="k", groups=["cluster"]))
+    assert caught.value.targets == ["stray"]
+    with pytest.raises(errors.UnknownTargets):  # another tenant's target is unknown here
+        await strict.create("other", CreateOperation(kind="k", targets=["known"]))
+    assert (await strict.find(TENANT, OperationQuery())).items == []
+    assert await store.known_targets(TENANT, ["stray", "typo-1"]) == set()
+
+
+async def test_create_registers_unknown_targets_when_asked(store: Store) -> None:
+    strict = Operations(store)
+    await strict.put_target(TENANT, "known", name="Known", labels={"rack": "1"})
+    request = CreateOperation(kind="k", targets=["known", "new-1"], register_targets=True)
+    view, created = await strict.create(TENANT, request)
+    assert created and view.targets == ["known", "new-1"]
+    assert await store.known_targets(TENANT, ["known", "new-1", "x"]) == {"known", "new-1"}
+    kept = await store.get_target(TENANT, "known")
+    assert (kept.name, dict(kept.labels)) == ("Known", {"rack": "1"})  # not overwritten
+    assert (await store.get_target(TENANT, "new-1")).name == "new-1"
+    # the service-wide setting does the same for every request
+    anyone = Operations(store, register_targets=True)
+    await anyone.create(TENANT, CreateOperation(kind="k", targets=["new-2"]))
+    assert await store.known_targets(TENANT, ["new-2"]) == {"new-2"}
+
+
+async def test_peek_shows_work_and_dispatches_nothing(ops: Operations) -> None:
+    first = await create(ops, "t1")
+    second = await create(ops, "t1")
+    await create(ops, "t2")
+    peeked = await ops.peek_inbox(TENANT, "t1")
+    assert [i.execution.operation_id for i in peeked] == [first, second]  # claim order
+    assert {i.execution.state for i in peeked} == {State.QUEUED}
+    assert {e.state for e in await ops.executions(TENANT, first)} == {State.QUEUED}
+    [claimed] = await ops.claim_inbox(TENANT, "t1", limit=1)
+    assert claimed.execution.operation_id == first
+    peeked = await ops.peek_inbox(TENANT, "t1")
+    assert [(i.execution.operation_id, i.execution.state) for i in peeked] == [
+        (first, State.DISPATCHED),
+        (second, State.QUEUED),
+    ]
+    assert len(await ops.peek_inbox(TENANT, "t1", limit=1)) == 1
+    assert {e.state for e in await ops.executions(TENANT, second)} == {State.QUEUED}
+
+
+async def test_error_summarises_current_failures(ops: Operations) -> None:
+    op_id = await create(ops, "a", "b", "c")
+    reasons = {"a": "disk full", "b": "no power"}
+    for target, reason in reasons.items():
+        [item] = await ops.claim_inbox(TENANT, target)
+        await report(ops, item.execution.id, state=State.FAILED, error=reason)
+    op = (await ops.get(TENANT, op_id)).operation
+    assert op.error == "2 of 3 executions failed: a: disk full; b: no power"
+    failed = {e.target: e for e in await ops.executions(TENANT, op_id)}
+    await ops.retry_execution(TENANT, failed["a"].id)
+    op = (await ops.get(TENANT, op_id)).operation
+    assert op.error == "1 of 3 executions failed: b: no power"
+    await ops.retry_execution(TENANT, failed["b"].id)
+    cancelled = await ops.cancel(TENANT, op_id)
+    assert cancelled.operation.state is OperationState.CANCELLED
+    assert cancelled.operation.error is None  # no stale error once none failed
+
+
 async def test_scheduled_operation(ops: Operations) -> None:
     later = datetime.now(UTC) + timedelta(hours=1)
     op_id = await create(ops, "t1", "t2", schedule_at=later)
@@ -188,7 +260,7 @@ async def test_idempotency_key_under_concurrency(store_url: str, store: Store) -
     for s in stores:
         await s.open()
     try:
-        services = [Operations(s) for s in stores]
+        services = [Operations(s, register_targets=True) for s in stores]
         request = CreateOperation(kind="k", targets=["t1"], idempotency_key="same")
         results = await asyncio.gather(*(svc.create(TENANT, request) for svc in services * 3))
     finally:
@@ -264,7 +336,7 @@ async def test_lifecycle_derives_operation_state(ops: Operations) -> None:
     assert op.state is OperationState.FAILED
     assert op.progress == 100.0
     assert op.started_at is not None and op.completed_at is not None
-    assert op.error == "b: disk full"
+    assert op.error == "1 of 2 executions failed: b: disk full"
     assert op.counts["succeeded"] == 1 and op.counts["failed"] == 1
     states = {e.target: e.state for e in view.executions or []}
     assert states == {"a": State.SUCCEEDED, "b": State.FAILED}
@@ -303,9 +375,12 @@ async def test_retry_requeues_failed_execution(ops: Operations) -> None:
     op_id = await create(ops, "a")
     [item] = await ops.claim_inbox(TENANT, "a")
     await report(ops, item.execution.id, state=State.FAILED, error="boom")
+    op = (await ops.get(TENANT, op_id)).operation
+    assert (op.state, op.error) == (OperationState.FAILED, "1 of 1 executions failed: a: boom")
     retried = await ops.retry_execution(TENANT, item.execution.id)
     assert (retried.state, retried.attempt, retried.error) == (State.QUEUED, 2, None)
-    assert (await ops.get(TENANT, op_id)).operation.state is OperationState.QUEUED
+    op = (await ops.get(TENANT, op_id)).operation
+    assert (op.state, op.error) == (OperationState.QUEUED, None)  # the failure is gone
     [again] = await ops.claim_inbox(TENANT, "a")
     assert again.execution.id == item.execution.id
     with pytest.raises(errors.Conflict):  # only a failed or timed-out one is retried

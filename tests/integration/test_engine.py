@@ -39,7 +39,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def ops(store: Store, clock: Clock) -> Operations:
-    return Operations(store, clock=clock)
+    return Operations(store, clock=clock, register_targets=True)
 
 
 async def create(ops: Operations, *targets: str, **kw: object) -> str:
@@ -171,7 +171,7 @@ async def test_retention_purges_and_leaves_tombstones(ops: Operations, clock: Cl
 async def test_replicas_apply_each_deadline_once(
     store: Store, store_url: str, clock: Clock
 ) -> None:
-    ops = Operations(store, clock=clock)
+    ops = Operations(store, clock=clock, register_targets=True)
     targets = [f"t{i}" for i in range(200)]
     op_id = await create(ops, *targets, timeouts=Timeouts(queue=1))
     clock.advance(2)
@@ -241,7 +241,7 @@ async def test_rollout_caps_dispatches_per_minute(ops: Operations, clock: Clock)
 async def test_rollout_cap_holds_under_concurrent_claimers(
     store: Store, store_url: str, clock: Clock
 ) -> None:
-    ops = Operations(store, clock=clock)
+    ops = Operations(store, clock=clock, register_targets=True)
     targets = [f"t{i}" for i in range(40)]
     op_id = await create(ops, *targets, rollout=Rollout(max_per_minute=5))
     replicas = [make_store(store_url) for _ in range(4)]
@@ -284,3 +284,62 @@ async def test_rollout_abort_counts_timeouts_from_the_engine(ops: Operations, cl
     await Engine(ops).tick()
     counts = (await ops.get(TENANT, op_id)).operation.counts
     assert (counts["timed_out"], counts["cancelled"]) == (1, 2)
+
+
+# heartbeats --------------------------------------------------------------------------
+async def test_silent_started_work_is_queued_again_then_times_out(
+    ops: Operations, clock: Clock
+) -> None:
+    op_id = await create(ops, "a", timeouts=Timeouts(heartbeat=10), retries=1)
+    [item] = await ops.claim_inbox(TENANT, "a")
+    ex_id = item.execution.id
+    await ops.update_execution(TENANT, ex_id, ExecutionUpdate(state=State.ACKNOWLEDGED))
+    execution = await ops.get_execution(TENANT, ex_id)
+    assert execution.lease_expires_at == T0 + timedelta(seconds=10)  # the deadline shows
+    clock.advance(6)
+    update = ExecutionUpdate(state=State.IN_PROGRESS, progress=30)
+    await ops.update_execution(TENANT, ex_id, update)  # a report renews it
+    clock.advance(6)
+    assert await sweep(ops) == 0
+    assert await states(ops, op_id) == [(State.IN_PROGRESS, 1)]
+    clock.advance(4)  # 10 s since the last report: the agent went silent
+    assert await sweep(ops) == 1
+    [requeued] = await ops.executions(TENANT, op_id)
+    assert (requeued.state, requeued.attempt, requeued.progress) == (State.QUEUED, 2, 0.0)
+    assert requeued.lease_expires_at is None
+    [again] = await ops.claim_inbox(TENANT, "a")
+    assert (again.execution.id, again.execution.attempt) == (ex_id, 2)
+    await ops.update_execution(TENANT, ex_id, ExecutionUpdate(state=State.IN_PROGRESS))
+    clock.advance(10)
+    assert await sweep(ops) == 1  # no attempts left
+    [timed_out] = await ops.executions(TENANT, op_id)
+    assert timed_out.state is State.TIMED_OUT
+    assert timed_out.error == "the agent went silent: no report for 10 s on attempt 2"
+    assert (await ops.get(TENANT, op_id)).operation.state is OperationState.FAILED
+
+
+async def test_heartbeat_defaults_to_the_service_setting(store: Store, clock: Clock) -> None:
+    ops = Operations(store, clock=clock, register_targets=True, heartbeat=20)
+    op_id = await create(ops, "a")
+    assert (await ops.get(TENANT, op_id)).operation.timeouts.heartbeat == 20
+    named = await create(ops, "a", timeouts=Timeouts(heartbeat=5))
+    assert (await ops.get(TENANT, named)).operation.timeouts.heartbeat == 5
+    [item, _] = await ops.claim_inbox(TENANT, "a")
+    await ops.update_execution(TENANT, item.execution.id, ExecutionUpdate(state=State.IN_PROGRESS))
+    clock.advance(19)
+    assert await sweep(ops) == 0
+    clock.advance(1)
+    assert await sweep(ops) == 1
+    assert (await ops.get_execution(TENANT, item.execution.id)).error == (
+        "the agent went silent: no report for 20 s on attempt 1"
+    )
+
+
+async def test_run_timeout_wins_over_a_later_heartbeat(ops: Operations, clock: Clock) -> None:
+    op_id = await create(ops, "a", timeouts=Timeouts(run=5, heartbeat=10), retries=3)
+    [item] = await ops.claim_inbox(TENANT, "a")
+    await ops.update_execution(TENANT, item.execution.id, ExecutionUpdate(state=State.IN_PROGRESS))
+    clock.advance(5)
+    assert await sweep(ops) == 1
+    [execution] = await ops.executions(TENANT, op_id)
+    assert (execution.state, execution.error) == (State.TIMED_OUT, "still running after 5 s")

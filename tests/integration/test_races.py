@@ -39,7 +39,7 @@ async def many_stores(url: str, count: int, pool: int) -> AsyncIterator[list[Sto
 
 
 async def test_claim_race_each_execution_exactly_once(store: Store, store_url: str) -> None:
-    ops = Operations(store)
+    ops = Operations(store, register_targets=True)
     targets = [f"t{i:03d}" for i in range(100)]
     for _ in range(100):  # 100 operations x 100 targets = 10,000 queued executions
         await ops.create(TENANT, CreateOperation(kind="race", targets=targets))
@@ -76,7 +76,7 @@ async def test_readers_never_see_a_seq_before_the_ones_below_it(
     seen: list[int] = []
 
     async def writer(s: Store, n: int) -> None:
-        ops = Operations(s)
+        ops = Operations(s, register_targets=True)
         for i in range(15):
             await ops.create(TENANT, CreateOperation(kind="order", targets=[f"w{n}-{i % 3}"]))
 
@@ -96,13 +96,13 @@ async def test_readers_never_see_a_seq_before_the_ones_below_it(
         await following
 
     assert seen == list(range(1, 12 * 15 + 1))
-    page = await Operations(store).find(TENANT, _query(limit=200))
+    page = await Operations(store, register_targets=True).find(TENANT, _query(limit=200))
     numbers = sorted(v.operation.number for v in page.items if v.operation.number)
     assert numbers == list(range(1, 12 * 15 + 1))
 
 
 async def test_version_race_one_winner(store: Store, store_url: str) -> None:
-    ops = Operations(store)
+    ops = Operations(store, register_targets=True)
     await ops.create(TENANT, CreateOperation(kind="race", targets=["a"]))
     [item] = await ops.claim_inbox(TENANT, "a")
     version = item.execution.version
@@ -143,7 +143,7 @@ async def test_fan_out_10000_targets_is_one_bulk_write(
         await original(tx, table, columns, rows)
 
     driver.bulk_insert = counting  # type: ignore[method-assign]
-    ops = Operations(store)
+    ops = Operations(store, register_targets=True)
     targets = [f"node-{i:05d}" for i in range(10_000)]
     started = time.perf_counter()
     view, _ = await ops.create(TENANT, CreateOperation(kind="fanout", targets=targets))

@@ -77,7 +77,7 @@ async def test_a_sqlite_list_past_its_budget_is_interrupted(tmp_path: Path) -> N
         ops = Operations(store)
         await ops.create_tenant("acme")
         targets = [f"t-{i}" for i in range(2000)]
-        await ops.create("acme", CreateOperation(kind="k", targets=targets))
+        await ops.create("acme", CreateOperation(kind="k", targets=targets, register_targets=True))
         query = ExecutionQuery(limit=1000)
         assert len(await store.find_executions("acme", query)) == 1000
         store.list_timeout = 1e-9  # spent before the first look at it
@@ -107,7 +107,9 @@ async def test_past_max_waits_a_long_poll_is_503_with_retry_after(app: Starlette
     headers = {"X-API-Key": SECRET}
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
-        made = await c.post("/v1/operations", json={"kind": "k", "targets": ["a"]})
+        made = await c.post(
+            "/v1/operations", json={"kind": "k", "targets": ["a"], "register_targets": True}
+        )
         assert made.status_code == 202, made.text
         op = made.json()["id"]
         first = asyncio.create_task(c.get(f"/v1/operations/{op}", params={"wait": 30}))

@@ -40,7 +40,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def service(store: Store, clock: Clock) -> Operations:
-    return Operations(store, clock=clock, limits=Limits(max_page=100, max_claim=20))
+    return Operations(
+        store, clock=clock, limits=Limits(max_page=100, max_claim=20), register_targets=True
+    )
 
 
 async def create(svc: Operations, *targets: str, tenant: str = T, **kw: Any) -> str:

@@ -50,7 +50,7 @@ async def second(store_url: str, store: Store) -> AsyncIterator[WebhookStore]:
 
 async def make_events(store: Store, count: int = 1) -> int:
     """Create ``count`` operations in TENANT; return the tenant's last event seq."""
-    ops = Operations(store)
+    ops = Operations(store, register_targets=True)
     for _ in range(count):
         await ops.create(TENANT, CreateOperation(kind="k", targets=["t1"]))
     events = await store.events_after(TENANT, 0, limit=10_000)

@@ -465,3 +465,30 @@ def test_force_allows_cancelling_work_in_progress(make_execution: MakeExecution)
         changes.apply_update(current, ExecutionUpdate(state=State.CANCELLED), LATER)
     after = changes.apply_update(current, ExecutionUpdate(state=State.CANCELLED, force=True), LATER)
     assert after.state is State.CANCELLED and after.finished_at == LATER
+
+
+@pytest.mark.parametrize("state", [State.ACKNOWLEDGED, State.IN_PROGRESS])
+def test_started_work_is_given_back_only_by_the_heartbeat(
+    make_execution: MakeExecution, state: State
+) -> None:
+    started = make_execution(state=state, attempt=1, progress=40.0)
+    with pytest.raises(errors.Conflict):  # no explicit retry of unfinished work
+        changes.retry(started, NOW)
+    with pytest.raises(errors.Conflict):  # nor an agent's report
+        changes.apply_update(started, ExecutionUpdate(state=State.QUEUED), NOW)
+    back = changes.give_back(started, NOW)
+    assert (back.state, back.attempt, back.progress, back.started_at) == (
+        State.QUEUED, 2, 0.0, None,
+    )  # fmt: skip
+
+
+def test_heartbeat_deadline_follows_the_last_report(
+    make_execution: MakeExecution, make_operation: Callable[..., Operation]
+) -> None:
+    op = make_operation(timeouts=Timeouts(heartbeat=30, run=100))
+    running = make_execution(state=State.IN_PROGRESS, started_at=NOW, updated_at=NOW)
+    assert deadlines.due(running, op) == NOW + timedelta(seconds=30)
+    later = evolve(running, updated_at=NOW + timedelta(seconds=80))
+    assert deadlines.due(later, op) == NOW + timedelta(seconds=100)  # the run ends first
+    assert deadlines.timed(later, op).lease_expires_at == NOW + timedelta(seconds=110)
+    assert deadlines.due(running, make_operation()) is None  # neither deadline set

@@ -8,16 +8,17 @@ from typing import Any
 import httpx
 import pytest
 
-from opstatus.agent.runner import STOPPED, Ending, final_report
+from opstatus.agent.runner import Ending, final_report
 from opstatus.client import _exceptions as exc
 from opstatus.client import _protocol as protocol
 
 OPERATION = {
     "id": "op_1", "number": 1, "tenant": "t", "kind": "k", "parameters": {}, "internal": False,
-    "state": "running", "progress": 0.0, "eta": None, "error": None, "result": None,
+    "state": "running", "progress": 0.0, "eta": None, "error": None, "outcome": None,
+    "result": None,
     "counts": {}, "targets": ["a"], "groups": [], "created_at": "2025-01-01T00:00:00Z",
     "started_at": None, "updated_at": "2025-01-01T00:00:00Z", "completed_at": None,
-    "schedule_at": None, "timeouts": {"queue": None, "lease": 60.0, "run": None},
+    "schedule_at": None, "timeouts": {"queue": None, "lease": 60.0, "run": None, "heartbeat": None},
     "retries": 0, "exclusive": False,
     "rollout": {"max_per_minute": None, "abort_after_failures": None}, "version": 1,
 }  # fmt: skip
@@ -55,6 +56,17 @@ def test_watch_reads_events_until_a_terminal_one_and_resumes_after_the_last() ->
     }
     found = [e.type for line in event_lines(5, "operation.succeeded") if (e := session.feed(line))]
     assert found == ["operation.succeeded"] and session.done
+
+
+def test_watch_is_done_when_the_server_ends_the_stream() -> None:
+    session = protocol.Watch("op_1", 0, retries=1)
+    assert session.opened(answer(200))
+    for line in event_lines(4, "operation.running"):
+        session.feed(line)
+    assert not session.done
+    ending = ["event: end", f"data: {json.dumps(OPERATION)}", ""]
+    assert [e for line in ending if (e := session.feed(line))] == []  # not an event
+    assert session.done
 
 
 def test_watch_waits_what_a_429_asks_and_raises_other_refusals() -> None:
@@ -110,8 +122,7 @@ def test_wait_shows_each_new_version_to_on_change() -> None:
         (Ending(code=3, interrupted=False, lost=False, tail=""),
          {"state": "failed", "error": "exit code 3",
           "result": {"exit_code": 3, "output_tail": ""}}),
-        (Ending(code=-15, interrupted=True, lost=False, tail="x"),
-         {"state": "failed", "error": STOPPED, "result": {"exit_code": -15, "output_tail": "x"}}),
+        (Ending(code=-15, interrupted=True, lost=False, tail="x"), None),  # handed back
         (Ending(code=-15, interrupted=True, lost=True, tail="x"), None),
         (Ending(code=0, interrupted=False, lost=True, tail=""), None),
     ],

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from opstatus.domain import derive
+from opstatus.domain import changes, derive
 from opstatus.domain.records import Execution, Operation, evolve
-from opstatus.domain.states import OperationState, State
+from opstatus.domain.states import OperationState, Outcome, State
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 S = State
@@ -166,7 +166,7 @@ def test_fold_moves_counts_and_timestamps(make_operation: Callable[..., Operatio
     assert operation.state is O.FAILED
     assert operation.progress == 100.0  # terminal executions count 100
     assert operation.completed_at == end
-    assert operation.error == "b: disk full"
+    assert operation.error is None  # fold leaves it to error_summary (see below)
     assert operation.eta is None
     assert operation.version == 6
 
@@ -262,3 +262,85 @@ def test_fold_keeps_reported_eta_while_running(
     operation = derive.fold(operation, queued, running, NOW)
     assert operation.eta == reported
     assert derive.eta(operation, NOW) == reported
+
+
+@pytest.mark.parametrize(
+    ("executions", "expected"),
+    [
+        ([S.QUEUED], None),
+        ([S.SUCCEEDED, S.IN_PROGRESS], None),
+        ([S.FAILED, S.SCHEDULED], None),
+        ([S.SUCCEEDED] * 3, Outcome.SUCCEEDED),
+        ([S.SUCCEEDED, S.FAILED], Outcome.PARTIALLY_FAILED),
+        ([S.SUCCEEDED, S.TIMED_OUT, S.CANCELLED], Outcome.PARTIALLY_FAILED),
+        ([S.FAILED, S.TIMED_OUT], Outcome.FAILED),
+        ([S.FAILED, S.CANCELLED, S.CANCELLED], Outcome.FAILED),
+        ([S.CANCELLED, S.CANCELLED], Outcome.CANCELLED),
+        ([S.SUCCEEDED, S.CANCELLED, S.CANCELLED], Outcome.CANCELLED),
+    ],
+)
+def test_outcome_colours_the_final_operation(
+    executions: list[State], expected: Outcome | None
+) -> None:
+    assert derive.outcome(counts_of(executions)) is expected
+
+
+def _settled(
+    operation: Operation, stored: list[Execution], changes_: list[tuple[Execution, Execution]]
+) -> Operation:
+    """Fold changes as a store does: with the failures as stored before them."""
+    failures = None
+    if derive.touches_failures(changes_):
+        failures = sorted(
+            (e for e in stored if e.state in derive.FAILURES), key=lambda e: (e.target, e.id)
+        )
+    folded, _ = changes.settle(operation, changes_, NOW, failures=failures)
+    return folded
+
+
+def test_error_counts_every_failure_and_names_the_first_few(
+    make_operation: Callable[..., Operation],
+) -> None:
+    queued = [_execution(id=f"ex-{t}", target=t) for t in "abcde"]
+    operation = _fold_all(make_operation(), queued)
+    stored = list(queued)
+    for index, (target, reason) in enumerate(
+        [("b", "no power"), ("a", "disk full"), ("d", None), ("e", "fan")]
+    ):
+        before = next(e for e in stored if e.target == target)
+        state = S.TIMED_OUT if reason is None else S.FAILED
+        after = evolve(before, state=state, error=reason, version=2)
+        operation = _settled(operation, stored, [(before, after)])
+        stored = [after if e.id == after.id else e for e in stored]
+        if index == 1:  # two failures: both named, not only the last
+            assert operation.error == "2 of 5 executions failed: a: disk full; b: no power"
+    assert operation.error == (
+        "4 of 5 executions failed: a: disk full; b: no power; d: timed_out; and 1 more"
+    )
+
+
+def test_error_clears_when_the_failure_is_retried(
+    make_operation: Callable[..., Operation],
+) -> None:
+    first = _execution(id="ex-a", target="a")
+    operation = _fold_all(make_operation(), [first])
+    failed = evolve(first, state=S.FAILED, error="disk full", version=2)
+    operation = _settled(operation, [first], [(first, failed)])
+    assert operation.error == "1 of 1 executions failed: a: disk full"
+    retried = evolve(failed, state=S.QUEUED, error=None, version=3)
+    operation = _settled(operation, [failed], [(failed, retried)])
+    assert operation.error is None
+    cancelled = evolve(retried, state=S.CANCELLED, version=4)
+    operation = _settled(operation, [retried], [(retried, cancelled)])
+    assert operation.error is None  # no stale error on the cancelled operation
+    assert derive.outcome(operation.counts) is Outcome.CANCELLED
+
+
+def test_an_unrelated_change_keeps_the_error(make_operation: Callable[..., Operation]) -> None:
+    a, b = _execution(id="ex-a", target="a"), _execution(id="ex-b", target="b")
+    operation = _fold_all(make_operation(), [a, b])
+    failed = evolve(a, state=S.FAILED, error="disk full", version=2)
+    operation = _settled(operation, [a, b], [(a, failed)])
+    running = evolve(b, state=S.IN_PROGRESS, progress=5.0, version=2)
+    assert not derive.touches_failures([(b, running)])
+    assert _settled(operation, [failed, b], [(b, running)]).error == operation.error

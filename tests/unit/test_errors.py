@@ -8,6 +8,7 @@ from opstatus.domain import errors
 CODES = {
     errors.DomainError: "error",
     errors.Invalid: "invalid",
+    errors.UnknownTargets: "unknown_targets",
     errors.NotFound: "not_found",
     errors.Gone: "gone",
     errors.Conflict: "conflict",

@@ -36,6 +36,8 @@ EXPECTED: dict[tuple[str, str], Via] = {
     ("in_progress", "timed_out"): ANYONE,
     ("failed", "queued"): RETRY,
     ("timed_out", "queued"): RETRY,
+    ("acknowledged", "queued"): RETRY,  # heartbeat lost: given back by the engine
+    ("in_progress", "queued"): RETRY,  # heartbeat lost: given back by the engine
 }
 
 ALL_PAIRS = list(itertools.product(State, State))
@@ -94,6 +96,8 @@ def test_only_the_design_steps_demand_retry_or_force() -> None:
     assert special == {
         ("failed", "queued"): Via.RETRY,
         ("timed_out", "queued"): Via.RETRY,
+        ("acknowledged", "queued"): Via.RETRY,
+        ("in_progress", "queued"): Via.RETRY,
         ("in_progress", "cancelled"): Via.FORCE,
     }
 

@@ -19,6 +19,8 @@ from opstatus.web.waits import HeldStream
 
 router = Router("events")
 SSE = "text/event-stream"
+END = "end"  #: the last event of one operation's stream, once the operation is final
+_PAGE = 500  #: events read per round
 _PARAMS = (
     Param(name="after", schema={"type": "integer", "minimum": 0, "maximum": 2**62},
           description="only events with a larger seq"),
@@ -68,7 +70,11 @@ async def _events(ctx: Ctx, operation_id: str | None) -> Response:
 async def _stream(ctx: Ctx, operation_id: str | None, after: int) -> AsyncIterator[bytes]:
     """Backlog first, then each new event as it commits; a comment when idle
     (every ``Api.keepalive`` seconds). The stream ends, with a last comment, once the
-    caller's key is revoked or token expires (the client's reconnect then gets 401)."""
+    caller's key is revoked or token expires (the client's reconnect then gets 401).
+
+    One operation's stream also ends: once the operation is final and every event up to
+    that is sent, an ``end`` event (no ``id``, the operation as data) closes it.
+    """
     ops, notes = ctx.api.operations, ctx.api.notifier
     key = notifier.events_key(ctx.tenant)
     watch = ctx.watch()
@@ -78,19 +84,38 @@ async def _stream(ctx: Ctx, operation_id: str | None, after: int) -> AsyncIterat
             waiter = notes.subscribe(key)
             try:
                 await watch.due()
-                found = await ops.events(ctx.tenant, after, limit=500, operation_id=operation_id)
+                # Read the operation before its events: every event that made it final
+                # committed before this read, so the page below holds them all.
+                final = await _final(ctx, operation_id)
+                found = await ops.events(ctx.tenant, after, limit=_PAGE, operation_id=operation_id)
                 for event in found:
                     after = event.seq
                     data = _encoder.encode(convert.event(event)).decode()
                     yield f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
+                if final is not None and len(found) < _PAGE:
+                    yield f"event: {END}\ndata: {final}\n\n".encode()
+                    return
                 if notes.closing:
                     return  # shutting down: all committed events are out; the client resumes
                 if not found and await watch.wait(waiter, ctx.api.keepalive) is None:
                     yield b": keep-alive\n\n"
+            except errors.Gone:
+                return  # deleted meanwhile: its operation.deleted event was the last word
             finally:
                 waiter.cancel()
     except errors.Unauthorized:
         yield b": the credential was revoked or has expired\n\n"
+
+
+async def _final(ctx: Ctx, operation_id: str | None) -> str | None:
+    """The operation as JSON once it is final (``None`` while it runs, or for no one)."""
+    if operation_id is None:
+        return None
+    ops = ctx.api.operations
+    view = await ops.get(ctx.tenant, operation_id, executions=False)
+    if not view.operation.state.terminal:
+        return None
+    return _encoder.encode(convert.operation(view, ops.clock())).decode()
 
 
 @router.route(
@@ -108,5 +133,12 @@ async def tenant_events(ctx: Ctx) -> Response:
     media=("application/json", "application/xml", "text/plain", SSE),
 )  # fmt: skip
 async def operation_events(ctx: Ctx) -> Response:
-    """One operation's events after a seq (JSON, or SSE)."""
+    """One operation's events after a seq (JSON, or SSE).
+
+    The SSE stream ends once the operation is final (succeeded, failed or cancelled)
+    and all its events up to then are sent: a last event ``end`` (no ``id``) carries
+    the final operation (as ``GET /v1/operations/{id}`` without executions), and the
+    server closes the stream. A client stops there rather than reconnecting. The
+    tenant-wide ``GET /v1/events`` stream stays open.
+    """
     return await _events(ctx, ctx.path("id"))

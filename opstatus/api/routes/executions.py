@@ -117,6 +117,21 @@ async def retry_execution(ctx: Ctx) -> Response:
     )
 
 
+@router.route(
+    "POST", "/v1/executions/{id}/release", action=Action.REPORT, response=wire.ExecutionOut,
+    errors=(403, 404, 409, 410),
+)  # fmt: skip
+async def release_execution(ctx: Ctx) -> Response:
+    """Give work back unfinished (its agent is stopping): queued again for any agent of
+    the target, without spending an attempt. 409 unless a target holds it (dispatched,
+    acknowledged or in progress)."""
+    await _own(ctx, ctx.path("id"), Action.REPORT)
+    execution = await ctx.api.operations.release_execution(ctx.tenant, ctx.path("id"))
+    return render.respond(
+        ctx.request, convert.execution(execution), headers=_etag(execution), root="execution"
+    )
+
+
 async def _known_target(ctx: Ctx, target: str) -> None:
     """NotFound for a target the tenant never registered nor aimed work at.
 
@@ -140,27 +155,42 @@ async def _known_target(ctx: Ctx, target: str) -> None:
         Param(name="wait", schema={"type": "number", "minimum": 0, "maximum": 60},
               description="long-poll: wait up to this many seconds for work"),
         Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 100}),
+        Param(name="peek", schema={"type": "boolean"},
+              description="true: show held and queued work, dispatch nothing; default: "
+                          "false for agent keys, true for every other credential"),
     ),
 )  # fmt: skip
 async def inbox(ctx: Ctx) -> Response:
-    """Work for a target: delivered (dispatched, leased) until acknowledged."""
+    """Work for a target: delivered (dispatched, leased) until acknowledged.
+
+    Looking is not claiming. An agent key's read claims: queued work is dispatched to
+    the target and leased, and repeat reads return the same work until it is
+    acknowledged. Any other credential (admin, operator) only peeks unless it asks
+    to claim with ``peek=false`` (an agent run with such a key). A peek lists the
+    work the target holds, then its queued work in the order a claim takes it, and
+    changes nothing.
+    """
     r = ctx.request
-    params.only(r, ["wait", "limit"])
+    params.only(r, ["wait", "limit", "peek"])
     target = ctx.path("id")
     ctx.who.require(Action.PULL, target)
     ops = ctx.api.operations
     if ctx.who.role is not Role.AGENT:  # an agent's key binding already names its targets
         await _known_target(ctx, target)
+    peek = params.boolean(r, "peek")
+    if peek is None:
+        peek = ctx.who.role is not Role.AGENT
+    read = ops.peek_inbox if peek else ops.claim_inbox
     wait = params.number(r, "wait", high=ctx.api.max_wait)
     limit = params.integer(r, "limit", 10, low=1, high=ops.limits.max_claim) or 10
     if wait:
         ctx.api.waits.take()
     waiter = ctx.api.notifier.subscribe(notifier.inbox_key(ctx.tenant, target))
     try:
-        items = await ops.claim_inbox(ctx.tenant, target, limit)
+        items = await read(ctx.tenant, target, limit)
         woke = not items and wait and await ctx.watch().wait(waiter, wait) is not None
         if woke and not ctx.api.notifier.closing:  # shutting down: an empty page, no lease
-            items = await ops.claim_inbox(ctx.tenant, target, limit)
+            items = await read(ctx.tenant, target, limit)
     finally:
         waiter.cancel()
         if wait:

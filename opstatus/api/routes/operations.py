@@ -87,28 +87,39 @@ def _render_one(ctx: Ctx, view: OperationView, status: int = 200) -> Response:
 
 @router.route(
     "POST", "/v1/operations", action=Action.TRIGGER, body=wire.CreateOperationIn,
-    response=wire.OperationOut, status=202, errors=(400, 404, 409, 413, 415, 422, 423),
+    response=wire.OperationOut, status=202, errors=(400, 403, 404, 409, 413, 415, 422, 423),
     params=(_IDEMPOTENCY,), headers=("Location", "Retry-After"),
 )  # fmt: skip
 async def create_operation(ctx: Ctx) -> Response:
-    """Trigger an operation on targets and/or groups."""
+    """Trigger an operation on targets and/or groups.
+
+    Every target (named, or a member of a named group) must be registered: unknown ones
+    answer 422 ``unknown_targets`` listing them all in ``unknown_targets``, and nothing
+    is created. ``"register_targets": true`` (a role that may manage targets) registers
+    them instead, as does the server setting ``OPSTATUS_REGISTER_TARGETS=1`` for every
+    create.
+    """
     body: wire.CreateOperationIn = ctx.body
     key = ctx.request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 200:
         raise errors.Invalid(
             "Idempotency-Key must be 1 to 200 characters", parameter="Idempotency-Key"
         )
+    if body.register_targets:
+        ctx.who.require(Action.MANAGE_TARGETS)
     request = CreateOperation(
         kind=body.kind, targets=body.targets, groups=body.groups, parameters=body.parameters,
         internal=body.internal, schedule_at=body.schedule_at,
         timeouts=Timeouts(
-            queue=body.timeouts.queue, lease=body.timeouts.lease, run=body.timeouts.run
+            queue=body.timeouts.queue, lease=body.timeouts.lease, run=body.timeouts.run,
+            heartbeat=body.timeouts.heartbeat,
         ),
         retries=int(body.retries), exclusive=body.exclusive, idempotency_key=key,
         rollout=Rollout(
             max_per_minute=_whole(body.rollout.max_per_minute),
             abort_after_failures=_whole(body.rollout.abort_after_failures),
         ),
+        register_targets=body.register_targets,
     )  # fmt: skip
     try:
         view, _ = await ctx.api.operations.create(ctx.tenant, request)

@@ -16,6 +16,10 @@ INSERT INTO targets (tenant_id, id, name, labels, created_at) VALUES ($1, $2, $3
 ON CONFLICT (tenant_id, id) DO NOTHING
 RETURNING tenant_id, id, name, labels, created_at
 
+-- name: target_insert_missing
+INSERT INTO targets (tenant_id, id, name, labels, created_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (tenant_id, id) DO NOTHING
+
 -- name: target_get
 SELECT tenant_id, id, name, labels, created_at FROM targets WHERE tenant_id = $1 AND id = $2
 
@@ -52,9 +56,9 @@ INSERT INTO operations (
     timeout_queue, timeout_lease, timeout_run, retries, exclusive, idempotency_key,
     request_hash, state, counts, progress_sum, total, eta, error, result,
     created_at, started_at, updated_at, completed_at, version, max_per_minute,
-    abort_after_failures)
+    abort_after_failures, timeout_heartbeat)
 VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-        $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)
+        $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)
 
 -- name: op_set_number
 UPDATE operations SET number = $3 WHERE tenant_id = $1 AND id = $2
@@ -101,6 +105,11 @@ SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2 ORDER BY tar
 -- executions_operation).
 SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2 AND target_id > $3
 ORDER BY target_id, id LIMIT $4
+
+-- name: exec_failing
+SELECT * FROM executions
+WHERE tenant_id = $1 AND operation_id = $2 AND state IN ('failed', 'timed_out')
+ORDER BY target_id, id LIMIT $3
 
 -- name: exec_get
 SELECT * FROM executions WHERE tenant_id = $1 AND id = $2

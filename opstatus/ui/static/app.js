@@ -89,6 +89,8 @@ async function stream(path, { after, onEvent, onState, signal }) {
         buffer = lines.pop(); // an incomplete line waits for the next chunk
         for (const line of lines) {
           if (line === "") { // a blank line dispatches the event
+            // `end`: the operation is final and the server closes; do not reconnect
+            if (event.type === "end") { reader.cancel(); return; }
             if (event.id !== null) lastId = event.id;
             if (event.data.length) onEvent(event.type, event.data.join("\n"));
             event = { id: null, type: "message", data: [] };

@@ -84,3 +84,6 @@ FOR UPDATE SKIP LOCKED
 UPDATE targets SET name = COALESCE($3, name), labels = labels || $4::jsonb
 WHERE tenant_id = $1 AND id = $2
 RETURNING tenant_id, id, name, labels, created_at
+
+-- name: targets_known
+SELECT id FROM targets WHERE tenant_id = $1 AND id = ANY($2::text[])

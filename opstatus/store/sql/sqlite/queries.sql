@@ -69,3 +69,6 @@ AND e.state IN (SELECT value FROM json_each({p}))
 UPDATE targets SET name = COALESCE($3, name), labels = json_patch(labels, $4)
 WHERE tenant_id = $1 AND id = $2
 RETURNING tenant_id, id, name, labels, created_at
+
+-- name: targets_known
+SELECT id FROM targets WHERE tenant_id = $1 AND id IN (SELECT value FROM json_each($2))
