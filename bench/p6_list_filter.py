@@ -470,7 +470,7 @@ def _queries(server: Server, key: str, now: datetime.datetime) -> list[ListQuery
         ListQuery(
             name="kind=config-push (3 %)",
             params={**limit, "kind": "config-push"},
-            store=OperationQuery(limit=PAGE, kind="config-push"),
+            store=OperationQuery(limit=PAGE, kinds=["config-push"]),
         ),
         ListQuery(
             name="target=2 of 200",

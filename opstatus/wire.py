@@ -96,11 +96,12 @@ class CancelIn(_In):
 
 
 class TargetIn(_In):
-    """``POST /v1/targets``."""
+    """``POST /v1/targets``: a new target, or a merge into the one that exists (the
+    ``name`` given replaces its name, the ``labels`` given are merged key by key)."""
 
     id: Id
     name: Name | None = None
-    labels: dict[str, Annotated[str, Meta(max_length=1000)]] = {}
+    labels: dict[str, Annotated[str, Meta(max_length=1000)]] | None = None
 
 
 class GroupIn(_In):

@@ -168,16 +168,22 @@ def _headers(names: Iterable[str], *, required: Iterable[str] = ()) -> dict[str,
     }
 
 
-def _responses(ep: Endpoint) -> dict[str, Any]:
+def _success(ep: Endpoint, status: int, headers: tuple[str, ...]) -> dict[str, Any]:
     success: dict[str, Any] = {
-        "description": http.HTTPStatus(ep.status).phrase,
-        "headers": _headers((*ep.headers, *RATE_LIMIT_HEADERS), required=ep.headers),
+        "description": http.HTTPStatus(status).phrase,
+        "headers": _headers((*headers, *RATE_LIMIT_HEADERS), required=headers),
     }
-    if ep.status != 204 and ep.response is not None:
+    if status != 204 and ep.response is not None:
         success["content"] = {
             media: {"schema": _media_schema(ep.response, media)} for media in ep.media
         }
-    out: dict[str, Any] = {str(ep.status): success}
+    return success
+
+
+def _responses(ep: Endpoint) -> dict[str, Any]:
+    out: dict[str, Any] = {str(ep.status): _success(ep, ep.status, ep.headers)}
+    for status in ep.also:
+        out[str(status)] = _success(ep, status, ())
     if any(p.name.lower() == "if-none-match" for p in ep.params):
         out["304"] = {
             "description": "Not Modified: the version named by If-None-Match is current",

@@ -232,7 +232,9 @@ async def _collect(call: Call, cmd: str) -> Answer:
 
 async def _refuse_busy(call: Call, kind: str, collectors: Sequence[Target]) -> None:
     """409 before any run starts when a chosen collector's run of ``kind`` is active."""
-    query = OperationQuery(targets=[t.id for t in collectors], kind=kind, states=_ACTIVE, limit=1)
+    query = OperationQuery(
+        targets=[t.id for t in collectors], kinds=[kind], states=_ACTIVE, limit=1
+    )
     page_ = await call.api.operations.find(call.tenant, query)
     if page_.items:
         busy: OperationView = page_.items[0]

@@ -171,9 +171,9 @@ class OperationQuery:
 
     ids: Sequence[str] = ()
     targets: Sequence[str] = ()
-    group: str | None = None
+    groups: Sequence[str] = ()  #: aimed at any of these groups
     states: Sequence[OperationState] = ()
-    kind: str | None = None
+    kinds: Sequence[str] = ()
     internal: bool | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None

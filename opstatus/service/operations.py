@@ -6,7 +6,7 @@ import base64
 import binascii
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import msgspec
@@ -134,15 +134,18 @@ class Operations:
         tenant: str,
         target_id: str,
         name: str | None = None,
-        labels: dict[str, str] | None = None,
-    ) -> Target:
-        """Register or update a target."""
+        labels: Mapping[str, str] | None = None,
+    ) -> tuple[Target, bool]:
+        """Register a target, or merge into the one that exists: a ``name`` given
+        replaces its name, ``labels`` given are merged key by key, and what is not
+        given is kept. Returns the target and whether it was created."""
         _check_id(target_id, "target", self.limits.max_id_length)
         return await self.store.put_target(
             Target(
-                tenant=tenant, id=target_id, name=name or target_id, labels=labels or {},
+                tenant=tenant, id=target_id, name=name or target_id, labels=dict(labels or {}),
                 created_at=self.clock(),
-            )
+            ),
+            keep_name=name is None,
         )  # fmt: skip
 
     async def put_group(
@@ -320,7 +323,7 @@ class Operations:
             return kept[1]
         finished = [OperationState.SUCCEEDED, OperationState.FAILED, OperationState.CANCELLED]
         recent = await self.store.list_operations(
-            tenant, OperationQuery(kind=kind, states=finished, limit=20)
+            tenant, OperationQuery(kinds=[kind], states=finished, limit=20)
         )
         durations = sorted(
             (op.completed_at - op.created_at).total_seconds()

@@ -102,8 +102,12 @@ class Store(abc.ABC):
         """Read a tenant; NotFound if absent."""
 
     @abc.abstractmethod
-    async def put_target(self, target: records.Target) -> records.Target:
-        """Create or update a target's name and labels."""
+    async def put_target(
+        self, target: records.Target, *, keep_name: bool = False
+    ) -> tuple[records.Target, bool]:
+        """Create a target, or merge into the one that exists (its creation time kept,
+        its labels merged key by key, its name replaced unless ``keep_name``); the
+        target and whether it was created."""
 
     @abc.abstractmethod
     async def get_target(self, tenant: str, target_id: str) -> records.Target:

@@ -96,21 +96,25 @@ class SqlStore(port.Store):
             raise errors.NotFound(f"no tenant {tenant_id!r}")
         return rows.tenant(row, self._c)
 
-    async def put_target(self, target: records.Target) -> records.Target:
-        """Upsert a target."""
+    async def put_target(
+        self, target: records.Target, *, keep_name: bool = False
+    ) -> tuple[records.Target, bool]:
+        """Create a target, or merge into the one that exists; True when created."""
         c = self._c
         async with self._d.write() as tx:
             await self._require_tenant(tx, target.tenant)
+            labels = c.js(dict(target.labels))
+            args = (target.tenant, target.id)
             row = await tx.fetchrow(
-                self._q["target_upsert"],
-                target.tenant,
-                target.id,
-                target.name,
-                c.js(dict(target.labels)),
-                c.ts(target.created_at),
+                self._q["target_insert"], *args, target.name, labels, c.ts(target.created_at)
             )
+            if row is not None:
+                return rows.target(row, c), True
+            # the insert found the target (and waited for whoever made it): merge into it
+            name = None if keep_name else target.name
+            row = await tx.fetchrow(self._q["target_merge"], *args, name, labels)
         assert row is not None
-        return rows.target(row, c)
+        return rows.target(row, c), False
 
     async def get_target(self, tenant: str, target_id: str) -> records.Target:
         """Read a target."""
@@ -298,9 +302,9 @@ class SqlStore(port.Store):
         filters: list[tuple[str, Any]] = [
             ("filter_ids", c.arr(query.ids) if query.ids else None),
             ("filter_targets", c.arr(query.targets) if query.targets else None),
-            ("filter_group", query.group),
+            ("filter_groups", c.arr(query.groups) if query.groups else None),
             ("filter_states", c.arr([str(s) for s in query.states]) if query.states else None),
-            ("filter_kind", query.kind),
+            ("filter_kinds", c.arr(query.kinds) if query.kinds else None),
             ("filter_internal", None if query.internal is None else c.flag(query.internal)),
             ("filter_created_after", c.ts(query.created_after)),
             ("filter_created_before", c.ts(query.created_before)),

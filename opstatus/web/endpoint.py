@@ -8,6 +8,7 @@ render. The same records generate ``/openapi.json``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -122,6 +123,7 @@ class Endpoint:
     body_required: bool = True
     response: type | None = None
     status: int = 200
+    also: tuple[int, ...] = ()  #: other success statuses, same body, without ``headers``
     errors: tuple[int, ...] = ()
     params: tuple[Param, ...] = ()
     headers: tuple[str, ...] = ()  #: response headers on success
@@ -196,6 +198,8 @@ def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = Non
         msgspec.json.Decoder(ep.body) if ep.body is not None else None
     )
 
+    fields = _body_fields(ep)
+
     async def run(request: Request) -> Response:
         api: Api = request.app.state.api
         limit_headers: dict[str, str] = {}
@@ -210,22 +214,43 @@ def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = Non
                 _authorize(principal, ep.action)
             render.negotiate(request)  # a bad ``format`` is refused before anything is done
             body: Any = None
+            raw = b""
             if decoder is not None:
                 raw = await read_body(request, api.max_body)
                 if raw:
                     body = decode(decoder, raw)
-                elif ep.body_required:
-                    raise errors.Invalid("a JSON body is required", parameter="body")
+                elif ep.body_required:  # no body is a body that is not valid (422)
+                    raise msgspec.ValidationError("a JSON body is required")
             response = await ep.handler(Ctx(request, api, principal, body))
         except errors.DomainError as exc:
-            response = problems.from_error(exc, current)
+            response = _fault(exc, fields, current)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            response = problems.from_validation(exc)
+            response = problems.from_validation(exc, ep.body, raw)
         response.headers.update(limit_headers)
         return response
 
     run.__name__ = ep.handler.__name__
     return Route(ep.path, run, methods=[ep.method])
+
+
+def _body_fields(ep: Endpoint) -> frozenset[str]:
+    """The names of ``ep``'s body fields that no query, path or header parameter shares."""
+    if ep.body is None:
+        return frozenset()
+    declared = {p.name for p in ep.params} | set(re.findall(r"\{([^}:]+)\}", ep.path))
+    return frozenset(f.encode_name for f in msgspec.structs.fields(ep.body)) - declared
+
+
+def _fault(
+    exc: errors.DomainError, fields: frozenset[str], current: problems.CurrentRenderer | None
+) -> Response:
+    """The problem for a domain error. A plain Invalid about a field of the body is the
+    body's fault, as a schema violation is: 422 ``invalid_body`` (docs/architecture.md,
+    Canonical shapes); parameters and headers keep 400 ``invalid``."""
+    parameter = str(exc.context.get("parameter") or "")
+    if type(exc) is errors.Invalid and re.split(r"[.\[]", parameter, maxsplit=1)[0] in fields:
+        return problems.problem(422, "invalid_body", exc.detail, parameter=parameter)
+    return problems.from_error(exc, current)
 
 
 #: methods a path without them answers 405 to

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypeVar
 
@@ -128,7 +128,14 @@ def timestamp(request: Request, name: str) -> datetime | None:
         raise _bad(name, f"must be an RFC 3339 time, got {raw!r}") from None
     if value.tzinfo is None:
         raise _bad(name, "needs a time zone (e.g. 2026-01-01T00:00:00Z)")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before any time stored
+        return (
+            datetime.min.replace(tzinfo=UTC)
+            if value.year == 1
+            else datetime.max.replace(tzinfo=UTC)
+        )
 
 
 def text(request: Request, name: str) -> str | None:

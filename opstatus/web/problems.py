@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -97,13 +99,103 @@ def from_error(exc: errors.DomainError, current: CurrentRenderer | None = None) 
     return problem(status, exc.code, exc.detail, headers, **extra)
 
 
-def from_validation(exc: msgspec.ValidationError | msgspec.DecodeError) -> Response:
-    """A body that is not valid JSON (400) or not a valid document (422)."""
+def from_validation(
+    exc: msgspec.ValidationError | msgspec.DecodeError, body: type | None = None, raw: bytes = b""
+) -> Response:
+    """A body that is not valid JSON (400) or not a valid document (422).
+
+    Where the field at fault takes one of a set of values (an enum, or a pattern that is
+    a choice of literals), the detail names the value sent and lists the valid ones,
+    read from ``body``'s JSON Schema, instead of msgspec's message (which shows the
+    pattern as an escaped regex).
+    """
     if isinstance(exc, msgspec.ValidationError):
         message = str(exc)
-        parameter = message.rpartition("at `$.")[2].rstrip("`") if "at `$." in message else None
+        at = _AT.search(message)
+        parameter = at.group("path").lstrip(".") if at else None
+        missing = _MISSING_FIELD.match(message)
+        if missing is not None:  # the field that is missing, not the object it is missing in
+            parameter = ".".join(filter(None, (parameter, missing["field"])))
+        if at is not None and body is not None:
+            message = _with_choices(message, at, body, raw)
         return problem(422, "invalid_body", message, parameter=parameter)
     return problem(400, "malformed_body", f"the body is not valid JSON: {exc}")
+
+
+#: where msgspec says a validation error is: `` - at `$.events[0]` ``
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+#: msgspec's words for a required field that is absent
+_MISSING_FIELD = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+#: one step of such a path: a field name or a list index
+_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[([0-9]+)\]")
+#: a pattern that is a choice of literal strings, as wire types spell them
+_LITERALS = re.compile(r"\^\(\?:(.*)\)\$")
+
+
+def _with_choices(message: str, at: re.Match[str], body: type, raw: bytes) -> str:
+    steps = [(name, int(index) if index else None) for name, index in _STEP.findall(at["path"])]
+    choices = _choices(_schema_at(body, steps))
+    if choices is None:
+        return message
+    place = f"`${at['path']}`"
+    sent = _value_at(raw, steps)
+    got = "" if sent is _MISSING else f", got {msgspec.json.encode(sent).decode()[:100]}"
+    return f"{place} must be one of: {', '.join(choices)}{got}"
+
+
+_MISSING = object()
+
+
+def _value_at(raw: bytes, steps: list[tuple[str, int | None]]) -> Any:
+    try:
+        node: Any = msgspec.json.decode(raw)
+        for name, index in steps:
+            node = node[name] if index is None else node[index]
+    except (msgspec.DecodeError, LookupError, TypeError):
+        return _MISSING
+    return node
+
+
+@functools.cache
+def _json_schema(body: type) -> dict[str, Any]:
+    return msgspec.json.schema(body)
+
+
+def _schema_at(body: type, steps: list[tuple[str, int | None]]) -> dict[str, Any]:
+    root = _json_schema(body)
+    defs: dict[str, Any] = root.get("$defs", {})
+    node = _resolve(root, defs)
+    for name, index in steps:
+        node = node.get("items", {}) if index is not None else node.get("properties", {})
+        node = _resolve(node if index is not None else node.get(name, {}), defs)
+    return node
+
+
+def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """``node`` with its ``$ref`` followed and an optional's null branch dropped."""
+    for _ in range(8):  # refs and optionals nest a few levels at most
+        if "$ref" in node:
+            node = defs.get(node["$ref"].rpartition("/")[2], {})
+        elif "anyOf" in node:
+            branches = [b for b in node["anyOf"] if b.get("type") != "null"]
+            node = branches[0] if len(branches) == 1 else {}
+        else:
+            break
+    return node
+
+
+def _choices(schema: dict[str, Any]) -> list[str] | None:
+    """The values ``schema`` admits when it is a closed set of strings."""
+    if "enum" in schema:
+        return [str(v) for v in schema["enum"]]
+    literals = _LITERALS.fullmatch(schema.get("pattern", ""))
+    if literals is None:
+        return None
+    parts = re.split(r"(?<!\\)\|", literals.group(1))
+    values = [re.sub(r"\\(.)", r"\1", part) for part in parts]
+    if any(re.escape(v) != part for v, part in zip(values, parts, strict=True)):
+        return None  # a real regex, not a list of values
+    return values
 
 
 async def http_exception(request: Request, exc: Exception) -> Response:

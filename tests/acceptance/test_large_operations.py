@@ -109,5 +109,5 @@ def test_more_targets_than_the_setting_allows_are_refused(tmp_path: Path) -> Non
         refused = server.http.post(
             "/v1/operations", json=body, headers={"X-API-Key": server.admin_key}
         )
-        assert refused.status_code == 400, refused.text
+        assert refused.status_code == 422, refused.text
         assert "at most 3 targets" in refused.json()["detail"]

@@ -392,7 +392,7 @@ def test_private_and_loopback_urls_are_refused(strict_server: Server) -> None:
         response = server.http.post(
             "/v1/webhooks", json={"url": url, "events": ["*"]}, headers=tenant.admin.headers
         )
-        assert response.status_code == 400, (url, response.text)
+        assert response.status_code == 422, (url, response.text)
         problem = response.json()
         assert problem["parameter"] == "url" and reason in problem["detail"], (url, problem)
     for body in (

@@ -68,7 +68,7 @@ async def test_documents_deeper_than_the_limit_are_refused_at_the_door(
     answer = await client.post(
         "/v1/operations", json={"kind": "k", "targets": ["a"], "parameters": {"x": deep}}
     )
-    assert answer.status_code == 400, answer.text
+    assert answer.status_code == 422, answer.text
     assert "deeper than 100 levels" in answer.json()["detail"]
 
 

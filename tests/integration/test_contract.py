@@ -65,17 +65,23 @@ async def test_tenants(store: Store) -> None:
 
 
 async def test_targets_upsert_and_list(store: Store) -> None:
-    await store.put_target(Target(tenant=TENANT, id="b", name="B", labels={}, created_at=NOW))
-    await store.put_target(
-        Target(tenant=TENANT, id="a", name="A", labels={"rack": "1"}, created_at=NOW)
+    _, new = await store.put_target(
+        Target(tenant=TENANT, id="b", name="B", labels={}, created_at=NOW)
     )
-    again = await store.put_target(
+    assert new
+    await store.put_target(
+        Target(tenant=TENANT, id="a", name="A", labels={"rack": "1", "zone": "x"}, created_at=NOW)
+    )
+    again, new = await store.put_target(
         Target(tenant=TENANT, id="a", name="A2", labels={"rack": "2"}, created_at=LATER)
     )
-    # an upsert keeps the first creation time
-    assert (again.name, dict(again.labels), again.created_at) == ("A2", {"rack": "2"}, NOW)
+    # an upsert keeps the first creation time and merges labels key by key
+    assert not new
+    assert (again.name, dict(again.labels), again.created_at) == (
+        "A2", {"rack": "2", "zone": "x"}, NOW,
+    )  # fmt: skip
     got = await store.get_target(TENANT, "a")
-    assert (got.name, dict(got.labels), got.created_at) == ("A2", {"rack": "2"}, NOW)
+    assert (got.name, dict(got.labels), got.created_at) == ("A2", {"rack": "2", "zone": "x"}, NOW)
     assert [t.id for t in await store.list_targets(TENANT, after="", limit=10)] == ["a", "b"]
     assert [t.id for t in await store.list_targets(TENANT, after="a", limit=10)] == ["b"]
     assert [t.id for t in await store.list_targets(TENANT, after="", limit=1)] == ["a"]
@@ -83,6 +89,16 @@ async def test_targets_upsert_and_list(store: Store) -> None:
         await store.get_target("other", "a")
     with pytest.raises(errors.NotFound):
         await store.put_target(Target(tenant="nobody", id="a", name="", labels={}, created_at=NOW))
+
+
+async def test_a_target_merge_may_keep_its_name(store: Store) -> None:
+    await store.put_target(
+        Target(tenant=TENANT, id="a", name="Named", labels={"rack": "1"}, created_at=NOW)
+    )
+    kept, new = await store.put_target(
+        Target(tenant=TENANT, id="a", name="a", labels={}, created_at=LATER), keep_name=True
+    )
+    assert (new, kept.name, dict(kept.labels)) == (False, "Named", {"rack": "1"})
 
 
 async def test_groups_replace_members_in_order(store: Store) -> None:
@@ -466,21 +482,27 @@ async def test_list_filters(ops: Operations, store: Store) -> None:
     assert await ids(ids=[first, third, "op_nope"]) == [third, first]
     assert await ids(targets=["b", "c"]) == [third, second]
     assert await ids(targets=["a"]) == [second, first]
-    assert await ids(group="g") == [first]
+    assert await ids(groups=["g"]) == [first]
+    assert await ids(groups=["nope", "g"]) == [first]
     assert await ids(states=[OperationState.CANCELLED]) == [third]
     assert await ids(states=[OperationState.QUEUED]) == [second, first]
     assert await ids(states=[OperationState.QUEUED, OperationState.CANCELLED]) == [
         third, second, first,
     ]  # fmt: skip
-    assert await ids(kind="scan") == [second, first]
+    assert await ids(kinds=["scan"]) == [second, first]
+    assert await ids(kinds=["update", "scan"]) == [third, second, first]
+    assert await ids(kinds=["nope"]) == []
     assert await ids(internal=True) == [second]
     assert await ids(internal=False) == [third, first]
     created = (await ops.get(TENANT, second)).operation.created_at
     assert await ids(created_after=created) == [third, second]  # inclusive
     assert await ids(created_before=created) == [first]  # exclusive
+    # the ends of time (what a query's odd but valid times clamp to) are filters too
+    assert await ids(created_before=datetime.min.replace(tzinfo=UTC)) == []
+    assert await ids(created_before=datetime.max.replace(tzinfo=UTC)) == [third, second, first]
     assert await ids(before_number=3) == [second, first]
     assert await ids(limit=1, offset=1) == [second]
-    assert await ids(kind="scan", internal=False, targets=["a"]) == [first]
+    assert await ids(kinds=["scan"], internal=False, targets=["a"]) == [first]
     page = await ops.find(TENANT, OperationQuery())
     assert [list(v.targets) for v in page.items] == [["c"], ["a", "b"], ["a"]]
 

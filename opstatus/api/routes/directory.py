@@ -15,13 +15,19 @@ router = Router("targets")
 
 @router.route(
     "POST", "/v1/targets", action=Action.MANAGE_TARGETS, body=wire.TargetIn,
-    response=wire.TargetOut, **pages.CREATED,
+    response=wire.TargetOut, **pages.CREATED, also=(200,),
 )  # fmt: skip
 async def put_target(ctx: Ctx) -> Response:
-    """Register a target (or update its name and labels)."""
+    """Register a target (201), or merge the name and labels given into the one that
+    exists (200): labels merge key by key, what is not given is kept."""
     body: wire.TargetIn = ctx.body
-    target = await ctx.api.operations.put_target(ctx.tenant, body.id, body.name, body.labels)
-    return pages.created(ctx.request, convert.target(target), "targets", target.id, root="target")
+    ops = ctx.api.operations
+    target, new = await ops.put_target(ctx.tenant, body.id, body.name, body.labels)
+    if new:
+        return pages.created(
+            ctx.request, convert.target(target), "targets", target.id, root="target"
+        )
+    return render.respond(ctx.request, convert.target(target), root="target")
 
 
 @router.route(

@@ -43,7 +43,7 @@ WebhookUrl = Annotated[
         max_length=MAX_URL,
         pattern="^[Hh][Tt][Tt][Pp][Ss]?://",
         description="http(s) URL; it must resolve to public addresses only, unless the "
-        "server runs with OPSTATUS_WEBHOOK_ALLOW_PRIVATE=1 (else 400)",
+        "server runs with OPSTATUS_WEBHOOK_ALLOW_PRIVATE=1 (else 422)",
     ),
 ]
 

@@ -11,9 +11,9 @@ SELECT id, name, created_at FROM tenants WHERE id = $1
 UPDATE tenants SET op_seq = op_seq + $2, event_seq = event_seq + $3
 WHERE id = $1 RETURNING op_seq, event_seq
 
--- name: target_upsert
+-- name: target_insert
 INSERT INTO targets (tenant_id, id, name, labels, created_at) VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name, labels = excluded.labels
+ON CONFLICT (tenant_id, id) DO NOTHING
 RETURNING tenant_id, id, name, labels, created_at
 
 -- name: target_insert_missing
@@ -148,9 +148,6 @@ SELECT * FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
 -- name: events_after_op
 SELECT * FROM events WHERE tenant_id = $1 AND operation_id = $2 AND seq > $3
 ORDER BY seq LIMIT $4
-
--- name: filter_kind
-AND o.kind = {p}
 
 -- name: filter_created_after
 AND o.created_at >= {p}

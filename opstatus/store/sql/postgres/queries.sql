@@ -41,8 +41,11 @@ AND o.state = ANY({p}::text[])
 AND EXISTS (SELECT 1 FROM executions e WHERE e.operation_id = o.id
             AND e.target_id = ANY({p}::text[]))
 
--- name: filter_group
-AND o.groups ? {p}
+-- name: filter_groups
+AND o.groups ?| {p}::text[]
+
+-- name: filter_kinds
+AND o.kind = ANY({p}::text[])
 
 -- name: filter_internal
 AND o.internal = {p}
@@ -75,6 +78,12 @@ FOR UPDATE
 -- name: lock_rows_skip_locked
 -- (a fragment) replicas each take rows no other has taken (sweeps, purges)
 FOR UPDATE SKIP LOCKED
+
+-- name: target_merge
+-- a target that exists keeps its creation time; labels merge key by key, a NULL name keeps it
+UPDATE targets SET name = COALESCE($3, name), labels = labels || $4::jsonb
+WHERE tenant_id = $1 AND id = $2
+RETURNING tenant_id, id, name, labels, created_at
 
 -- name: targets_known
 SELECT id FROM targets WHERE tenant_id = $1 AND id = ANY($2::text[])

@@ -40,8 +40,11 @@ AND o.state IN (SELECT value FROM json_each({p}))
 AND EXISTS (SELECT 1 FROM executions e WHERE e.operation_id = o.id
             AND e.target_id IN (SELECT value FROM json_each({p})))
 
--- name: filter_group
-AND EXISTS (SELECT 1 FROM json_each(o.groups) WHERE value = {p})
+-- name: filter_groups
+AND EXISTS (SELECT 1 FROM json_each(o.groups) g WHERE g.value IN (SELECT value FROM json_each({p})))
+
+-- name: filter_kinds
+AND o.kind IN (SELECT value FROM json_each({p}))
 
 -- name: filter_internal
 AND o.internal = {p}
@@ -60,6 +63,12 @@ AND e.state IN (SELECT value FROM json_each({p}))
 
 -- name: lock_rows_skip_locked
 -- (a fragment) one writer at a time: nothing to skip
+
+-- name: target_merge
+-- a target that exists keeps its creation time; labels merge key by key, a NULL name keeps it
+UPDATE targets SET name = COALESCE($3, name), labels = json_patch(labels, $4)
+WHERE tenant_id = $1 AND id = $2
+RETURNING tenant_id, id, name, labels, created_at
 
 -- name: targets_known
 SELECT id FROM targets WHERE tenant_id = $1 AND id IN (SELECT value FROM json_each($2))
