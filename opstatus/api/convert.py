@@ -32,11 +32,7 @@ def inbox_item(item: InboxItem) -> wire.InboxItemOut:
     """An execution as its target receives it."""
     e = item.execution
     return wire.InboxItemOut(
-        id=e.id, operation_id=e.operation_id, target=e.target, state=e.state,
-        progress=e.progress, eta=e.eta, details=dict(e.details), error=e.error,
-        result=e.result, attempt=e.attempt, version=e.version, queued_at=e.queued_at,
-        started_at=e.started_at, updated_at=e.updated_at, finished_at=e.finished_at,
-        heartbeat_expires_at=_heartbeat(e),
+        **msgspec.structs.asdict(execution(e)),
         kind=item.kind, parameters=item.parameters, lease_expires_at=e.lease_expires_at,
     )  # fmt: skip
 

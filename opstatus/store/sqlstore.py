@@ -7,7 +7,7 @@ transactions, value encoding and the dialect's SQL blocks.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -401,21 +401,27 @@ class SqlStore(port.Store):
         self, tenant: str, execution_id: str, now: datetime
     ) -> records.Execution:
         """Queue a finished-unsuccessfully execution again."""
-        async with self._d.write() as tx:
-            before = await self._lock_execution(tx, tenant, execution_id)
-            _, [after] = await self._apply(
-                tx, tenant, [(before, changes.retry(before, now))], now, reason="retry"
-            )
-        return after
+        return await self._step_one(tenant, execution_id, now, changes.retry, "retry")
 
     async def release_execution(
         self, tenant: str, execution_id: str, now: datetime
     ) -> records.Execution:
         """Give held work back to the queue, attempt kept."""
+        return await self._step_one(tenant, execution_id, now, changes.hand_back, "released")
+
+    async def _step_one(
+        self,
+        tenant: str,
+        execution_id: str,
+        now: datetime,
+        step: Callable[[records.Execution, datetime], records.Execution],
+        reason: str,
+    ) -> records.Execution:
+        """Apply ``step`` to one execution under its row lock, with ``reason``."""
         async with self._d.write() as tx:
             before = await self._lock_execution(tx, tenant, execution_id)
             _, [after] = await self._apply(
-                tx, tenant, [(before, changes.hand_back(before, now))], now, reason="released"
+                tx, tenant, [(before, step(before, now))], now, reason=reason
             )
         return after
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
 from starlette.responses import Response
 
 from opstatus import wire
@@ -9,6 +12,8 @@ from opstatus.api import convert, pages
 from opstatus.domain.roles import Action
 from opstatus.web import params, render
 from opstatus.web.endpoint import Ctx, Router
+
+_T = TypeVar("_T")
 
 router = Router("targets")
 
@@ -51,9 +56,7 @@ async def list_targets(ctx: Ctx) -> Response:
 )  # fmt: skip
 async def get_target(ctx: Ctx) -> Response:
     """One target."""
-    params.only(ctx.request, [])
-    target = await ctx.api.operations.store.get_target(ctx.tenant, ctx.path("id"))
-    return render.respond(ctx.request, convert.target(target), root="target")
+    return await _one(ctx, ctx.api.operations.store.get_target, convert.target, "target")
 
 
 @router.route(
@@ -72,6 +75,16 @@ async def put_group(ctx: Ctx) -> Response:
 )  # fmt: skip
 async def get_group(ctx: Ctx) -> Response:
     """One group with its members."""
+    return await _one(ctx, ctx.api.operations.store.get_group, convert.group, "group")
+
+
+async def _one(
+    ctx: Ctx,
+    read: Callable[[str, str], Awaitable[_T]],
+    shape: Callable[[_T], Any],
+    root: str,
+) -> Response:
+    """The resource ``read`` finds by the path's id in the caller's tenant, as ``shape``
+    renders it (no query parameters taken)."""
     params.only(ctx.request, [])
-    group = await ctx.api.operations.store.get_group(ctx.tenant, ctx.path("id"))
-    return render.respond(ctx.request, convert.group(group), root="group")
+    return render.respond(ctx.request, shape(await read(ctx.tenant, ctx.path("id"))), root=root)

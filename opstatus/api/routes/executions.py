@@ -22,6 +22,13 @@ def _etag(execution: Execution) -> dict[str, str]:
     return {"ETag": f'"{execution.version}"'}
 
 
+def _answer(ctx: Ctx, execution: Execution) -> Response:
+    """The execution as the answer, with its version as the ETag."""
+    return render.respond(
+        ctx.request, convert.execution(execution), headers=_etag(execution), root="execution"
+    )
+
+
 async def _own(ctx: Ctx, execution_id: str, action: Action) -> Execution:
     """The execution, if the caller may touch it: agents only on their own targets."""
     execution = await ctx.api.operations.get_execution(ctx.tenant, execution_id)
@@ -111,10 +118,7 @@ async def update_execution(ctx: Ctx) -> Response:
 )  # fmt: skip
 async def retry_execution(ctx: Ctx) -> Response:
     """Queue a failed or timed-out execution again."""
-    execution = await ctx.api.operations.retry_execution(ctx.tenant, ctx.path("id"))
-    return render.respond(
-        ctx.request, convert.execution(execution), headers=_etag(execution), root="execution"
-    )
+    return _answer(ctx, await ctx.api.operations.retry_execution(ctx.tenant, ctx.path("id")))
 
 
 @router.route(
@@ -126,10 +130,7 @@ async def release_execution(ctx: Ctx) -> Response:
     the target, without spending an attempt. 409 unless a target holds it (dispatched,
     acknowledged or in progress)."""
     await _own(ctx, ctx.path("id"), Action.REPORT)
-    execution = await ctx.api.operations.release_execution(ctx.tenant, ctx.path("id"))
-    return render.respond(
-        ctx.request, convert.execution(execution), headers=_etag(execution), root="execution"
-    )
+    return _answer(ctx, await ctx.api.operations.release_execution(ctx.tenant, ctx.path("id")))
 
 
 async def _known_target(ctx: Ctx, target: str) -> None:
