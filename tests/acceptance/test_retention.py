@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import httpx
 
@@ -36,13 +37,18 @@ def test_purged_operations_answer_410_everywhere(store_url: str, tmp_path: Path)
 
         _gone_when_purged(api, f"/v1/operations/{op['id']}")
         bearer = {"Authorization": f"Bearer {srv.admin_key}"}
+        # The SBC takes only its own access token (Basic key id:secret at auth/token).
+        token = api.post("/rest/v1.2/auth/token", auth=(srv.admin.id, srv.admin_key))
+        assert token.status_code == 200, token.text
+        access = ET.fromstring(token.content).findtext("data/accessToken")
+        sbc = {"Authorization": f"Bearer {access}"}
         gone = {
             "canonical operation": api.get(f"/v1/operations/{op['id']}"),
             "canonical executions": api.get(f"/v1/operations/{op['id']}/executions"),
             "canonical execution": api.get(f"/v1/executions/{execution_id}"),
             "canonical events": api.get(f"/v1/operations/{op['id']}/events"),
             "webex": api.get("/v1/videoMesh/testStatus", params={"commandId": op["id"]}),
-            "sbc": api.get("/rest/v1.2/admin/asyncstatus", headers=bearer),
+            "sbc": api.get("/rest/v1.2/admin/asyncstatus", headers=sbc),
             "rsa": api.get(
                 "/aveksa/command.submit",
                 params={"cmd": "getRunStatus", "run-id": op["number"], "format": "json"},
