@@ -130,7 +130,7 @@ class Agent:
 
 
 #: the machines of the account service's fleet (registered targets)
-MACHINES = ("m1", "m2", "m3", "m9", "a", "b", "c")
+MACHINES = ("m1", "m2", "m3", "m9", "a", "b", "c", "p1", "p2")
 
 
 @pytest.fixture

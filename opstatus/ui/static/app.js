@@ -457,10 +457,23 @@ $("target-search").addEventListener("submit", (event) => {
   go(path, { state: query.get("state"), q: event.target.q.value.trim() });
 });
 
-// The page of one operation. It reads the operation with all its executions once (the
-// executions list has no paging), renders one page of them, and keeps them current
+// The page of one operation. It reads the operation with all its executions once (a
+// large one's single read embeds only its first executions: the rest come from the
+// executions list, a page at a time), renders one page of them, and keeps them current
 // from the operation's event stream, re-reading the whole at most once a second (every
 // ten seconds past BIG targets, whose read is megabytes).
+// Every execution of one operation, through its executions list (pages of 1000).
+async function allExecutions(id, signal) {
+  const items = [];
+  let cursor = null;
+  do {
+    const page = await api(`/v1/operations/${encodeURIComponent(id)}/executions`, { limit: 1000, cursor });
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor && !signal.aborted);
+  return items;
+}
+
 function operationView(id, query) {
   const controller = new AbortController();
   const model = { op: null, byId: new Map(), history: new Map(), timeline: [], query, cards: new Map() };
@@ -468,6 +481,7 @@ function operationView(id, query) {
   const load = async () => {
     try {
       const op = await api(`/v1/operations/${encodeURIComponent(id)}`);
+      if (op.executions_truncated) op.executions = await allExecutions(id, controller.signal);
       if (controller.signal.aborted) return;
       model.op = op;
       model.byId = new Map((op.executions || []).map((execution) => [execution.id, execution]));
