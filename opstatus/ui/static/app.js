@@ -481,7 +481,10 @@ function operationView(id, query) {
   const load = async () => {
     try {
       const op = await api(`/v1/operations/${encodeURIComponent(id)}`);
-      if (op.executions_truncated) op.executions = await allExecutions(id, controller.signal);
+      if (op.executions_truncated) {
+        op.executions = await allExecutions(id, controller.signal);
+        op.targets = op.executions.map((execution) => execution.target);
+      }
       if (controller.signal.aborted) return;
       model.op = op;
       model.byId = new Map((op.executions || []).map((execution) => [execution.id, execution]));
