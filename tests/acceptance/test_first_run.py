@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -125,8 +126,11 @@ def _plain_env() -> dict[str, str]:
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_run_takes_the_port() -> None:
+    # Under ``make test`` the environment carries the outer make's flags, which would
+    # make this one print "Entering/Leaving directory" lines: start it clean.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     planned = subprocess.run(
-        ["make", "-n", "run", "PORT=9137"], cwd=ROOT, capture_output=True, text=True,
-        timeout=30, check=True,
+        ["make", "--no-print-directory", "-n", "run", "PORT=9137"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=30, check=True,
     ).stdout  # fmt: skip
     assert planned.strip().splitlines()[-1].endswith("opstatus serve --port 9137")
