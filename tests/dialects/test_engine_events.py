@@ -169,8 +169,11 @@ def test_queue_timeout(server: Server, views: Views) -> None:
     assert (job["jobstart"], job["jobprogress"], job["jobfailed"]) == (None, 0, 1)
 
 
-def test_run_timeout(server: Server, views: Views) -> None:
-    ops = {d: create(server, d, timeouts={"run": 1}) for d in DIALECTS}
+@pytest.mark.parametrize("deadline", ["run", "heartbeat"])
+def test_started_work_times_out(server: Server, views: Views, deadline: str) -> None:
+    """A run timeout, or a heartbeat that lapses (the agent went silent, no retry left):
+    timed out, and every dialect shows it as its vendor shows a timeout."""
+    ops = {d: create(server, d, timeouts={deadline: 1}) for d in DIALECTS}
     for dialect in DIALECTS:
         start(server, dialect)
         assert views.word(dialect, ops[dialect]) == WORDS["in_progress"][dialect]
@@ -180,19 +183,6 @@ def test_run_timeout(server: Server, views: Views) -> None:
         assert views.word(dialect, op) == WORDS["timed_out"][dialect], dialect
     job = views.get("clanforge", ops["clanforge"]).json()
     assert job["jobstart"] is not None and job["jobfailed"] == 1
-
-
-def test_heartbeat_lapses(server: Server, views: Views) -> None:
-    """Started work whose agent goes silent: timed out once its heartbeat passes (no
-    retry left), and every dialect shows it as its vendor shows a timeout."""
-    ops = {d: create(server, d, timeouts={"heartbeat": 1}) for d in DIALECTS}
-    for dialect in DIALECTS:
-        start(server, dialect)
-        assert views.word(dialect, ops[dialect]) == WORDS["in_progress"][dialect]
-    for op in ops.values():
-        until(server, op, state_is("timed_out"))
-    for dialect, op in ops.items():
-        assert views.word(dialect, op) == WORDS["timed_out"][dialect], dialect
 
 
 def test_retry_after_a_run_timeout(server: Server, views: Views) -> None:
