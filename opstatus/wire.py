@@ -135,6 +135,10 @@ RULES: dict[str, dict[str, Any]] = {
             {"required": ["groups"], "properties": {"groups": {"minItems": 1}}},
         ]
     },
+    # Only an inbox read dispatches (it grants the lease), so a report cannot name it.
+    "ExecutionUpdateIn": {
+        "not": {"required": ["state"], "properties": {"state": {"const": State.DISPATCHED.value}}}
+    },
     "KeyIn": {
         "anyOf": [
             {

@@ -33,12 +33,15 @@ _encoder = msgspec.json.Encoder()
 
 
 def _after(ctx: Ctx) -> int:
+    """Where the page or stream starts: ``Last-Event-ID`` when sent, else ``after``
+    (which is checked either way: a bad value is refused, not ignored)."""
+    after = params.integer(ctx.request, "after", 0) or 0
     last = ctx.request.headers.get("last-event-id")
     if last is not None and last.strip():
         if not re.fullmatch("[0-9]{1,18}", last.strip()):
             raise errors.Invalid("Last-Event-ID must be an event seq", parameter="Last-Event-ID")
         return int(last)
-    return params.integer(ctx.request, "after", 0) or 0
+    return after
 
 
 async def _events(ctx: Ctx, operation_id: str | None) -> Response:

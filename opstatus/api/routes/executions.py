@@ -11,6 +11,7 @@ from opstatus.api import convert, pages
 from opstatus.domain import errors
 from opstatus.domain.records import Execution, ExecutionUpdate, OperationQuery
 from opstatus.domain.roles import Action, Role
+from opstatus.domain.states import State
 from opstatus.service import notifier
 from opstatus.web import params, render
 from opstatus.web.endpoint import Ctx, Param, Router
@@ -83,6 +84,12 @@ async def get_execution(ctx: Ctx) -> Response:
 async def update_execution(ctx: Ctx) -> Response:
     """Report state, progress, ETA, details, error or result (with expected_version)."""
     body: wire.ExecutionUpdateIn = ctx.body
+    if body.state is State.DISPATCHED:  # the body's schema says so too (wire.RULES)
+        raise errors.Invalid(
+            "state dispatched is set by reading the inbox; report acknowledged, "
+            "in_progress or a final state",
+            parameter="state",
+        )
     execution_id = ctx.path("id")
     await _own(ctx, execution_id, Action.REPORT)
     expected = None if body.expected_version is None else int(body.expected_version)
