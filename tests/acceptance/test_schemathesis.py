@@ -16,12 +16,19 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
+from typing import Any
 
 from opstatus import dialects
+from opstatus.api import ENDPOINTS, openapi
 from tests.server import BOOTSTRAP_SECRET, clean_env, running
 
-HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
+HERE = Path(__file__).parent
+#: what the document says and schemathesis does not read from it (see the file)
+CONFIG = HERE / "schemathesis.toml"
+#: a valid Idempotency-Key made unique per request, as a client makes one per request
+HOOKS = HERE / "schemathesis_hooks.py"
 #: examples per operation and phase: enough to find the trouble, small enough for CI
 MAX_EXAMPLES = int(os.environ.get("OPSTATUS_SCHEMATHESIS_EXAMPLES", "30"))
 #: a fixed seed keeps CI deterministic; set the variable to explore other inputs
@@ -29,35 +36,14 @@ SEED = os.environ.get("OPSTATUS_SCHEMATHESIS_SEED", "20261123")
 RUN_DEADLINE = 420.0
 #: the dialects' tags, left out of the run
 DIALECT_TAGS = "^(" + "|".join(re.escape(d.tag) for d in dialects.dialects()) + ")$"
-# The long-poll ``wait`` is documented up to 60 s; generated values would make each
-# request sleep that long. Its parsing is covered elsewhere; here it stays short.
-# Schemathesis takes 404 and 409 for a valid request the server's state refuses; 410 (the
-# operation was deleted: the stateful phase deletes and then reuses ids), 412 (If-Match
-# names another version) and 423 (a target runs exclusive work of this kind) are such
-# refusals too, each documented on the routes that answer it.
-CONFIG = """\
-[parameters]
-"query.wait" = 0.05
-
-[checks.positive_data_acceptance]
-expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "410", "412", "423", "429", "5xx"]
-
-# A schema-valid webhook URL may still name a destination that DNS does not resolve or
-# that is not public: 422, as documented on the route (no schema can say what resolves).
-[[operations]]
-include-operation-id = "create_webhook"
-checks.positive_data_acceptance.expected-statuses = [
-  "2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx",
-]
-
-# A schema-valid as_of may name a moment before the operation was created or in the
-# future, or come with wait: 400, as documented on the parameter (relative to the clock).
-[[operations]]
-include-operation-id = "get_operation"
-checks.positive_data_acceptance.expected-statuses = [
-  "2xx", "3xx", "400", "401", "403", "404", "409", "410", "412", "423", "429", "5xx",
-]
-"""
+#: what schemathesis 4.x takes unless told otherwise (``*_EXPECTED_STATUSES``): for a
+#: valid request, and as the rejection of an invalid one
+DEFAULTS = {
+    "positive_data_acceptance": {"2xx", "3xx", "401", "403", "404", "409", "429", "5xx"},
+    "negative_data_rejection": {
+        "400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "5xx",
+    },
+}  # fmt: skip
 
 
 def schemathesis_command() -> list[str]:
@@ -66,9 +52,29 @@ def schemathesis_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "schemathesis.cli"]
 
 
+def documented(operation: dict[str, Any]) -> set[str]:
+    """The statuses ``operation`` documents."""
+    return set(operation["responses"])
+
+
+def test_the_configuration_only_repeats_what_the_document_says() -> None:
+    """Every status the configuration adds to schemathesis' defaults is one the document
+    states: on the operation a rule names, or (globally) on the routes that give it."""
+    config = tomllib.loads(CONFIG.read_text())
+    paths = openapi.document(ENDPOINTS)["paths"]
+    operations = {op["operationId"]: op for path in paths.values() for op in path.values()}
+    every = set().union(*(documented(op) for op in operations.values()))
+    for check, default in DEFAULTS.items():
+        added = set(config["checks"][check]["expected-statuses"]) - default
+        assert added <= every, check
+    for rule in config["operations"]:
+        operation = operations[rule["include-operation-id"]]
+        for check, settings in rule["checks"].items():
+            added = set(settings["expected-statuses"]) - DEFAULTS[check]
+            assert added <= documented(operation), rule
+
+
 def test_the_api_conforms_to_its_openapi_document(tmp_path: Path) -> None:
-    config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG)
     database = f"sqlite:///{tmp_path}/opstatus.db"
     # Schemathesis sends thousands of requests, invalid credentials among them, from one
     # address: both limits would answer 429 where it checks for 401 (each limit has
@@ -78,14 +84,12 @@ def test_the_api_conforms_to_its_openapi_document(tmp_path: Path) -> None:
         started = time.monotonic()
         result = subprocess.run(
             [
-                *schemathesis_command(), "--no-color", "--config-file", str(config),
+                *schemathesis_command(), "--no-color", "--config-file", str(CONFIG),
                 "run", f"{server.url}/openapi.json",
                 "--checks", "all",
                 "--max-examples", str(MAX_EXAMPLES),
                 "--seed", SEED,
                 "--exclude-tag-regex", DIALECT_TAGS,
-                "--workers", "1",
-                "--request-timeout", "15",
                 "--header", f"X-API-Key: {BOOTSTRAP_SECRET}",
             ],
             cwd=tmp_path,
