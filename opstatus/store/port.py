@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from opstatus.domain import records
+from opstatus.domain import errors, records
 from opstatus.domain.states import State
 from opstatus.domain.webhooks import Delivery, DeliveryStatus, Webhook
 
@@ -36,6 +36,8 @@ class Backlog:
 
 #: told of every state change a store writes: (kind, state left, seconds spent in it)
 TransitionSink = Callable[[str, State, float], None]
+#: sees report ``index``'s execution before it is changed; raises to refuse that report
+ReportCheck = Callable[[int, records.Execution], None]
 
 
 class Wakeable(Protocol):
@@ -206,6 +208,24 @@ class Store(abc.ABC):
         self, tenant: str, execution_id: str, update: records.ExecutionUpdate, now: datetime
     ) -> records.Execution:
         """Apply a report under a row lock (see ``changes.apply_update``)."""
+
+    @abc.abstractmethod
+    async def update_executions(
+        self,
+        tenant: str,
+        reports: Sequence[tuple[str, records.ExecutionUpdate]],
+        now: datetime,
+        *,
+        admit: ReportCheck | None = None,
+    ) -> list[records.Execution | errors.DomainError]:
+        """Apply many reports (execution id, update) in order, in one transaction.
+
+        Each is applied as :meth:`update_execution` applies one, seeing the reports
+        before it (the same execution may come twice). ``admit(index, execution)`` sees
+        each report's execution, locked, before it is changed; what it raises refuses
+        that report. Per report: the execution as stored, or the error that refused it —
+        a refused report changes nothing and the others still apply.
+        """
 
     @abc.abstractmethod
     async def retry_execution(
