@@ -24,6 +24,8 @@ CHANNEL = "opstatus"
 KEYS_PREFIX = "keys:"
 #: origin of messages sent by SQL inside a transaction rather than by a process
 DATABASE_ORIGIN = "db"
+#: longest a write's answer waits for its change notices to leave (``sent``), seconds
+SENT_WAIT = 2.0
 MAX_PAYLOAD = 7000  #: bytes; PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 log = logging.getLogger("opstatus.notify")
 
@@ -51,11 +53,34 @@ class PostgresChannel:
         #: moves on every (re)connect, loss and key change: a value that holds only
         #: while no revoke can have been missed (Store.auth_epoch on PostgreSQL)
         self.generation = 0
+        #: batches queued by ``send`` and batches the sender has finished with
+        self._queued = 0
+        self._done = 0
+        self._progress = asyncio.Event()
 
     def send(self, keys: list[str]) -> None:
         """Queue keys for the other processes (sent on the next loop iteration)."""
         self._pending.update(dict.fromkeys(keys))
+        self._queued += 1
         self._flush.set()
+
+    async def sent(self) -> None:
+        """Return once every key queued so far has been notified (or its NOTIFY failed,
+        which is logged), or after :data:`SENT_WAIT` seconds.
+
+        A write's answer waits for this, so by the time its client hears back, the other
+        replicas' listeners have been sent the change: a read there after the write
+        finds their cached body of it gone (web/reads.py).
+        """
+        wanted = self._queued
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SENT_WAIT
+        while self._done < wanted and self._tasks and not self._tasks[-1].done():
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), left)
 
     async def start(self) -> None:
         """Connect the listener (waits until it listens) and start the sender."""
@@ -116,7 +141,7 @@ class PostgresChannel:
             while True:
                 await self._flush.wait()
                 self._flush.clear()
-                keys, self._pending = list(self._pending), {}
+                keys, self._pending, batch = list(self._pending), {}, self._queued
                 try:
                     if conn is None or conn.is_closed():
                         conn = await asyncpg.connect(self.dsn)
@@ -125,6 +150,10 @@ class PostgresChannel:
                 except (OSError, asyncpg.PostgresError) as exc:
                     log.warning("NOTIFY failed (%s); other replicas wake on timeout", exc)
                     conn = None
+                finally:
+                    self._done = batch
+                    progress, self._progress = self._progress, asyncio.Event()
+                    progress.set()
         finally:
             if conn is not None and not conn.is_closed():
                 await conn.close(timeout=2)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -43,6 +43,8 @@ class Wakeable(Protocol):
 
     #: sends keys published in this process to the others (None: this process only)
     relay: Callable[[list[str]], None] | None
+    #: returns once the keys relayed so far have left (None: nothing to wait for)
+    relayed: Callable[[], Awaitable[None]] | None
 
     def wake(self, keys: Iterable[str]) -> None:
         """Wake this process's waiters of each key (keys that came from elsewhere)."""

@@ -339,10 +339,12 @@ class PostgresStore(SqlStore):
         channel = PostgresChannel(self.driver.dsn, notifier.wake)
         await channel.start()
         notifier.relay = channel.send
+        notifier.relayed = channel.sent
         self.channel = channel
         try:
             yield
         finally:
             self.channel = None
             notifier.relay = None
+            notifier.relayed = None
             await channel.stop()
