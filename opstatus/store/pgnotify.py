@@ -26,6 +26,10 @@ KEYS_PREFIX = "keys:"
 DATABASE_ORIGIN = "db"
 #: longest a write's answer waits for its change notices to leave (``sent``), seconds
 SENT_WAIT = 2.0
+#: prefix of the keys a process sends itself to catch up (``caught_up``)
+SYNC_PREFIX = "sync:"
+#: longest ``caught_up`` waits for its own notice to come back, seconds
+SYNC_WAIT = 1.0
 MAX_PAYLOAD = 7000  #: bytes; PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 log = logging.getLogger("opstatus.notify")
 
@@ -57,6 +61,10 @@ class PostgresChannel:
         self._queued = 0
         self._done = 0
         self._progress = asyncio.Event()
+        #: the catch-up round in flight (its key and future), and the one after it
+        self._round: tuple[str, asyncio.Future[bool]] | None = None
+        self._next: asyncio.Future[bool] | None = None
+        self._rounds = 0
 
     def send(self, keys: list[str]) -> None:
         """Queue keys for the other processes (sent on the next loop iteration)."""
@@ -99,6 +107,51 @@ class PostgresChannel:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def caught_up(self) -> bool:
+        """True once every notification committed before this call has been received
+        and handled here; False when that cannot be known within :data:`SYNC_WAIT`
+        (the channel is down or slow).
+
+        The process notifies itself and waits for that notice to come back: PostgreSQL
+        delivers notifications in commit order, so by then every earlier one has been
+        handled (their callbacks run first, in order). Callers share rounds: one that
+        comes while a round is in flight joins the next, which starts when it ends —
+        one round trip serves every read waiting meanwhile.
+        """
+        if not self.listening:
+            return False
+        loop = asyncio.get_running_loop()
+        if self._round is None:
+            future = self._start_round(loop.create_future())
+        else:
+            if self._next is None:
+                self._next = loop.create_future()
+            future = self._next
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), SYNC_WAIT)
+        except TimeoutError:
+            return False
+
+    def _start_round(self, future: asyncio.Future[bool]) -> asyncio.Future[bool]:
+        self._rounds += 1
+        key = f"{SYNC_PREFIX}{self._rounds}"
+        self._round = (key, future)
+        self.send([key])
+        return future
+
+    def _end_rounds(self, caught_up: bool) -> None:
+        """The round in flight came back (or the channel went down: every round fails)."""
+        current, self._round = self._round, None
+        if current is not None and not current[1].done():
+            current[1].set_result(caught_up)
+        following, self._next = self._next, None
+        if following is None:
+            return
+        if caught_up:
+            self._start_round(following)
+        elif not following.done():
+            following.set_result(False)
+
     def _received(self, conn: Any, pid: int, channel: str, payload: object) -> None:
         try:
             message = self._decoder.decode(str(payload))
@@ -108,7 +161,9 @@ class PostgresChannel:
         if any(key.startswith(KEYS_PREFIX) for key in message.k):
             self.generation += 1
         if message.o != self.origin:
-            self.on_keys(message.k)
+            self.on_keys([key for key in message.k if not key.startswith(SYNC_PREFIX)])
+        elif self._round is not None and self._round[0] in message.k:
+            self._end_rounds(True)
 
     async def _listen_forever(self) -> None:
         backoff = 0.1
@@ -132,6 +187,7 @@ class PostgresChannel:
             finally:
                 self.listening = False
                 self.generation += 1
+                self._end_rounds(False)
                 if conn is not None and not conn.is_closed():
                     await conn.close(timeout=2)
 

@@ -81,6 +81,13 @@ class Store(abc.ABC):
         """
         return None
 
+    async def caught_up(self) -> bool:
+        """Return once this process has heard (through ``relay``) of every change any
+        process committed before the call; False if it cannot tell. The default is
+        True at once: an adapter whose epoch sees every commit (SQLite's
+        ``data_version``) needs no catching up."""
+        return True
+
     def relay(self, notifier: Wakeable) -> AbstractAsyncContextManager[None]:
         """While the context runs, relay ``notifier``'s keys between the processes that
         share this database (and move ``auth_epoch`` when a key changes elsewhere).

@@ -328,6 +328,12 @@ class PostgresStore(SqlStore):
         channel = self.channel
         return channel.generation if channel is not None and channel.listening else None
 
+    async def caught_up(self) -> bool:
+        """Whether this process has heard every change committed before the call, by any
+        replica (``PostgresChannel.caught_up``); False without a listening channel."""
+        channel = self.channel
+        return channel is not None and await channel.caught_up()
+
     def key_revoked_payload(self, tenant: str) -> str | None:
         """What the revoking transaction notifies (see auth_epoch)."""
         return PostgresChannel.keys_changed(tenant)

@@ -126,27 +126,31 @@ class FailureLimiter:
 
     def check(self, address: str) -> None:
         """Raise RateLimited (429 with Retry-After) while ``address`` is over its limit."""
+        reset = self._reset(address)
+        if reset is not None:
+            raise errors.RateLimited(
+                f"too many failed authentications from this address; retry in {reset} s",
+                retry_after=reset,
+            )
+
+    def refuses(self, address: str) -> bool:
+        """Whether :meth:`check` would refuse ``address`` now."""
+        return address in self._failures and self._reset(address) is not None
+
+    def _reset(self, address: str) -> int | None:
+        """Seconds until ``address`` may try again, or None when it is not over the limit."""
         times = self._failures.get(address)
         if times is None:
-            return
+            return None
         now = time.monotonic()
         while times and times[0] <= now - self.window:
             times.popleft()
         if not times:
             del self._failures[address]
-            return
+            return None
         if len(times) < self.amount:
-            return
-        reset = max(1, math.ceil(times[0] + self.window - now))
-        raise errors.RateLimited(
-            f"too many failed authentications from this address; retry in {reset} s",
-            retry_after=reset,
-        )
-
-    def clean(self, address: str) -> bool:
-        """Whether ``address`` has no failed authentication on record (then
-        :meth:`check` passes without looking further)."""
-        return address not in self._failures
+            return None
+        return max(1, math.ceil(times[0] + self.window - now))
 
     def failed(self, address: str) -> None:
         """Count one failed authentication from ``address``."""

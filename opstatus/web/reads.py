@@ -74,8 +74,15 @@ class Entry(NamedTuple):
 class ReadCache:
     """Encoded operation bodies by notifier key, dropped when the operation changes."""
 
-    def __init__(self, epoch: Callable[[], object | None], size: int = 10_000) -> None:
+    def __init__(
+        self,
+        epoch: Callable[[], object | None],
+        caught_up: Callable[[], Awaitable[bool]],
+        size: int = 10_000,
+    ) -> None:
         self.epoch = epoch  #: the store's current epoch (None: nothing may be cached)
+        #: whether every change committed elsewhere so far has been heard (Store.caught_up)
+        self.caught_up = caught_up
         self.size = size
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._changes = 0
@@ -134,6 +141,12 @@ class StatusReads:
         self.limiter = limiter
         self.failures = failures
         self.record = record  #: counts, times and logs what is answered here
+        self.hits = 0  #: status reads answered here
+        self.misses = 0  #: status reads handed on to the app
+
+    def figures(self) -> tuple[int, int, int]:
+        """(hits, misses, cached entries), for /metrics."""
+        return self.hits, self.misses, len(self.cache)
 
     async def respond(self, scope: Scope, send: Send) -> bool:
         """Answer ``scope`` if it is a status read this path can answer; whether it did."""
@@ -145,9 +158,11 @@ class StatusReads:
         ):
             return False
         began = time.perf_counter()
-        answer = self.answer(scope)
+        answer = self.answer(scope) if await self.cache.caught_up() else None
         if answer is None:
+            self.misses += 1
             return False
+        self.hits += 1
         start, body = answer
         state = scope["state"]
         state["request_id"] = rid = middleware.request_id(scope)
@@ -170,8 +185,8 @@ class StatusReads:
             return None
         secret, if_none_match = found
         client = scope.get("client")
-        if not self.failures.clean(client[0] if client else "unknown"):
-            return None
+        if self.failures.refuses(client[0] if client else "unknown"):
+            return None  # the app answers 429
         epoch = self.cache.epoch()
         principal = self.credentials.known(secret, epoch)
         if principal is None or not may(principal.role, Action.READ):
