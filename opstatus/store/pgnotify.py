@@ -120,24 +120,34 @@ class PostgresChannel:
         """
         if not self.listening:
             return False
-        loop = asyncio.get_running_loop()
         if self._round is None:
-            future = self._start_round(loop.create_future())
+            future = self._start_round()
         else:
             if self._next is None:
-                self._next = loop.create_future()
+                self._next = asyncio.get_running_loop().create_future()
             future = self._next
         try:
-            return await asyncio.wait_for(asyncio.shield(future), SYNC_WAIT)
-        except TimeoutError:
-            return False
+            return await future  # shared: no shield, no timer per caller (the round has one)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this caller was cancelled
+            return False  # another caller's cancellation reached the shared future
 
-    def _start_round(self, future: asyncio.Future[bool]) -> asyncio.Future[bool]:
+    def _start_round(self, future: asyncio.Future[bool] | None = None) -> asyncio.Future[bool]:
+        loop = asyncio.get_running_loop()
+        future = future if future is not None else loop.create_future()
         self._rounds += 1
         key = f"{SYNC_PREFIX}{self._rounds}"
         self._round = (key, future)
+        loop.call_later(SYNC_WAIT, self._expire_round, key)
         self.send([key])
         return future
+
+    def _expire_round(self, key: str) -> None:
+        """A round's notice did not come back in time: it and the next fail."""
+        if self._round is not None and self._round[0] == key:
+            self._end_rounds(False)
 
     def _end_rounds(self, caught_up: bool) -> None:
         """The round in flight came back (or the channel went down: every round fails)."""

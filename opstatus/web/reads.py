@@ -7,9 +7,12 @@ in this process or another, sees the write:
 
 - every change of an operation publishes its notifier key (``op:{tenant}:{id}``),
   which drops the entry here at once; another replica's change reaches this one
-  through the store's relay (PostgreSQL LISTEN/NOTIFY), and a write answers only
-  after its change notice has left (:class:`Settle`), so the writer's client hears
-  back after the other replicas were told;
+  through the store's relay (PostgreSQL LISTEN/NOTIFY). A write answers only after
+  its change notice has been committed (:class:`Settle`), and before a cached
+  answer this process catches up (``Store.caught_up``: on PostgreSQL it notifies
+  itself and waits for that notice to come back, behind every notice committed
+  before it; rounds are shared by every read waiting meanwhile), so a read after
+  a write anywhere has heard of it;
 - an entry is only used under the store epoch it was filled under
   (``Store.auth_epoch``): on SQLite ``PRAGMA data_version``, which moves on every
   commit of any connection to the file, other processes (a CLI, a second server)
