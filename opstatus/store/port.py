@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -45,6 +45,8 @@ class Wakeable(Protocol):
 
     #: sends keys published in this process to the others (None: this process only)
     relay: Callable[[list[str]], None] | None
+    #: returns once the keys relayed so far have left (None: nothing to wait for)
+    relayed: Callable[[], Awaitable[None]] | None
 
     def wake(self, keys: Iterable[str]) -> None:
         """Wake this process's waiters of each key (keys that came from elsewhere)."""
@@ -80,6 +82,13 @@ class Store(abc.ABC):
         (the default) means the adapter has no such value, so nothing is cached.
         """
         return None
+
+    async def caught_up(self) -> bool:
+        """Return once this process has heard (through ``relay``) of every change any
+        process committed before the call; False if it cannot tell. The default is
+        True at once: an adapter whose epoch sees every commit (SQLite's
+        ``data_version``) needs no catching up."""
+        return True
 
     def relay(self, notifier: Wakeable) -> AbstractAsyncContextManager[None]:
         """While the context runs, relay ``notifier``'s keys between the processes that

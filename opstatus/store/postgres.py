@@ -349,6 +349,12 @@ class PostgresStore(SqlStore):
         """The NUL refusal (400) for values holding a NUL character."""
         return _nul_refused() if any(_holds_nul(v) for v in values) else None
 
+    async def caught_up(self) -> bool:
+        """Whether this process has heard every change committed before the call, by any
+        replica (``PostgresChannel.caught_up``); False without a listening channel."""
+        channel = self.channel
+        return channel is not None and await channel.caught_up()
+
     def key_revoked_payload(self, tenant: str) -> str | None:
         """What the revoking transaction notifies (see auth_epoch)."""
         return PostgresChannel.keys_changed(tenant)
@@ -360,10 +366,12 @@ class PostgresStore(SqlStore):
         channel = PostgresChannel(self.driver.dsn, notifier.wake)
         await channel.start()
         notifier.relay = channel.send
+        notifier.relayed = channel.sent
         self.channel = channel
         try:
             yield
         finally:
             self.channel = None
             notifier.relay = None
+            notifier.relayed = None
             await channel.stop()

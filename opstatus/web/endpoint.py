@@ -27,6 +27,7 @@ from opstatus.service.operations import Operations
 from opstatus.service.webhooks import Webhooks
 from opstatus.web import auth, problems, render
 from opstatus.web.ratelimit import FailureLimiter, RateLimiter
+from opstatus.web.reads import ReadCache
 from opstatus.web.revocation import Watch
 from opstatus.web.waits import WaitSlots
 
@@ -50,6 +51,8 @@ class Api:
     #: seconds between SSE keep-alives, and between credential re-checks of open
     #: streams and long-polls (a revoked key or expired token ends them)
     keepalive: float = 15.0
+    #: encoded status bodies for the fast read path (None: off, e.g. the testing mode)
+    reads: ReadCache | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
