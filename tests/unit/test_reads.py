@@ -83,7 +83,7 @@ def test_entries_expire_are_bounded_and_large_bodies_are_not_kept(
     cache.put(ticket, "op:t:big", 1, '"1"', b"x" * (reads.MAX_BODY + 1))
     assert cache.get("op:t:big", epoch()) is None
     later = time.monotonic() + reads.MAX_AGE + 0.1
-    monkeypatch.setattr(reads.time, "monotonic", lambda: later)
+    monkeypatch.setattr("opstatus.web.reads.time.monotonic", lambda: later)
     assert cache.get("op:t:op_2", epoch()) is None
 
 
