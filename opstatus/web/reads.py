@@ -11,8 +11,8 @@ in this process or another, sees the write:
   its change notice has been committed (:class:`Settle`), and before a cached
   answer this process catches up (``Store.caught_up``: on PostgreSQL it notifies
   itself and waits for that notice to come back, behind every notice committed
-  before it; rounds are shared by every read waiting meanwhile), so a read after
-  a write anywhere has heard of it;
+  before it; rounds are shared by every read waiting meanwhile; a process alone on
+  its database needs none), so a read after a write anywhere has heard of it;
 - an entry is only used under the store epoch it was filled under
   (``Store.auth_epoch``): on SQLite ``PRAGMA data_version``, which moves on every
   commit of any connection to the file, other processes (a CLI, a second server)

@@ -41,3 +41,20 @@ async def test_without_a_listening_channel_nothing_is_caught_up(pg_url: str) -> 
     await channel.start()
     assert await channel.caught_up()
     await channel.stop()
+
+
+async def test_alone_a_process_needs_no_round_and_a_newcomer_ends_that(pg_url: str) -> None:
+    first = PostgresChannel(pg_url, lambda keys: None)
+    await first.start()
+    second = PostgresChannel(pg_url, lambda keys: None)
+    try:
+        assert not first.shared  # nobody else listens on this database
+        assert await first.caught_up() and first._rounds == 0
+        await second.start()  # says hello, and serves only once first has acked
+        assert first.shared and second.shared
+        assert await first.caught_up() and first._rounds == 1
+        await second.stop()
+        assert await first.caught_up() and first.shared  # once shared, always shared
+    finally:
+        await second.stop()
+        await first.stop()
