@@ -318,6 +318,10 @@ class Store(abc.ABC):
         """The active key behind an unexpired token."""
 
     @abc.abstractmethod
+    async def token_expiry(self, token_hash: str) -> datetime | None:
+        """When a token expires (None: no such token)."""
+
+    @abc.abstractmethod
     async def take_lock(self, tenant: str, name: str, token_hash: str, now: datetime) -> str:
         """Take the tenant's lock ``name`` for a live token unless another live token
         holds it (a dead holder's lock is taken over); the holder's token hash after."""

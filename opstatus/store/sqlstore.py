@@ -791,6 +791,12 @@ class SqlStore(port.Store):
             await tx.execute(self._q["token_purge"], key_id, self._c.ts(now))
             await tx.execute(self._q["token_insert"], token_hash, key_id, self._c.ts(expires_at))
 
+    async def token_expiry(self, token_hash: str) -> datetime | None:
+        """When a token expires."""
+        async with self._d.read() as tx:
+            row = await tx.fetchrow(self._q["token_expiry"], token_hash)
+        return None if row is None else self._c.dt(row["expires_at"])
+
     async def key_by_token(self, token_hash: str, now: datetime) -> records.ApiKey | None:
         """Key behind a live token."""
         async with self._d.read() as tx:

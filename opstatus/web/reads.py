@@ -221,8 +221,8 @@ def _start(status: int, headers: list[tuple[bytes, bytes]]) -> Message:
 
 
 def _headers(scope: Scope) -> tuple[str, bytes | None] | None:
-    """(the API key secret, If-None-Match) of a request the fast path may answer: an
-    API key in X-API-Key or as a Bearer secret, and an Accept that picks JSON."""
+    """(the secret, If-None-Match) of a request the fast path may answer: an API key in
+    X-API-Key, or a key or token as Bearer, and an Accept that picks JSON."""
     key = authorization = accept = if_none_match = None
     for name, value in scope["headers"]:
         if name == b"x-api-key":
@@ -241,8 +241,8 @@ def _headers(scope: Scope) -> tuple[str, bytes | None] | None:
         return None
     scheme, _, value = authorization.decode("latin-1").partition(" ")
     value = value.strip()
-    if scheme.lower() != "bearer" or not value or value.startswith("opt_"):
-        return None  # Basic, or a token (tokens are not cached: they expire)
+    if scheme.lower() != "bearer" or not value:
+        return None  # Basic
     return value, if_none_match
 
 

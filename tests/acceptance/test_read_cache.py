@@ -5,6 +5,7 @@ the same database — sees the write; revocation, tenant walls and the rate limi
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +130,24 @@ def test_the_rate_limit_holds_on_the_fast_path(store_url: str, tmp_path: Path) -
         answers = [_read(server, tenant.admin, made["id"]).status_code for _ in range(12)]
         assert answers == [200] * 7 + [429] * 5
         assert _hits(server) >= 5  # the 200s after the first came from the fast path
+
+
+def test_a_bearer_token_is_served_until_it_expires_or_its_key_is_revoked(
+    store_url: str, tmp_path: Path
+) -> None:
+    with running(store_url, tmp_path, {"OPSTATUS_TOKEN_TTL": "3"}) as server:
+        tenant = server.tenant()
+        viewer = server.key(tenant, "viewer")
+        made = server.create(tenant.admin, ["n1"])
+        minted = server.http.post("/v1/auth/token", json={"key": viewer.secret})
+        assert minted.status_code == 200, minted.text
+        token = {"Authorization": f"Bearer {minted.json()['access_token']}", "X-API-Key": ""}
+        _read(server, viewer, made["id"], **token)  # fills the key cache and the body cache
+        before = _hits(server)
+        assert _read(server, viewer, made["id"], **token).status_code == 200
+        assert _hits(server) == before + 1  # a token is served by the fast path too
+        deadline = time.monotonic() + 10
+        while _read(server, viewer, made["id"], **token).status_code == 200:
+            assert time.monotonic() < deadline, "the token never expired"
+            time.sleep(0.2)
+        assert _read(server, viewer, made["id"], **token).status_code == 401
