@@ -114,8 +114,12 @@ class PostgresChannel:
 
         A write's answer waits for this, so by the time its client hears back, the other
         replicas' listeners have been sent the change: a read there after the write
-        finds their cached body of it gone (web/reads.py).
+        finds their cached body of it gone (web/reads.py). A process alone on its
+        database does not wait: a newcomer serves only after this process has acked
+        its hello (and shares from then on), and reads what is committed.
         """
+        if not self.shared:
+            return  # alone: no other process holds a cached read to be told about
         wanted = self._queued
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SENT_WAIT
