@@ -20,7 +20,7 @@ import hmac
 import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from opstatus.domain import errors, ids
 from opstatus.domain.clock import Clock, utcnow
@@ -113,30 +113,43 @@ class KeyCache:
     the real work. An entry remembers the epoch (``Store.auth_epoch``) read
     *before* its lookup, and is used only while the store still answers that
     epoch, so a revoke committed anywhere invalidates it before the next request.
-    Only successful API key lookups are cached (never a refusal, never a token,
-    whose expiry the key row does not carry); the least recently used entry goes
-    past ``size``.
+    Only successful lookups are cached, never a refusal; a token only until it
+    expires (its key's revoke moves the epoch, which also ends it); the least
+    recently used entry goes past ``size``.
     """
 
-    def __init__(self, size: int = 10_000) -> None:
+    def __init__(self, size: int = 10_000, clock: Clock = utcnow) -> None:
         self.size = size
-        self._entries: OrderedDict[str, tuple[object, Principal]] = OrderedDict()
+        self.clock = clock
+        #: handle -> (epoch, principal, expiry of a token; None for a key)
+        self._entries: OrderedDict[str, tuple[object, Principal, datetime | None]] = OrderedDict()
 
     def get(self, handle: str, epoch: object | None) -> Principal | None:
-        """The cached principal for ``handle`` if it was cached under ``epoch``."""
+        """The cached principal for ``handle`` if it was cached under ``epoch`` (and,
+        for a token, it has not expired)."""
         if epoch is None:
             return None
         entry = self._entries.get(handle)
         if entry is None or entry[0] != epoch:
             return None
+        if entry[2] is not None and self.clock() >= entry[2]:
+            del self._entries[handle]
+            return None
         self._entries.move_to_end(handle)
         return entry[1]
 
-    def put(self, handle: str, epoch: object | None, principal: Principal) -> None:
-        """Remember ``principal`` under ``epoch`` (nothing when there is no epoch)."""
+    def put(
+        self,
+        handle: str,
+        epoch: object | None,
+        principal: Principal,
+        until: datetime | None = None,
+    ) -> None:
+        """Remember ``principal`` under ``epoch`` (nothing when there is no epoch), for
+        a token only ``until`` it expires."""
         if epoch is None or self.size <= 0:
             return
-        self._entries[handle] = (epoch, principal)
+        self._entries[handle] = (epoch, principal, until)
         self._entries.move_to_end(handle)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
@@ -164,7 +177,7 @@ class Credentials:
         self.store = store
         self.clock = clock
         self.token_ttl = token_ttl
-        self.cache = KeyCache(cache_size)
+        self.cache = KeyCache(cache_size, clock)
         #: wakes this process's open streams of a tenant when one of its keys is revoked
         self.notifier = notifier
         #: SHA-256 -> scrypt of chosen secrets that authenticated: scrypt is a pure
@@ -236,13 +249,23 @@ class Credentials:
         if found is None and secret.startswith("opt_"):
             key = await self.store.key_by_token(digest, self.clock())
             if key is not None:
-                return _principal(key, token=digest)
+                principal = _principal(key, token=digest)
+                until = await self.store.token_expiry(digest)
+                if until is not None:
+                    self.cache.put(digest, epoch, principal, until)
+                return principal
         expected = digest
         if found is None and not secret.startswith(GENERATED):
             expected = await self._slow_form(secret, digest)
             found = await self.store.key_by_secret_hash(expected)
         refusal = "the credential is not valid (unknown, expired or revoked)"
         return self._admit(found, expected, digest, (digest, epoch), refusal)
+
+    def known(self, secret: str, epoch: object | None) -> Principal | None:
+        """The principal of an API key secret or bearer token that authenticated under
+        ``epoch`` (the store's current ``auth_epoch``), from the cache alone: no read,
+        no wait; None when it is not cached (:meth:`by_secret` decides then)."""
+        return self.cache.get(hash_secret(secret), epoch)
 
     async def by_basic(self, key_id: str, secret: str) -> Principal:
         """The principal behind Basic ``key id : secret``."""

@@ -186,6 +186,9 @@ INSERT INTO tokens (token_hash, key_id, expires_at) VALUES ($1, $2, $3)
 -- name: token_purge
 DELETE FROM tokens WHERE key_id = $1 AND expires_at <= $2
 
+-- name: token_expiry
+SELECT expires_at FROM tokens WHERE token_hash = $1
+
 -- name: key_by_token
 SELECT k.* FROM tokens t JOIN api_keys k ON k.id = t.key_id
 WHERE t.token_hash = $1 AND t.expires_at > $2 AND k.revoked_at IS NULL
