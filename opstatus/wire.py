@@ -144,6 +144,10 @@ class TokenIn(_In):
     key: Annotated[str, Meta(min_length=1, max_length=500)]
 
 
+#: a report's ``state`` is any but ``dispatched`` (the inbox's own step)
+NOT_DISPATCHED: dict[str, Any] = {
+    "not": {"required": ["state"], "properties": {"state": {"const": State.DISPATCHED.value}}}
+}
 #: Rules across fields that msgspec cannot check: the service enforces them, and the
 #: OpenAPI document adds them to the schema (by Struct name) so clients know them too.
 RULES: dict[str, dict[str, Any]] = {
@@ -154,9 +158,8 @@ RULES: dict[str, dict[str, Any]] = {
         ]
     },
     # Only an inbox read dispatches (it grants the lease), so a report cannot name it.
-    "ExecutionUpdateIn": {
-        "not": {"required": ["state"], "properties": {"state": {"const": State.DISPATCHED.value}}}
-    },
+    "ExecutionUpdateIn": NOT_DISPATCHED,
+    "ExecutionReportIn": NOT_DISPATCHED,
     "KeyIn": {
         "anyOf": [
             {

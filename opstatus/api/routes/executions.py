@@ -80,6 +80,8 @@ async def report_executions(ctx: Ctx) -> Response:
     or more than 1000 of them, a report not valid) is refused whole with 422.
     """
     body: wire.ExecutionReportsIn = ctx.body
+    for index, one in enumerate(body.reports):  # the whole body is not valid
+        _reportable(one, f"reports[{index}].state")
     who = ctx.who
     reports: list[tuple[str, ExecutionUpdate]] = []
     refusals: list[errors.DomainError | None] = []
@@ -145,12 +147,7 @@ async def get_execution(ctx: Ctx) -> Response:
 async def update_execution(ctx: Ctx) -> Response:
     """Report state, progress, ETA, details, error or result (with expected_version)."""
     body: wire.ExecutionUpdateIn = ctx.body
-    if body.state is State.DISPATCHED:  # the body's schema says so too (wire.RULES)
-        raise errors.Invalid(
-            "state dispatched is set by reading the inbox; report acknowledged, "
-            "in_progress or a final state",
-            parameter="state",
-        )
+    _reportable(body, "state")
     execution_id = ctx.path("id")
     await _own(ctx, execution_id, Action.REPORT)
     if_match = ctx.request.headers.get("if-match")
@@ -170,6 +167,17 @@ async def update_execution(ctx: Ctx) -> Response:
     return render.respond(
         ctx.request, convert.execution(execution), headers=_etag(execution), root="execution"
     )
+
+
+def _reportable(body: wire.ExecutionUpdateIn, parameter: str) -> None:
+    """Invalid (the body's fault, 422) for a report of ``dispatched``, before anything
+    is looked up: only an inbox read dispatches, as the body's schema says too."""
+    if body.state is State.DISPATCHED:
+        raise errors.Invalid(
+            "state dispatched is set by reading the inbox; report acknowledged, "
+            "in_progress or a final state",
+            parameter=parameter,
+        )
 
 
 def _expected(body: wire.ExecutionUpdateIn, version: int | None) -> int | None:
