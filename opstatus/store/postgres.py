@@ -15,12 +15,12 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import msgspec
 
-from opstatus.domain import errors
-from opstatus.store import queries
+from opstatus.domain import derive, errors, records
+from opstatus.store import queries, rows
 from opstatus.store.driver import Duplicate, Row
 from opstatus.store.pgnotify import PostgresChannel
 from opstatus.store.port import Wakeable
-from opstatus.store.sqlstore import SqlStore
+from opstatus.store.sqlstore import SqlStore, created_event, refuse_unknown
 
 
 class PostgresCodec:
@@ -276,6 +276,15 @@ class PostgresDriver:
                 yield _Conn(conn)
 
     @asynccontextmanager
+    async def statement(self) -> AsyncIterator[_Conn]:
+        """A pooled connection outside a transaction: a write made in one statement
+        commits by itself (deferred triggers included), with no BEGIN and COMMIT round
+        trips of its own."""
+        with _unavailable_when_lost():
+            async with self._connection() as conn:
+                yield _Conn(conn)
+
+    @asynccontextmanager
     async def read(self, *, budget: float | None = None) -> AsyncIterator[_Conn]:
         """A pooled connection (each statement sees committed data); with ``budget``
         each query past that many seconds is cancelled and raises QueryTimeout."""
@@ -320,6 +329,45 @@ class PostgresStore(SqlStore):
         super().__init__(self.driver, list_timeout=list_timeout)
         #: the LISTEN/NOTIFY channel of this process, once the app has started one
         self.channel: PostgresChannel | None = None
+
+    async def _create(
+        self,
+        operation: records.Operation,
+        executions: Sequence[records.Execution],
+        request_hash: str | None,
+    ) -> tuple[records.Operation, bool]:
+        """A create in one statement (``op_create``: checks, operation, executions and
+        event): one round trip where the shared flow made seven (P3 profile,
+        docs/benchmarks.md). A fan-out of BULK_GENERIC_PLANS executions or more COPYs
+        them in the same transaction instead; an ``exclusive`` one takes the shared
+        flow, whose advisory lock must come before its busy check's snapshot."""
+        if operation.exclusive:
+            return await super()._create(operation, executions, request_hash)
+        c, tenant = self.driver.codec, operation.tenant
+        created = derive.summarize(operation, executions)
+        made = self._execution_rows(created, executions)
+        at_once = len(made) < BULK_GENERIC_PLANS
+        # one array per column, ``op_create``'s $33-$50 (empty: COPYd after)
+        columns = [list(col) for col in zip(*made, strict=True)] if at_once else []
+        columns = columns or [[] for _ in rows.EXECUTION_COLUMNS]
+        event = [[value] for value in rows.event_insert_args(created_event(created), c)[2:]]
+        args = [
+            tenant, c.arr([e.target for e in executions]), operation.idempotency_key,
+            *rows.operation_insert_args(created, request_hash, c), *columns, created.id, *event,
+        ]  # fmt: skip
+        driver = self.driver
+        async with driver.statement() if at_once else driver.write() as tx:
+            row = await tx.fetchrow(self._q["op_create"], *args)
+            assert row is not None
+            refuse_unknown(row["unknown"], set())
+            if not row["tenant"]:
+                raise errors.NotFound(f"no tenant {tenant!r}")
+            if row["prior_id"] is not None:
+                found = {"id": row["prior_id"], "request_hash": row["prior_hash"]}
+                return await self._repeated(tx, operation, found, request_hash), False
+            if not at_once:
+                await driver.bulk_insert(tx, "executions", rows.EXECUTION_COLUMNS, made)
+        return await self._numbered(created, None), True
 
     def auth_epoch(self) -> object | None:
         """The channel's generation while it listens: a revoke anywhere sends

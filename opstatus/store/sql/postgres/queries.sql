@@ -87,3 +87,54 @@ RETURNING tenant_id, id, name, labels, created_at
 
 -- name: targets_known
 SELECT id FROM targets WHERE tenant_id = $1 AND id = ANY($2::text[])
+
+-- name: op_create
+-- A create in one statement, so it commits by itself with no BEGIN/COMMIT round trips
+-- (PostgresStore._create): the unknown-target, tenant and idempotency checks, then the
+-- operation, its executions (one array per column, $33-$50: empty for a fan-out that
+-- COPYs them after) and its event (event_appends: numbered as it commits, $51-$59),
+-- inserted only when every check passed. The answer says which check failed.
+WITH tenant AS (SELECT id FROM tenants WHERE id = $1),
+unknown AS (
+    SELECT coalesce(array_agg(t ORDER BY t), '{}') AS ids FROM unnest($2::text[]) AS t
+    WHERE NOT EXISTS (SELECT 1 FROM targets WHERE tenant_id = $1 AND id = t)),
+prior AS (SELECT id, request_hash FROM operations WHERE tenant_id = $1 AND idempotency_key = $3),
+go AS (SELECT 1 FROM tenant WHERE NOT EXISTS (SELECT 1 FROM prior)
+       AND cardinality((SELECT ids FROM unknown)) = 0),
+op AS (
+    INSERT INTO operations (
+        id, tenant_id, number, kind, parameters, internal, groups, schedule_at,
+        timeout_queue, timeout_lease, timeout_run, retries, exclusive, idempotency_key,
+        request_hash, state, counts, progress_sum, total, eta, error, result,
+        created_at, started_at, updated_at, completed_at, version, max_per_minute,
+        abort_after_failures, timeout_heartbeat)
+    SELECT $4::text, $5::text, NULL, $6::text, $7::jsonb, $8::boolean, $9::jsonb,
+           $10::timestamptz, $11::float8, $12::float8, $13::float8, $14::integer, $15::boolean,
+           $16::text, $17::text, $18::text, $19::jsonb, $20::float8, $21::integer,
+           $22::timestamptz, $23::text, $24::jsonb, $25::timestamptz, $26::timestamptz,
+           $27::timestamptz, $28::timestamptz, $29::bigint, $30::integer, $31::integer,
+           $32::float8
+    FROM go
+    RETURNING id),
+executions_made AS (
+    INSERT INTO executions (
+        id, tenant_id, operation_id, target_id, state, progress, eta, details, error, result,
+        attempt, version, queued_at, started_at, updated_at, finished_at, lease_expires_at,
+        due_at)
+    SELECT e.* FROM op, unnest($33::text[], $34::text[], $35::text[], $36::text[],
+                               $37::text[], $38::float8[], $39::timestamptz[], $40::jsonb[],
+                               $41::text[], $42::jsonb[], $43::integer[], $44::bigint[],
+                               $45::timestamptz[], $46::timestamptz[], $47::timestamptz[],
+                               $48::timestamptz[], $49::timestamptz[], $50::timestamptz[]) AS e),
+appended AS (
+    INSERT INTO event_appends (tenant_id, numbering, types, operation_ids, execution_ids,
+                               target_ids, states, progresses, datas, created_ats)
+    SELECT $1, $51::text, $52::text[], $53::text[], $54::text[], $55::text[], $56::text[],
+           $57::float8[], $58::jsonb[], $59::timestamptz[] FROM op)
+SELECT EXISTS (SELECT 1 FROM tenant) AS tenant, (SELECT ids FROM unknown) AS unknown,
+       (SELECT id FROM prior) AS prior_id, (SELECT request_hash FROM prior) AS prior_hash,
+       EXISTS (SELECT 1 FROM op) AS created
+
+-- name: op_lock_many
+-- the operations of a claim, locked in id order (the order every writer locks them in)
+SELECT * FROM operations WHERE tenant_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE
