@@ -4,10 +4,13 @@ Subjects, each served by one process pinned to ``opts.server_cpu``:
 
 * the baseline: bench/hello_asgi.py on uvicorn with the settings ``opstatus serve``
   passes it (uvloop, httptools, 1 worker, no access log);
-* ``GET /v1/operations/{id}`` (an operation on 3 targets, ``X-API-Key``) from
-  ``opstatus serve`` on SQLite with the access log off (``--log-level warning``),
-  on SQLite with serve's default access log (a JSON line per request), and on
-  PostgreSQL (access log off).
+* ``GET /v1/operations/{id}`` (an operation on 3 targets) from ``opstatus serve``
+  with production defaults: the rate limiter on (``OPSTATUS_RATE_LIMIT`` set high
+  enough to admit every request, so each one pays for the bucket), access checks,
+  the failed-authentication limit, metrics. On SQLite and on PostgreSQL, each with
+  ``X-API-Key`` and with ``Authorization: Bearer`` (the same key), the access log
+  off (``--log-level warning``, as the hello-world logs nothing); and on SQLite with
+  serve's default access log (a JSON line per request).
 
 wrk runs pinned to ``opts.load_cpu`` (1 thread, 32 connections). After a warm-up
 each round runs every subject in turn, so drifting background load hits all of
@@ -37,6 +40,12 @@ from bench.common import (
 TARGETS = ("bench-t1", "bench-t2", "bench-t3")
 GOAL = 0.5
 CONNECTIONS = 32
+#: high enough to admit every request: the limiter runs, and never refuses
+LIMIT = {"OPSTATUS_RATE_LIMIT": "1000000000/second"}
+AUTH = {
+    "X-API-Key": {"X-API-Key": ADMIN_KEY},
+    "Bearer": {"Authorization": f"Bearer {ADMIN_KEY}"},
+}
 
 
 def one_operation(base: str) -> str:
@@ -50,23 +59,24 @@ def one_operation(base: str) -> str:
     return url
 
 
-def setups(opts: Options) -> list[tuple[str, str, str | None, dict[str, str]]]:
-    """(label, store kind, serve's log level, extra env) of each opstatus subject.
+def setups(opts: Options) -> list[tuple[str, str, str | None, dict[str, str], tuple[str, ...]]]:
+    """(label, store kind, serve's log level, extra env, auth schemes) of each subject.
 
     With ``opts.before`` (a checkout of an earlier commit) its code serves extra
     subjects through PYTHONPATH, for a before/after in the same run.
     """
-    out: list[tuple[str, str, str | None, dict[str, str]]] = [
-        ("SQLite", "sqlite", "warning", {}),
-        ("SQLite, access log on", "sqlite", None, {}),
+    both = tuple(AUTH)
+    out: list[tuple[str, str, str | None, dict[str, str], tuple[str, ...]]] = [
+        ("SQLite", "sqlite", "warning", LIMIT, both),
+        ("SQLite, access log on", "sqlite", None, LIMIT, ("X-API-Key",)),
     ]
     if opts.postgres:
-        out.append(("PostgreSQL", "postgres", "warning", {}))
+        out.append(("PostgreSQL", "postgres", "warning", LIMIT, both))
     if opts.before is not None:
-        old = {"PYTHONPATH": str(opts.before)}
-        out.append(("SQLite, before", "sqlite", "warning", old))
+        old = {"PYTHONPATH": str(opts.before), **LIMIT}
+        out.append(("SQLite, before", "sqlite", "warning", old, ("X-API-Key",)))
         if opts.postgres:
-            out.append(("PostgreSQL, before", "postgres", "warning", old))
+            out.append(("PostgreSQL, before", "postgres", "warning", old, ("X-API-Key",)))
     return out
 
 
@@ -79,7 +89,7 @@ def run(opts: Options) -> list[Figure]:
     with contextlib.ExitStack() as stack:
         hello = stack.enter_context(hello_world(opts.server_cpu))
         subjects["hello"] = (f"{hello.url}/", {})
-        for label, kind, log_level, env in setups(opts):
+        for label, kind, log_level, env, schemes in setups(opts):
             database = stack.enter_context(
                 sqlite_database(opts)
                 if kind == "sqlite"
@@ -88,7 +98,9 @@ def run(opts: Options) -> list[Figure]:
             server = stack.enter_context(
                 opstatus(database, cpu=opts.server_cpu, log_level=log_level, env=env)
             )
-            subjects[label] = (one_operation(server.url), {"X-API-Key": ADMIN_KEY})
+            url = one_operation(server.url)
+            for scheme in schemes:
+                subjects[f"{label}, {scheme}"] = (url, AUTH[scheme])
         for url, headers in subjects.values():  # warm-up
             wrk(url, cpu=opts.load_cpu, seconds=2, headers=headers, connections=CONNECTIONS)
         for round_ in range(opts.repeats):

@@ -22,6 +22,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from opstatus import dialects, ui
 from opstatus.api import ENDPOINTS, convert, openapi
@@ -38,8 +39,9 @@ from opstatus.store.urls import open_store
 from opstatus.web import problems, shutdown
 from opstatus.web.endpoint import Api, starlette_routes
 from opstatus.web.metrics import Metrics, metrics_endpoint
-from opstatus.web.middleware import Observe
+from opstatus.web.middleware import Observe, Record
 from opstatus.web.ratelimit import FailureLimiter, RateLimiter
+from opstatus.web.reads import ReadCache, Settle, StatusReads
 from opstatus.web.waits import WaitSlots
 
 if TYPE_CHECKING:  # the mqtt extra may be missing; it is imported only when asked for
@@ -49,6 +51,18 @@ if TYPE_CHECKING:  # the mqtt extra may be missing; it is imported only when ask
 #: longest /readyz waits for the database before it answers 503
 READY_TIMEOUT = 5.0
 log = logging.getLogger("opstatus.server")
+
+
+class App(Starlette):
+    """Starlette with the fast status read (web/reads.py) in front of its middleware:
+    a cached ``GET /v1/operations/{id}`` is answered before any other layer runs."""
+
+    fast: StatusReads | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast
+        if fast is None or not await fast.respond(scope, send):
+            await super().__call__(scope, receive, send)
 
 
 class JSONResponse(Response):
@@ -184,6 +198,11 @@ def build_services(settings: Settings) -> Services:
     store.on_transition = metrics.transition  # time per state, by kind
     engine.on_stall = metrics.stall
     lab = None
+    reads = None
+    if testing_clock is None and settings.read_cache_size > 0:
+        # The testing mode steers time and answers: every read there takes the full path.
+        reads = ReadCache(store.auth_epoch, store.caught_up, size=settings.read_cache_size)
+        notifier.listen(reads.changed)
     if testing_clock is not None:
         from opstatus.testing.lab import Lab  # the testing mode: only when asked for
 
@@ -219,6 +238,7 @@ def build_services(settings: Settings) -> Services:
                 webhook_store, allow_private=settings.webhook_allow_private, clock=clock
             ),
             waits=WaitSlots(settings.max_waits),
+            reads=reads,
         ),
         metrics=metrics,
         bridge=bridge,
@@ -260,14 +280,14 @@ def build_routes(*, testing: bool = False) -> list[BaseRoute]:
     ]
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> App:
     """Build the ASGI app: store and service from ``settings`` (default: the environment).
 
     The store is opened and migrated when the app starts and closed when it
     stops (ASGI lifespan).
     """
     services = build_services(settings or Settings.from_env())
-    app = Starlette(
+    app = App(
         routes=build_routes(testing=services.lab is not None),
         lifespan=lambda app: services.running(),
         middleware=build_middleware(services),
@@ -284,13 +304,27 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.metrics = services.metrics
     app.state.mqtt = services.bridge
     app.state.lab = services.lab
+    api = services.api
+    if api.reads is not None:
+        app.fast = StatusReads(
+            cache=api.reads,
+            credentials=api.credentials,
+            limiter=api.limiter,
+            failures=api.auth_failures,
+            record=Record(services.metrics),
+        )
+        services.metrics.watch_reads(app.fast.figures)
     return app
 
 
 def build_middleware(services: Services) -> list[Middleware]:
     """Request ids, metrics and the access log; inside them, with the testing mode, its
-    faults and journal (so injected answers are counted and logged too)."""
-    middleware = [Middleware(Observe, metrics=services.metrics)]
+    faults and journal (so injected answers are counted and logged too); writes are
+    held until their change notices left (web/reads.py)."""
+    middleware = [
+        Middleware(Observe, metrics=services.metrics),
+        Middleware(Settle, settled=services.notifier.settled),
+    ]
     if services.lab is not None:
         from opstatus.testing.middleware import Inject
 

@@ -42,6 +42,8 @@ class Settings:
     rate_limit: str | None = "100/second"
     #: largest request body in bytes (413 beyond)
     max_body: int = 1 << 20
+    #: operations whose encoded status body one process keeps for the fast read path; 0: off
+    read_cache_size: int = 10_000
     #: failed authentications per client address before 429 (``limits`` notation); None: off
     auth_failure_limit: str | None = "20/minute"
     #: seconds between SSE keep-alives and credential re-checks of open streams and long-polls
@@ -102,6 +104,7 @@ class Settings:
             auth_failure_limit=_limit(env, "OPSTATUS_AUTH_FAILURE_LIMIT", "20/minute"),
             keepalive=float(_positive_int(env, "OPSTATUS_KEEPALIVE_SECONDS", 15)),
             max_body=_positive_int(env, "OPSTATUS_MAX_BODY_BYTES", 1 << 20),
+            read_cache_size=_count(env, "OPSTATUS_READ_CACHE_SIZE", 10_000),
             token_ttl=float(_positive_int(env, "OPSTATUS_TOKEN_TTL", 900)),
             bootstrap_admin_key=_bootstrap(env),
             retention_seconds=float(_positive_int(env, "OPSTATUS_RETENTION_SECONDS", 30 * 86400)),
@@ -205,6 +208,15 @@ def _positive_number(env: Mapping[str, str], name: str, default: float) -> float
     if not value > 0 or value == float("inf"):
         raise SettingsError(f"{name} must be a positive number of seconds, not {raw!r}")
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise SettingsError(f"{name} must be an integer >= 0, not {raw!r}")
+    return int(raw)
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -88,6 +88,24 @@ class ExecutionUpdateIn(_In):
     expected_version: Version | None = None
 
 
+#: reports one ``POST /v1/executions/reports`` carries at most (its body's ``maxItems``)
+MAX_REPORTS = 1000
+
+
+class ExecutionReportIn(ExecutionUpdateIn, kw_only=True):
+    """One report of ``POST /v1/executions/reports``: the execution's ``id``, the fields of
+    ``PATCH /v1/executions/{id}``, and ``version``, that report's ``If-Match``."""
+
+    id: Id
+    version: Annotated[Version, Meta(description="the version you read: If-Match")] | None = None
+
+
+class ExecutionReportsIn(_In):
+    """``POST /v1/executions/reports``: many reports, applied in order in one transaction."""
+
+    reports: Annotated[list[ExecutionReportIn], Meta(min_length=1, max_length=MAX_REPORTS)]
+
+
 class CancelIn(_In):
     """``POST /v1/operations/{id}/cancel``."""
 
@@ -435,3 +453,20 @@ class Problem(Struct, kw_only=True, omit_defaults=True):
     errors: list[dict[str, Any]] | None = None
     #: ``unknown_targets`` problems: every target id the request named that does not exist
     unknown_targets: list[str] | None = None
+
+
+class ExecutionReportOut(Struct, kw_only=True, omit_defaults=True):
+    """How one report of ``POST /v1/executions/reports`` went: 200 with the execution as
+    stored, or the status and problem ``PATCH /v1/executions/{id}`` would have answered
+    (that report changed nothing)."""
+
+    id: str
+    status: int
+    execution: ExecutionOut | None = None
+    error: Problem | None = None
+
+
+class ExecutionReportsOut(Struct, kw_only=True):
+    """One outcome per report, in the order they were sent."""
+
+    items: list[ExecutionReportOut]

@@ -130,6 +130,7 @@ class _Base(Generic[H, X]):
     events_page = _method(protocol.events_page)
     inbox = _method(protocol.inbox)
     report = _method(protocol.report)
+    report_many = _method(protocol.report_many)
     list = _listing(protocol.operations)
     targets = _listing(protocol.targets)
     webhooks = _listing(protocol.webhooks)

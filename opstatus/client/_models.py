@@ -26,6 +26,8 @@ CreatedWebhook = wire.WebhookCreatedOut
 WebhookPage = wire.WebhookList
 Delivery = wire.DeliveryOut
 DeliveryPage = wire.DeliveryList
+#: how one report of ``report_many`` went (``status``, then ``execution`` or ``error``)
+ReportResult = wire.ExecutionReportOut
 
 #: event types that mean the operation finished (``watch`` stops after one)
 TERMINAL_EVENTS = frozenset({"operation.succeeded", "operation.failed", "operation.cancelled"})
@@ -45,6 +47,7 @@ __all__ = [
     "KeyList",
     "Operation",
     "OperationPage",
+    "ReportResult",
     "Target",
     "TargetPage",
     "Webhook",
@@ -52,3 +55,4 @@ __all__ = [
 ]
 
 Inbox = wire.InboxOut
+ReportResults = wire.ExecutionReportsOut

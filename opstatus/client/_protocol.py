@@ -366,14 +366,37 @@ def report(
     expected_version: int | None = None,
 ) -> Flow[models.Execution]:
     """Report on an execution (agent side); fields left None are not sent."""
-    fields = _body(
-        state=state, progress=progress, eta=eta,
-        details=None if details is None else dict(details), error=error, result=result,
+    body = _report_body(
+        state=state, progress=progress, eta=eta, details=details, error=error, result=result,
         reason=reason, expected_version=expected_version,
     )  # fmt: skip
-    body = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}
     call = Call(method="PATCH", path=f"/v1/executions/{seg(execution_id)}", json=body)
     return decode((yield from request(call, retries=o.retries, clock=o.clock)), models.Execution)
+
+
+def report_many(o: Opts, reports: Sequence[Mapping[str, Any]]) -> Flow[list[models.ReportResult]]:
+    """Report on many executions in one request and one transaction (agent side).
+
+    Each report is a mapping: the execution's ``id``, any fields of :meth:`report`
+    (those left None are not sent) and optionally ``version``, that report's If-Match.
+    At most 1000 reports. Returns one result per report, in order: ``status`` 200 with
+    the ``execution`` as stored, or the status and problem (``error``) its own report
+    would have been refused with (that report changed nothing; the others applied).
+    A request refused as a whole (no reports, too many, one not valid) raises.
+    """
+    body = {"reports": [_report_body(**report) for report in reports]}
+    call = Call(method="POST", path="/v1/executions/reports", json=body)
+    response = yield from request(call, retries=o.retries, clock=o.clock)
+    return decode(response, models.ReportResults).items
+
+
+def _report_body(**fields: Any) -> dict[str, Any]:
+    """A report as JSON: fields left None dropped, times in RFC 3339."""
+    if isinstance(fields.get("details"), Mapping):
+        fields["details"] = dict(fields["details"])
+    return {
+        k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in _body(**fields).items()
+    }
 
 
 # Server-Sent Events -------------------------------------------------------------------

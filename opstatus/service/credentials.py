@@ -244,6 +244,12 @@ class Credentials:
         refusal = "the credential is not valid (unknown, expired or revoked)"
         return self._admit(found, expected, digest, (digest, epoch), refusal)
 
+    def known(self, secret: str, epoch: object | None) -> Principal | None:
+        """The principal of an API key secret that authenticated under ``epoch`` (the
+        store's current ``auth_epoch``), from the cache alone: no read, no wait; None
+        when it is not cached (:meth:`by_secret` decides then)."""
+        return self.cache.get(hash_secret(secret), epoch)
+
     async def by_basic(self, key_id: str, secret: str) -> Principal:
         """The principal behind Basic ``key id : secret``."""
         digest = hash_secret(secret)

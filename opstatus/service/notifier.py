@@ -62,6 +62,8 @@ class Notifier:
         self._listeners: list[Callable[[str], None]] = []
         #: sends published keys to other processes (None: this process only)
         self.relay: Relay | None = None
+        #: returns once the keys relayed so far have left (set with ``relay``)
+        self.relayed: Callable[[], Awaitable[None]] | None = None
         #: set by :meth:`close` when the process shuts down: waits end at once
         self.closing = False
 
@@ -115,6 +117,13 @@ class Notifier:
         self.wake(keys)
         if self.relay is not None and keys:
             self.relay(keys)
+
+    async def settled(self) -> None:
+        """Return once every key published so far has been relayed to the other
+        processes (at once without a relay): a write answers only after this, so its
+        client's next read, in any replica, comes after the replica heard of it."""
+        if self.relayed is not None:
+            await self.relayed()
 
     def wake(self, keys: Iterable[str]) -> None:
         """Wake this process's waiters and listeners of each key (no relay)."""

@@ -28,7 +28,7 @@ from opstatus.domain.records import (
 from opstatus.domain.states import OperationState, State
 from opstatus.service import notifier as notify
 from opstatus.service.requests import CreateOperation
-from opstatus.store.port import Store
+from opstatus.store.port import ReportCheck, Store
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -358,14 +358,50 @@ class Operations:
         self, tenant: str, execution_id: str, update: ExecutionUpdate
     ) -> Execution:
         """Apply an agent's or client's report."""
-        _check_depth(update.details, "details", self.limits.max_depth)
-        _check_depth(update.result, "result", self.limits.max_depth)
-        before_version = update.expected_version
+        self._check_report(update)
         execution = await self.store.update_execution(tenant, execution_id, update, self.clock())
-        if before_version is None or execution.version != before_version:
-            self._changed(execution)
+        self._reported(update, execution)
         await self.abort_if_failing([execution])
         return execution
+
+    async def update_executions(
+        self,
+        tenant: str,
+        reports: Sequence[tuple[str, ExecutionUpdate]],
+        admit: ReportCheck | None = None,
+    ) -> list[Execution | errors.DomainError]:
+        """Apply many reports (execution id, update) in order, in one transaction.
+
+        Each is checked and applied as :meth:`update_execution` does one, after
+        ``admit(index, execution)`` (the caller's own check, e.g. an agent's binding);
+        per report the execution as stored, or the error that refused it (a refused
+        report changes nothing). Waiters wake per report; a failure threshold is acted
+        on once the whole batch is stored.
+        """
+
+        def check(index: int, execution: Execution) -> None:
+            if admit is not None:
+                admit(index, execution)
+            self._check_report(reports[index][1])
+
+        results = await self.store.update_executions(tenant, reports, self.clock(), admit=check)
+        stored = []
+        for (_, update), result in zip(reports, results, strict=True):
+            if isinstance(result, Execution):
+                self._reported(update, result)
+                stored.append(result)
+        await self.abort_if_failing(stored)
+        return results
+
+    def _check_report(self, update: ExecutionUpdate) -> None:
+        """Invalid for documents nested deeper than can be stored."""
+        _check_depth(update.details, "details", self.limits.max_depth)
+        _check_depth(update.result, "result", self.limits.max_depth)
+
+    def _reported(self, update: ExecutionUpdate, execution: Execution) -> None:
+        """Wake the waiters of a report's execution, unless it changed nothing."""
+        if update.expected_version is None or execution.version != update.expected_version:
+            self._changed(execution)
 
     async def abort_if_failing(self, executions: Sequence[Execution]) -> None:
         """Cancel what is still waiting in operations whose failures reached their

@@ -14,12 +14,12 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from opstatus.domain import records
+from opstatus.domain import errors, records
 from opstatus.domain.states import State
 from opstatus.domain.webhooks import Delivery, DeliveryStatus, Webhook
 
@@ -45,6 +45,8 @@ class HeldWork:
 
 #: told of every state change a store writes: (kind, state left, seconds spent in it)
 TransitionSink = Callable[[str, State, float], None]
+#: sees report ``index``'s execution before it is changed; raises to refuse that report
+ReportCheck = Callable[[int, records.Execution], None]
 
 
 class Wakeable(Protocol):
@@ -52,6 +54,8 @@ class Wakeable(Protocol):
 
     #: sends keys published in this process to the others (None: this process only)
     relay: Callable[[list[str]], None] | None
+    #: returns once the keys relayed so far have left (None: nothing to wait for)
+    relayed: Callable[[], Awaitable[None]] | None
 
     def wake(self, keys: Iterable[str]) -> None:
         """Wake this process's waiters of each key (keys that came from elsewhere)."""
@@ -87,6 +91,13 @@ class Store(abc.ABC):
         (the default) means the adapter has no such value, so nothing is cached.
         """
         return None
+
+    async def caught_up(self) -> bool:
+        """Return once this process has heard (through ``relay``) of every change any
+        process committed before the call; False if it cannot tell. The default is
+        True at once: an adapter whose epoch sees every commit (SQLite's
+        ``data_version``) needs no catching up."""
+        return True
 
     def relay(self, notifier: Wakeable) -> AbstractAsyncContextManager[None]:
         """While the context runs, relay ``notifier``'s keys between the processes that
@@ -217,6 +228,24 @@ class Store(abc.ABC):
         self, tenant: str, execution_id: str, update: records.ExecutionUpdate, now: datetime
     ) -> records.Execution:
         """Apply a report under a row lock (see ``changes.apply_update``)."""
+
+    @abc.abstractmethod
+    async def update_executions(
+        self,
+        tenant: str,
+        reports: Sequence[tuple[str, records.ExecutionUpdate]],
+        now: datetime,
+        *,
+        admit: ReportCheck | None = None,
+    ) -> list[records.Execution | errors.DomainError]:
+        """Apply many reports (execution id, update) in order, in one transaction.
+
+        Each is applied as :meth:`update_execution` applies one, seeing the reports
+        before it (the same execution may come twice). ``admit(index, execution)`` sees
+        each report's execution, locked, before it is changed; what it raises refuses
+        that report. Per report: the execution as stored, or the error that refused it —
+        a refused report changes nothing and the others still apply.
+        """
 
     @abc.abstractmethod
     async def retry_execution(

@@ -92,6 +92,23 @@ def _nul_refused() -> errors.Invalid:
     return errors.Invalid("PostgreSQL cannot store or look up text with a NUL character (\\u0000)")
 
 
+def _holds_nul(value: Any) -> bool:
+    """Whether a NUL character is in ``value``: a string, or a JSON document's keys and
+    strings at any depth."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
 #: what asyncpg raises when the server is gone, restarting or refusing connections
 _LOST = (OSError, asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError)
 #: seconds a client is told to wait before retrying while the database is away
@@ -376,6 +393,16 @@ class PostgresStore(SqlStore):
         channel = self.channel
         return channel.generation if channel is not None and channel.listening else None
 
+    def _unstorable(self, *values: Any) -> errors.Invalid | None:
+        """The NUL refusal (400) for values holding a NUL character."""
+        return _nul_refused() if any(_holds_nul(v) for v in values) else None
+
+    async def caught_up(self) -> bool:
+        """Whether this process has heard every change committed before the call, by any
+        replica (``PostgresChannel.caught_up``); False without a listening channel."""
+        channel = self.channel
+        return channel is not None and await channel.caught_up()
+
     def key_revoked_payload(self, tenant: str) -> str | None:
         """What the revoking transaction notifies (see auth_epoch)."""
         return PostgresChannel.keys_changed(tenant)
@@ -387,10 +414,12 @@ class PostgresStore(SqlStore):
         channel = PostgresChannel(self.driver.dsn, notifier.wake)
         await channel.start()
         notifier.relay = channel.send
+        notifier.relayed = channel.sent
         self.channel = channel
         try:
             yield
         finally:
             self.channel = None
             notifier.relay = None
+            notifier.relayed = None
             await channel.stop()

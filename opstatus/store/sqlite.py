@@ -205,6 +205,7 @@ class SqliteDriver:
         self._writer: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
+        self._version_cursor: sqlite3.Cursor | None = None
         self._lock = asyncio.Lock()  #: held by the unit using the writer connection
         self._batch: _Batch | None = None  #: the open transaction, if any
         self._queued = 0  #: writers waiting for the lock
@@ -434,8 +435,12 @@ class SqliteDriver:
         a read whose snapshot may predate the latest commit)."""
         if self._rconn is None or self._rconn.in_transaction:
             return None
-        row = self._rconn.execute("PRAGMA data_version").fetchone()
-        return int(row["data_version"])
+        # Every authenticated request asks: a cursor of plain tuples skips the row dict.
+        cursor = self._version_cursor
+        if cursor is None or cursor.connection is not self._rconn:
+            cursor = self._version_cursor = self._rconn.cursor()
+            cursor.row_factory = None
+        return int(cursor.execute("PRAGMA data_version").fetchone()[0])
 
     async def bulk_insert(
         self, tx: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
@@ -453,8 +458,25 @@ class SqliteStore(SqlStore):
     ) -> None:
         self.driver = SqliteDriver(path, synchronous=synchronous)
         super().__init__(self.driver, list_timeout=list_timeout)
+        self._epoch: int | None = None  #: this turn's data_version (see auth_epoch)
 
     def auth_epoch(self) -> object | None:
         """``PRAGMA data_version`` of the read connection: it changes whenever any
-        other connection — this process's writer, a CLI, another worker — commits."""
-        return self.driver.data_version()
+        other connection — this process's writer, a CLI, another worker — commits.
+
+        Every authenticated request asks, so the value is read once per turn of the
+        event loop: it is kept until a callback queued (``call_soon``) when it was read
+        runs. That is exact for what a request may see: a request's task is queued only
+        after its bytes arrived, so after any commit its client waited for; a value read
+        before that commit has its forgetting queued ahead of the task (the queue is
+        first in, first out), so the task reads afresh.
+        """
+        epoch = self._epoch
+        if epoch is None:
+            epoch = self._epoch = self.driver.data_version()
+            if epoch is not None:
+                asyncio.get_running_loop().call_soon(self._forget_epoch)
+        return epoch
+
+    def _forget_epoch(self) -> None:
+        self._epoch = None

@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from opstatus import wire
 from opstatus.domain import errors
 from opstatus.domain.roles import Action, may
 from opstatus.service.brokers import BrokerIdentities
@@ -26,6 +27,7 @@ from opstatus.service.operations import Operations
 from opstatus.service.webhooks import Webhooks
 from opstatus.web import auth, problems, render
 from opstatus.web.ratelimit import FailureLimiter, RateLimiter
+from opstatus.web.reads import ReadCache
 from opstatus.web.revocation import Watch
 from opstatus.web.waits import WaitSlots
 
@@ -49,6 +51,8 @@ class Api:
     #: seconds between SSE keep-alives, and between credential re-checks of open
     #: streams and long-polls (a revoked key or expired token ends them)
     keepalive: float = 15.0
+    #: encoded status bodies for the fast read path (None: off, e.g. the testing mode)
+    reads: ReadCache | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -238,19 +242,31 @@ def _body_fields(ep: Endpoint) -> frozenset[str]:
     if ep.body is None:
         return frozenset()
     declared = {p.name for p in ep.params} | set(re.findall(r"\{([^}:]+)\}", ep.path))
-    return frozenset(f.encode_name for f in msgspec.structs.fields(ep.body)) - declared
+    return body_fields(ep.body) - declared
+
+
+def body_fields(body: type) -> frozenset[str]:
+    """The names of the fields of the body Struct ``body``."""
+    return frozenset(f.encode_name for f in msgspec.structs.fields(body))
 
 
 def _fault(
     exc: errors.DomainError, fields: frozenset[str], current: problems.CurrentRenderer | None
 ) -> Response:
-    """The problem for a domain error. A plain Invalid about a field of the body is the
-    body's fault, as a schema violation is: 422 ``invalid_body`` (docs/architecture.md,
-    Canonical shapes); parameters and headers keep 400 ``invalid``."""
+    return problems.answer(*fault(exc, fields, current))
+
+
+def fault(
+    exc: errors.DomainError, fields: frozenset[str], current: problems.CurrentRenderer | None
+) -> tuple[wire.Problem, dict[str, str]]:
+    """The problem (body and headers) for a domain error. A plain Invalid about one of
+    the body's ``fields`` is the body's fault, as a schema violation is: 422
+    ``invalid_body`` (docs/architecture.md, Canonical shapes); parameters and headers
+    keep 400 ``invalid``."""
     parameter = str(exc.context.get("parameter") or "")
     if type(exc) is errors.Invalid and re.split(r"[.\[]", parameter, maxsplit=1)[0] in fields:
-        return problems.problem(422, "invalid_body", exc.detail, parameter=parameter)
-    return problems.from_error(exc, current)
+        return problems.describe(422, "invalid_body", exc.detail, parameter=parameter), {}
+    return problems.of_error(exc, current)
 
 
 #: methods a path without them answers 405 to

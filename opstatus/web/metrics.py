@@ -28,7 +28,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -125,6 +125,10 @@ class Metrics:
             self._histograms[(method, route)] = histogram
         histogram.observe(seconds)
 
+    def watch_reads(self, figures: Callable[[], tuple[int, int, int]]) -> None:
+        """Expose the fast read path's (hits, misses, entries)."""
+        self.registry.register(CacheFigures(figures))
+
     def kind(self, kind: str) -> str:
         """The label value for ``kind``: itself, or OTHER_KIND past MAX_KINDS kinds."""
         if kind in self._kinds:
@@ -145,6 +149,31 @@ class Metrics:
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class CacheFigures(Collector):
+    """The fast read path's figures (web/reads.py), read at scrape time."""
+
+    def __init__(self, figures: Callable[[], tuple[int, int, int]]) -> None:
+        self.figures = figures  #: () -> (hits, misses, entries)
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        hits, misses, entries = self.figures()
+        yield CounterMetricFamily(
+            "opstatus_read_cache_hits",
+            "Status reads (GET /v1/operations/{id}) answered from the read cache.",
+            value=hits,
+        )
+        yield CounterMetricFamily(
+            "opstatus_read_cache_misses",
+            "Status reads the read cache could not answer (read the full way).",
+            value=misses,
+        )
+        yield GaugeMetricFamily(
+            "opstatus_read_cache_entries",
+            "Operations whose encoded status body the read cache holds.",
+            value=entries,
+        )
 
 
 class DatabaseFigures(Collector):

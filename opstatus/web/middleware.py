@@ -15,6 +15,7 @@ the middleware creates ``scope["state"]`` up front so both see the same dict.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -35,6 +36,8 @@ UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 _HEADER = b"x-request-id"
+_PROCESS = os.urandom(8).hex()
+_COUNTER = itertools.count(int.from_bytes(os.urandom(4)))
 
 
 class Observe:
@@ -43,7 +46,7 @@ class Observe:
     def __init__(self, app: ASGIApp, *, metrics: Metrics, logger: logging.Logger = ACCESS_LOG):
         self.app = app
         self.metrics = metrics
-        self.logger = logger
+        self.record = Record(metrics, logger)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI call; lifespan and websockets pass straight through."""
@@ -52,12 +55,12 @@ class Observe:
             return
         start = time.perf_counter()
         root_path = scope.get("root_path", "")
-        request_id = _incoming_id(scope) or os.urandom(16).hex()
+        rid = request_id(scope)
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
-        state["request_id"] = request_id
-        id_header = (_HEADER, request_id.encode("latin-1"))
+        state["request_id"] = rid
+        id_header = (_HEADER, rid.encode("latin-1"))
         status = 500  # what the client gets if the app raises before answering
 
         async def send_with_id(message: Message) -> None:
@@ -73,12 +76,26 @@ class Observe:
             await self.app(scope, receive, send_with_id)
         finally:
             metrics.in_flight -= 1
-            seconds = time.perf_counter() - start
-            route = _template(scope, root_path)
-            method = scope["method"] if scope["method"] in METHODS else "OTHER"
-            metrics.observe(method, route, status, seconds)
-            if self.logger.isEnabledFor(logging.INFO):
-                self._log(scope, state, method, route, status, seconds)
+            self.record(scope, state, _template(scope, root_path), status, start)
+
+
+class Record:
+    """Count and time answered requests, and write their access-log lines."""
+
+    def __init__(self, metrics: Metrics, logger: logging.Logger = ACCESS_LOG) -> None:
+        self.metrics = metrics
+        self.logger = logger
+
+    def __call__(
+        self, scope: Scope, state: dict[str, Any], route: str, status: int, start: float
+    ) -> None:
+        """Count and time an answered request, and log its line (also for the answers
+        the fast read path gives before this middleware runs, web/reads.py)."""
+        seconds = time.perf_counter() - start
+        method = scope["method"] if scope["method"] in METHODS else "OTHER"
+        self.metrics.observe(method, route, status, seconds)
+        if self.logger.isEnabledFor(logging.INFO):
+            self._log(scope, state, method, route, status, seconds)
 
     def _log(
         self,
@@ -112,6 +129,13 @@ def _template(scope: Scope, root_path: str) -> str:
     # and the mount's matched prefix in root_path.
     mounted = scope.get("root_path", "")
     return mounted[len(root_path) :] + path if len(mounted) > len(root_path) else path
+
+
+def request_id(scope: Scope) -> str:
+    """The client's sane ``X-Request-ID``, else a new one: 32 hex digits, a random
+    prefix of this process and a counter, so unique across replicas and restarts
+    without a system call per request (a request id is no secret)."""
+    return _incoming_id(scope) or f"{_PROCESS}{next(_COUNTER):016x}"
 
 
 def _incoming_id(scope: Scope) -> str | None:

@@ -60,7 +60,12 @@ def problem(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> Response:
     """A problem response."""
-    body = wire.Problem(
+    return answer(describe(status, code, detail, **extra), headers)
+
+
+def describe(status: int, code: str, detail: str, **extra: Any) -> wire.Problem:
+    """A problem body."""
+    return wire.Problem(
         type=f"urn:opstatus:problem:{code}",
         title=TITLES.get(status, "Error"),
         status=status,
@@ -68,7 +73,13 @@ def problem(
         code=code,
         **extra,
     )
-    return Response(_encoder.encode(body), status_code=status, headers=headers, media_type=MEDIA)
+
+
+def answer(body: wire.Problem, headers: dict[str, str] | None = None) -> Response:
+    """``body`` as the response."""
+    return Response(
+        _encoder.encode(body), status_code=body.status, headers=headers, media_type=MEDIA
+    )
 
 
 #: renders the current execution a VersionMismatch carries (the canonical API's shape)
@@ -78,6 +89,13 @@ CurrentRenderer = Callable[[Execution], Any]
 def from_error(exc: errors.DomainError, current: CurrentRenderer | None = None) -> Response:
     """The problem response for a domain error, with its context (the current execution
     rendered by ``current`` when it is given and the error carries one)."""
+    return answer(*of_error(exc, current))
+
+
+def of_error(
+    exc: errors.DomainError, current: CurrentRenderer | None = None
+) -> tuple[wire.Problem, dict[str, str]]:
+    """The problem body and headers of :func:`from_error`."""
     status = status_of(exc)
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
@@ -96,7 +114,7 @@ def from_error(exc: errors.DomainError, current: CurrentRenderer | None = None) 
     headers.update(ctx.get("headers") or {})
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="opstatus", Basic realm="opstatus"'
-    return problem(status, exc.code, exc.detail, headers, **extra)
+    return describe(status, exc.code, exc.detail, **extra), headers
 
 
 def from_validation(

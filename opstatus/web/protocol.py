@@ -59,23 +59,26 @@ class DeadlineProtocol(HttpToolsProtocol):
             DeadlineProtocol._connections = settings.Connections.from_env()
         self.head_timeout = DeadlineProtocol._connections.head_timeout
         self.body_timeout = DeadlineProtocol._connections.body_timeout
-        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None  #: fires at or before _due
+        self._due: float | None = None  #: loop time the armed deadline passes (None: none)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        #: the same for every request the connection carries
+        self._abort: dict[object, object] = {"abort": transport.abort}
         self._arm(self.head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._stop_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._deadline is None:  # the first byte of a request on a kept-alive connection
+        if self._due is None:  # the first byte of a request on a kept-alive connection
             self._arm(self.head_timeout)
         super().data_received(data)
 
     def handle_websocket_upgrade(self) -> None:
-        self._disarm()  # the connection is another protocol's from here on
+        self._stop_timer()  # the connection is another protocol's from here on
         super().handle_websocket_upgrade()
 
     def on_headers_complete(self) -> None:
@@ -83,23 +86,46 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         # The request's scope (the cycle's own dict) gets a way to cut the connection
         # without an answer: the testing mode's dropped-connection fault.
-        self.scope.setdefault("extensions", {})["opstatus.abort"] = {"abort": self.transport.abort}
+        self.scope.setdefault("extensions", {})["opstatus.abort"] = self._abort
 
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expired)
+        # One timer per connection, moved only when it would fire too late: a request
+        # on a kept-alive connection then costs two float stores, not two timers.
+        due = self.loop.time() + seconds
+        self._due = due
+        timer = self._deadline
+        if timer is not None and timer.when() <= due:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._deadline = self.loop.call_at(due, self._check)
 
     def _disarm(self) -> None:
+        self._due = None
+
+    def _stop_timer(self) -> None:
+        self._due = None
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
-    def _expired(self) -> None:
+    def _check(self) -> None:
+        """The timer fired: expire if the deadline armed now has passed, else wait for it."""
         self._deadline = None
+        due = self._due
+        if due is None:
+            return
+        if self.loop.time() >= due:
+            self._expired()
+        else:
+            self._deadline = self.loop.call_at(due, self._check)
+
+    def _expired(self) -> None:
+        self._due = None
         if self.transport.is_closing():
             return
         cycle = self.cycle

@@ -13,7 +13,7 @@ from opstatus.domain.records import Execution, ExecutionUpdate, OperationQuery
 from opstatus.domain.roles import Action, Role
 from opstatus.service import notifier
 from opstatus.web import params, render
-from opstatus.web.endpoint import Ctx, Param, Router
+from opstatus.web.endpoint import Ctx, Param, Router, body_fields, fault
 
 router = Router("executions")
 
@@ -59,6 +59,67 @@ async def list_executions(ctx: Ctx) -> Response:
     )
 
 
+# Before the /v1/executions/{id} routes: their 405 for other methods would take this path.
+@router.route(
+    "POST", "/v1/executions/reports", action=Action.REPORT, body=wire.ExecutionReportsIn,
+    response=wire.ExecutionReportsOut, errors=(400, 403, 413, 415, 422),
+)  # fmt: skip
+async def report_executions(ctx: Ctx) -> Response:
+    """Report on many executions at once: one transaction, one outcome per report.
+
+    Each report is an execution ``id``, the fields of ``PATCH /v1/executions/{id}``
+    and, optionally, ``version`` (that report's If-Match). Reports apply in the order
+    sent (the same execution may come twice: the second sees the first) and each is
+    checked as the PATCH would check it, an agent key reaching only its targets'
+    executions. The answer is 200 with ``items``, one per report, in order: ``status``
+    200 with the ``execution`` as stored, or the status and problem (``error``) the
+    PATCH would have answered; a refused report changes nothing, and the others
+    still apply. Each applied report has every effect of a PATCH: its events,
+    wake-ups and webhooks. A body that is not valid as a whole (no ``reports``, none
+    or more than 1000 of them, a report not valid) is refused whole with 422.
+    """
+    body: wire.ExecutionReportsIn = ctx.body
+    who = ctx.who
+    reports: list[tuple[str, ExecutionUpdate]] = []
+    refusals: list[errors.DomainError | None] = []
+    for report in body.reports:
+        version = None if report.version is None else int(report.version)
+        try:
+            expected, refusal = _expected(report, version), None
+        except errors.PreconditionFailed as exc:
+            expected, refusal = None, exc
+        reports.append((report.id, _update(report, expected)))
+        refusals.append(refusal)
+
+    def admit(index: int, execution: Execution) -> None:
+        # what the PATCH checks once it has found the execution, in its order
+        who.require(Action.REPORT, execution.target)
+        if (refusal := refusals[index]) is not None:
+            raise refusal
+
+    results = await ctx.api.operations.update_executions(ctx.tenant, reports, admit)
+    items = [_outcome(report, result) for report, result in zip(body.reports, results, strict=True)]
+    return render.respond(ctx.request, wire.ExecutionReportsOut(items=items), root="reports")
+
+
+#: the PATCH body's fields: a plain Invalid about one of them is 422 ``invalid_body``
+_REPORT_FIELDS = body_fields(wire.ExecutionUpdateIn)
+
+
+def _outcome(
+    report: wire.ExecutionReportIn, result: Execution | errors.DomainError
+) -> wire.ExecutionReportOut:
+    """How one report of a batch went, as the PATCH would have answered it."""
+    if isinstance(result, Execution):
+        return wire.ExecutionReportOut(
+            id=report.id, status=200, execution=convert.execution(result)
+        )
+    if isinstance(result, errors.VersionMismatch) and report.version is not None:
+        result = _precondition(result)
+    problem, _ = fault(result, _REPORT_FIELDS, convert.execution)
+    return wire.ExecutionReportOut(id=report.id, status=problem.status, error=problem)
+
+
 @router.route(
     "GET", "/v1/executions/{id}", action=(Action.READ, Action.PULL), response=wire.ExecutionOut,
     errors=(403, 404, 410), headers=("ETag",),
@@ -85,31 +146,48 @@ async def update_execution(ctx: Ctx) -> Response:
     body: wire.ExecutionUpdateIn = ctx.body
     execution_id = ctx.path("id")
     await _own(ctx, execution_id, Action.REPORT)
-    expected = None if body.expected_version is None else int(body.expected_version)
     if_match = ctx.request.headers.get("if-match")
+    version = None
     if if_match is not None:
         raw = if_match.strip().removeprefix("W/").strip('"')
         if not re.fullmatch("[0-9]{1,18}", raw):
             raise errors.Invalid("If-Match must be a version ETag", parameter="If-Match")
-        if expected is not None and int(raw) != expected:
-            # At most one of the two can name the current version: a failed precondition.
-            raise errors.PreconditionFailed(
-                "If-Match and expected_version disagree", parameter="expected_version"
-            )
-        expected = int(raw)
-    update = ExecutionUpdate(
-        state=body.state, progress=body.progress, eta=body.eta, details=body.details,
-        error=body.error, result=body.result, reason=body.reason, expected_version=expected,
-    )  # fmt: skip
+        version = int(raw)
+    update = _update(body, _expected(body, version))
     try:
         execution = await ctx.api.operations.update_execution(ctx.tenant, execution_id, update)
     except errors.VersionMismatch as exc:
         if if_match is not None:
-            raise errors.PreconditionFailed(exc.detail, **exc.context) from None
+            raise _precondition(exc) from None
         raise
     return render.respond(
         ctx.request, convert.execution(execution), headers=_etag(execution), root="execution"
     )
+
+
+def _expected(body: wire.ExecutionUpdateIn, version: int | None) -> int | None:
+    """The version a report expects: its ``expected_version``, or ``version`` (its
+    If-Match); PreconditionFailed when both are given and disagree."""
+    expected = None if body.expected_version is None else int(body.expected_version)
+    if version is not None and expected is not None and version != expected:
+        # At most one of the two can name the current version: a failed precondition.
+        raise errors.PreconditionFailed(
+            "If-Match and expected_version disagree", parameter="expected_version"
+        )
+    return expected if version is None else version
+
+
+def _update(body: wire.ExecutionUpdateIn, expected: int | None) -> ExecutionUpdate:
+    """The report a body makes, expecting version ``expected``."""
+    return ExecutionUpdate(
+        state=body.state, progress=body.progress, eta=body.eta, details=body.details,
+        error=body.error, result=body.result, reason=body.reason, expected_version=expected,
+    )  # fmt: skip
+
+
+def _precondition(exc: errors.VersionMismatch) -> errors.PreconditionFailed:
+    """A version mismatch of a report that named its version in If-Match: 412."""
+    return errors.PreconditionFailed(exc.detail, **exc.context)
 
 
 @router.route(

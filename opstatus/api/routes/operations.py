@@ -18,6 +18,7 @@ from opstatus.service.operations import OperationView
 from opstatus.service.requests import CreateOperation
 from opstatus.web import params, render
 from opstatus.web.endpoint import Ctx, Param, Router
+from opstatus.web.reads import Ticket
 
 router = Router("operations")
 _IDEMPOTENCY = Param(
@@ -221,6 +222,7 @@ async def get_operation(ctx: Ctx) -> Response:
             raise errors.Invalid("as_of cannot be combined with wait or version", parameter="as_of")
         return _render_one(ctx, await ops.as_of(ctx.tenant, op_id, moment))
     wait = params.number(r, "wait", high=ctx.api.max_wait)
+    ticket = None
     known = params.integer(r, "version", None)
     if known is None:
         known = _if_none_match(ctx)
@@ -239,16 +241,37 @@ async def get_operation(ctx: Ctx) -> Response:
             waiter.cancel()
             ctx.api.waits.give()
     else:
+        ticket = _ticket(ctx)  # taken before the read: a change during it voids the fill
         view = await ops.get(ctx.tenant, op_id)
     if _if_none_match(ctx) == view.operation.version:
         return Response(status_code=304, headers={"ETag": etag(view.operation.version)})
-    return await render.respond_large(
+    response = await render.respond_large(
         r,
         convert.operation(view, ops.clock()),
         size=len(view.targets) + len(view.executions or ()),
         headers={"ETag": etag(view.operation.version)},
         root="operation",
     )
+    if not wait and ticket is not None and view.operation.id == op_id:
+        _keep(ctx, ticket, view, response)
+    return response
+
+
+def _ticket(ctx: Ctx) -> Ticket | None:
+    """A fill ticket of the fast read path (web/reads.py) for a plain JSON read: no query,
+    an Accept that picks JSON."""
+    reads, request = ctx.api.reads, ctx.request
+    if reads is None or request.scope["query_string"] or render.negotiate(request) != render.JSON:
+        return None
+    return reads.ticket()
+
+
+def _keep(ctx: Ctx, ticket: Ticket, view: OperationView, response: Response) -> None:
+    """Keep the encoded body for the fast path to answer the next reads with."""
+    assert ctx.api.reads is not None  # a ticket comes only from a cache
+    op = view.operation
+    key = notifier.operation_key(ctx.tenant, op.id)
+    ctx.api.reads.put(ticket, key, op.version, etag(op.version), bytes(response.body))
 
 
 @router.route(

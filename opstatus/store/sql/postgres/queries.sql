@@ -26,6 +26,11 @@ WHERE e.tenant_id = $1 AND o.kind = $2 AND o.exclusive AND e.target_id = ANY($3:
 SELECT operation_id, target_id FROM executions
 WHERE tenant_id = $1 AND operation_id = ANY($2::text[]) ORDER BY operation_id, target_id
 
+-- name: exec_lock_many
+-- the executions of a batch of reports, locked in id order (then their operations)
+SELECT id, operation_id FROM executions
+WHERE tenant_id = $1 AND id = ANY($2::text[]) ORDER BY id /*:lock_rows*/
+
 -- name: migrations_lock
 SELECT pg_advisory_xact_lock(7277001)
 

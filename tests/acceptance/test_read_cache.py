@@ -1,0 +1,131 @@
+"""The status read fast path (web/reads.py) on real servers, both stores: it answers what
+the full path answers, and a read after a write — in the same process or another one on
+the same database — sees the write; revocation, tenant walls and the rate limit hold."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server import Key, Server, running
+
+TRIALS = 30
+
+
+def _hits(server: Server) -> float:
+    """The server's opstatus_read_cache_hits_total."""
+    text = server.http.get("/metrics").text
+    found = re.search(r"^opstatus_read_cache_hits_total (\S+)$", text, re.MULTILINE)
+    assert found, "opstatus_read_cache_hits_total is missing from /metrics"
+    return float(found.group(1))
+
+
+def _read(server: Server, key: Key, op_id: str, **headers: str) -> httpx.Response:
+    return server.http.get(f"/v1/operations/{op_id}", headers={**key.headers, **headers})
+
+
+def _warm(server: Server, key: Key, op_id: str) -> dict[str, object]:
+    """Read until the fast path answers (the first read fills the cache); that answer."""
+    before = _hits(server)
+    for _ in range(3):
+        answer = _read(server, key, op_id)
+        assert answer.status_code == 200, answer.text
+        if _hits(server) > before:
+            found: dict[str, object] = answer.json()
+            return found
+    pytest.fail("the fast path never answered a repeated status read")
+
+
+@pytest.fixture(scope="module")
+def pair(
+    module_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Server]]:
+    """Two processes on one database (a SQLite file, or PostgreSQL)."""
+    workdir = tmp_path_factory.mktemp("replicas")
+    with running(module_database, workdir) as a, running(module_database, workdir) as b:
+        yield a, b
+
+
+def test_the_fast_answer_is_the_full_answer(pair: tuple[Server, Server]) -> None:
+    a, _ = pair
+    tenant = a.tenant()
+    made = a.create(tenant.admin, ["n1", "n2"])
+    full = _read(a, tenant.admin, made["id"])
+    before = _hits(a)
+    fast = _read(a, tenant.admin, made["id"])
+    assert _hits(a) == before + 1, "the second read did not take the fast path"
+    assert fast.content == full.content
+    assert fast.headers["etag"] == full.headers["etag"] == f'"{made["version"]}"'
+    assert fast.headers["content-type"] == full.headers["content-type"]
+    assert set(fast.headers) == set(full.headers)  # the same headers, RateLimit-* too
+    assert fast.headers["x-request-id"] != full.headers["x-request-id"]
+    bearer = {"X-API-Key": "", "Authorization": f"Bearer {tenant.admin.secret}"}
+    assert _read(a, tenant.admin, made["id"], **bearer).content == full.content
+    unchanged = _read(a, tenant.admin, made["id"], **{"If-None-Match": full.headers["etag"]})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    assert _hits(a) == before + 3
+
+
+@pytest.mark.parametrize("where", ["same process", "other process"])
+def test_a_read_after_a_write_sees_the_write(pair: tuple[Server, Server], where: str) -> None:
+    reader, other = pair
+    writer = reader if where == "same process" else other
+    tenant = reader.tenant()
+    agent = reader.key(tenant, "agent", ["n1"])
+    made = reader.create(tenant.admin, ["n1"])
+    [item] = writer.pull(agent, "n1")
+    for step in range(1, TRIALS + 1):
+        _warm(reader, tenant.admin, made["id"])
+        written = writer.report(agent, item["id"], state="in_progress", progress=step)
+        seen = _read(reader, tenant.admin, made["id"]).json()
+        [execution] = seen["executions"]
+        assert execution["version"] == written["version"], f"trial {step}: a stale read"
+        assert seen["progress"] == pytest.approx(step)
+    writer.report(agent, item["id"], state="succeeded")
+    assert _read(reader, tenant.admin, made["id"]).json()["state"] == "succeeded"
+
+
+def test_a_cancel_and_a_delete_elsewhere_are_seen(pair: tuple[Server, Server]) -> None:
+    a, b = pair
+    tenant = a.tenant()
+    made = a.create(tenant.admin, ["n1"])
+    _warm(a, tenant.admin, made["id"])
+    cancelled = b.http.post(f"/v1/operations/{made['id']}/cancel", headers=tenant.admin.headers)
+    assert cancelled.status_code == 200, cancelled.text
+    assert _read(a, tenant.admin, made["id"]).json()["state"] == "cancelled"
+    _warm(a, tenant.admin, made["id"])
+    gone = b.http.delete(f"/v1/operations/{made['id']}", headers=tenant.admin.headers)
+    assert gone.status_code == 204, gone.text
+    assert _read(a, tenant.admin, made["id"]).status_code == 410
+
+
+def test_a_key_revoked_in_another_process_stops_at_once(pair: tuple[Server, Server]) -> None:
+    a, b = pair
+    tenant = a.tenant()
+    viewer = a.key(tenant, "viewer")
+    made = a.create(tenant.admin, ["n1"])
+    _warm(a, viewer, made["id"])
+    revoked = b.http.delete(f"/v1/keys/{viewer.id}", headers=tenant.admin.headers)
+    assert revoked.status_code in (200, 204), revoked.text
+    assert _read(a, viewer, made["id"]).status_code == 401
+
+
+def test_another_tenant_never_reads_a_cached_operation(pair: tuple[Server, Server]) -> None:
+    a, _ = pair
+    mine, theirs = a.tenant(), a.tenant()
+    made = a.create(mine.admin, ["n1"])
+    _warm(a, mine.admin, made["id"])
+    assert _read(a, theirs.admin, made["id"]).status_code == 404
+
+
+def test_the_rate_limit_holds_on_the_fast_path(store_url: str, tmp_path: Path) -> None:
+    with running(store_url, tmp_path, {"OPSTATUS_RATE_LIMIT": "8/minute"}) as server:
+        tenant = server.tenant()
+        made = server.create(tenant.admin, ["n1"])  # one of the 8
+        answers = [_read(server, tenant.admin, made["id"]).status_code for _ in range(12)]
+        assert answers == [200] * 7 + [429] * 5
+        assert _hits(server) >= 5  # the 200s after the first came from the fast path

@@ -1,0 +1,210 @@
+"""The contract of ``Store.update_executions`` (a batch of reports in one transaction),
+on a real SQLite file and on real PostgreSQL, and the service's use of it."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from opstatus.domain import errors
+from opstatus.domain.records import Execution, ExecutionUpdate, Rollout
+from opstatus.domain.states import OperationState, State
+from opstatus.service import notifier as notify
+from opstatus.service.operations import Operations
+from opstatus.service.requests import CreateOperation
+from opstatus.store.port import Store
+from tests.conftest import TENANT, make_store
+
+
+async def create(ops: Operations, *targets: str, tenant: str = TENANT, **kw: Any) -> str:
+    view, _ = await ops.create(tenant, CreateOperation(kind="test", targets=targets, **kw))
+    return view.operation.id
+
+
+async def claimed(ops: Operations, target: str, tenant: str = TENANT) -> Execution:
+    [item] = await ops.claim_inbox(tenant, target)
+    return item.execution
+
+
+async def by_target(ops: Operations, op_id: str) -> dict[str, Execution]:
+    return {e.target: e for e in await ops.executions(TENANT, op_id)}
+
+
+def committed_version(store_url: str, execution_id: str) -> int:
+    """The execution's version as another connection sees it (committed data only),
+    read on a thread of its own, so it can be called inside a running transaction."""
+
+    async def read() -> int:
+        other = make_store(store_url, pool=1)
+        await other.open()
+        try:
+            return (await other.get_execution(TENANT, execution_id)).version
+        finally:
+            await other.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, read()).result()
+
+
+async def test_reports_apply_in_order_and_a_refused_one_changes_nothing(
+    store: Store, ops: Operations
+) -> None:
+    op_id = await create(ops, "a", "b", "c")
+    a, b = await claimed(ops, "a"), await claimed(ops, "b")
+    c = (await by_target(ops, op_id))["c"]  # still queued
+    await create(ops, "z", tenant="other")
+    [theirs] = await ops.claim_inbox("other", "z")
+    seen: list[tuple[int, str, int]] = []
+
+    def admit(index: int, execution: Execution) -> None:
+        seen.append((index, execution.id, execution.version))
+        if index == 6:
+            raise errors.Forbidden("not this one")
+
+    reports = [
+        (a.id, ExecutionUpdate(state=State.ACKNOWLEDGED)),
+        (a.id, ExecutionUpdate(state=State.IN_PROGRESS, progress=50)),  # sees the first
+        ("ex_missing", ExecutionUpdate(progress=5)),
+        (b.id, ExecutionUpdate(state=State.SUCCEEDED, expected_version=1)),
+        (c.id, ExecutionUpdate(state=State.SUCCEEDED)),  # queued -> succeeded: no step
+        (theirs.execution.id, ExecutionUpdate(progress=5)),  # another tenant's
+        (b.id, ExecutionUpdate(state=State.FAILED, error="refused by admit")),
+        (b.id, ExecutionUpdate(state=State.ACKNOWLEDGED, expected_version=2)),
+    ]
+    results = await store.update_executions(TENANT, reports, datetime.now(UTC), admit=admit)
+
+    assert len(results) == len(reports)
+    first, second, missing, stale, illegal, foreign, refused, last = results
+    assert isinstance(first, Execution) and (first.state, first.version) == ("acknowledged", 3)
+    assert isinstance(second, Execution)
+    assert (second.state, second.progress, second.version) == ("in_progress", 50, 4)
+    assert isinstance(missing, errors.NotFound)
+    assert isinstance(stale, errors.VersionMismatch) and stale.current.version == 2
+    assert isinstance(illegal, errors.Conflict) and illegal.state == "queued"
+    assert isinstance(foreign, errors.NotFound)
+    assert isinstance(refused, errors.Forbidden)
+    assert isinstance(last, Execution) and (last.state, last.version) == ("acknowledged", 3)
+    # admit saw every execution found, locked, as the reports before it left it
+    assert seen == [(0, a.id, 2), (1, a.id, 3), (3, b.id, 2), (4, c.id, 1), (6, b.id, 2),
+                    (7, b.id, 2)]  # fmt: skip
+
+    now = await by_target(ops, op_id)
+    assert (now["a"].state, now["a"].version) == (State.IN_PROGRESS, 4)
+    assert (now["b"].state, now["b"].version, now["b"].error) == (State.ACKNOWLEDGED, 3, None)
+    assert now["c"] == c
+    assert await ops.get_execution("other", theirs.execution.id) == theirs.execution
+    # one event per applied report, none for a refused one
+    events = [e for e in await ops.events(TENANT, limit=1000) if e.type.startswith("execution.")]
+    assert [(e.target, e.type) for e in events] == [
+        ("a", "execution.dispatched"),
+        ("b", "execution.dispatched"),
+        ("a", "execution.acknowledged"),
+        ("a", "execution.in_progress"),
+        ("b", "execution.acknowledged"),
+    ]
+    op = (await ops.get(TENANT, op_id)).operation
+    assert (op.counts["in_progress"], op.counts["acknowledged"], op.counts["queued"]) == (1, 1, 1)
+
+
+async def test_nothing_is_committed_before_the_whole_batch(
+    store: Store, ops: Operations, store_url: str
+) -> None:
+    await create(ops, "a", "b")
+    a, b = await claimed(ops, "a"), await claimed(ops, "b")
+    inside: list[int] = []
+
+    def admit(index: int, execution: Execution) -> None:
+        if index == 1:  # the first report is applied, the transaction still open
+            inside.append(committed_version(store_url, a.id))
+
+    reports = [(a.id, ExecutionUpdate(progress=10)), (b.id, ExecutionUpdate(progress=20))]
+    results = await store.update_executions(TENANT, reports, datetime.now(UTC), admit=admit)
+
+    assert [r.version for r in results if isinstance(r, Execution)] == [3, 3]
+    assert inside == [2]
+    assert committed_version(store_url, a.id) == 3
+
+
+async def test_a_value_the_database_refuses_refuses_only_its_report(
+    store: Store, ops: Operations
+) -> None:
+    await create(ops, "a", "b")
+    a, b = await claimed(ops, "a"), await claimed(ops, "b")
+    reports = [
+        (a.id, ExecutionUpdate(progress=10, details={"k\x00": "v"})),
+        ("ex_\x00", ExecutionUpdate(progress=10)),
+        (a.id, ExecutionUpdate(state=State.FAILED, error="nul \x00 here")),
+        (b.id, ExecutionUpdate(progress=30)),
+    ]
+    results = await store.update_executions(TENANT, reports, datetime.now(UTC))
+
+    assert isinstance(results[-1], Execution) and results[-1].progress == 30
+    nul_details, nul_id, nul_error = results[:3]
+    if store.name == "postgres":  # no NUL in text or jsonb there, as PATCH finds too
+        assert all(type(r) is errors.Invalid for r in results[:3])
+        assert (await store.get_execution(TENANT, a.id)).version == 2
+    else:  # SQLite stores it
+        assert isinstance(nul_details, Execution) and isinstance(nul_error, Execution)
+        assert isinstance(nul_id, errors.NotFound)
+    if store.name == "postgres":  # and one report alone is refused the same way
+        for execution_id, update in reports[:3]:
+            with pytest.raises(errors.Invalid) as alone:
+                await store.update_execution(TENANT, execution_id, update, datetime.now(UTC))
+            assert type(alone.value) is errors.Invalid
+
+
+async def test_batches_crossing_the_same_operations_never_deadlock(ops: Operations) -> None:
+    x = await by_target(ops, await create(ops, "a", "b"))
+    y = await by_target(ops, await create(ops, "c", "d"))
+    for target in "abcd":
+        await claimed(ops, target)
+    store = ops.store
+
+    async def batch(reports: list[tuple[str, ExecutionUpdate]]) -> None:
+        results = await store.update_executions(TENANT, reports, datetime.now(UTC))
+        assert all(isinstance(r, Execution) for r in results), results
+
+    for round_ in range(30):
+        update = ExecutionUpdate(progress=round_)
+        # each batch locks one operation's row, then the other's, in opposite orders
+        await asyncio.gather(
+            batch([(x["a"].id, update), (y["c"].id, update)]),
+            batch([(y["d"].id, update), (x["b"].id, update)]),
+        )
+    assert {e.progress for e in await ops.executions(TENANT, x["a"].operation_id)} == {29}
+
+
+async def test_the_service_wakes_and_aborts_per_report(ops: Operations) -> None:
+    first = await create(ops, "a", "b", rollout=Rollout(abort_after_failures=1))
+    second = await create(ops, "c")
+    a, c = await claimed(ops, "a"), await claimed(ops, "c")
+    woken: list[str] = []
+    with ops.notifier.listening(woken.append):
+        results = await ops.update_executions(
+            TENANT,
+            [
+                (a.id, ExecutionUpdate(state=State.FAILED, error="boom")),
+                (c.id, ExecutionUpdate(state=State.QUEUED)),  # given back: c's inbox wakes
+                (c.id, ExecutionUpdate(progress=5, expected_version=1)),  # refused
+                (a.id, ExecutionUpdate(details={"deep": _nested(200)})),  # too deep
+            ],
+        )
+    assert [type(r) for r in results] == [Execution, Execution, errors.VersionMismatch,
+                                          errors.Invalid]  # fmt: skip
+    assert notify.operation_key(TENANT, first) in woken
+    assert notify.operation_key(TENANT, second) in woken
+    assert notify.inbox_key(TENANT, "c") in woken
+    # the failure reached the threshold: b, still queued, was cancelled
+    assert (await ops.get(TENANT, first)).operation.state is OperationState.FAILED
+    assert (await by_target(ops, first))["b"].state is State.CANCELLED
+
+
+def _nested(depth: int) -> Any:
+    doc: Any = 1
+    for _ in range(depth):
+        doc = {"d": doc}
+    return doc
