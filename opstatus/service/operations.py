@@ -179,20 +179,32 @@ class Operations:
         """Trigger an operation; ``False`` when an idempotent repeat returned the original.
 
         Every target must be registered (UnknownTargets names those that are not) unless
-        the request or this service's ``register_targets`` registers them.
+        the request or this service's ``register_targets`` registers them. The store
+        checks that as part of the create (no read of its own): a create refused for
+        unknown targets registers them, when allowed, and is made again.
         """
         check_create(request, self.limits)
         targets = await self._resolve_targets(tenant, request)
-        await self._require_known(tenant, targets, register=request.register_targets)
         now = self.clock()
         operation, executions = new_records(tenant, request, targets, now)
         if operation.timeouts.heartbeat is None:
             timeouts = dataclasses.replace(operation.timeouts, heartbeat=self.heartbeat)
             operation = dataclasses.replace(operation, timeouts=timeouts)
         digest = request_hash(request) if request.idempotency_key is not None else None
-        created, fresh = await self.store.create_operation(
-            operation, executions, request_hash=digest
-        )
+        try:
+            created, fresh = await self.store.create_operation(
+                operation, executions, request_hash=digest
+            )
+        except errors.UnknownTargets as unknown:
+            if not (request.register_targets or self.register_targets):
+                raise
+            await self.store.register_targets(
+                [Target(tenant=tenant, id=t, name=t, labels={}, created_at=now)
+                 for t in unknown.targets]
+            )  # fmt: skip
+            created, fresh = await self.store.create_operation(
+                operation, executions, request_hash=digest
+            )
         if not fresh:
             return await self.get(tenant, created.id, executions=False), False
         keys = [notify.events_key(tenant), notify.operation_key(tenant, created.id)]
@@ -223,20 +235,6 @@ class Operations:
                 f"at most {self.limits.max_targets} targets per operation", parameter="targets"
             )
         return list(targets)
-
-    async def _require_known(self, tenant: str, targets: Sequence[str], *, register: bool) -> None:
-        """UnknownTargets unless every target is registered; with ``register`` (or this
-        service's ``register_targets``), register the missing ones instead."""
-        known = await self.store.known_targets(tenant, targets)
-        unknown = sorted(t for t in targets if t not in known)
-        if not unknown:
-            return
-        if not (register or self.register_targets):
-            raise errors.UnknownTargets(unknown)
-        now = self.clock()
-        await self.store.register_targets(
-            [Target(tenant=tenant, id=t, name=t, labels={}, created_at=now) for t in unknown]
-        )
 
     async def get(
         self, tenant: str, operation_id: str, *, executions: bool = True
@@ -450,7 +448,7 @@ class Operations:
         Repeat reads return the same held work until it is acknowledged.
         """
         self._check_claim_limit(limit)
-        held = await self.store.held(tenant, target)
+        held = await self.store.held_work(tenant, target)
         fresh: list[Execution] = []
         if len(held) < limit:
             fresh = await self.store.claim(tenant, target, self.clock(), limit - len(held))
@@ -459,8 +457,11 @@ class Operations:
         if fresh:
             # Read what the target holds again, after the claim committed: the first
             # read may be stale (a lease may have expired and been claimed meanwhile).
-            held = await self.store.held(tenant, target)
-        return await self._items(tenant, held[:limit])
+            held = await self.store.held_work(tenant, target)
+        return [
+            InboxItem(execution=w.execution, kind=w.kind, parameters=dict(w.parameters))
+            for w in held[:limit]
+        ]
 
     async def peek_inbox(self, tenant: str, target: str, limit: int = 10) -> list[InboxItem]:
         """What ``target`` holds, then what waits for it in claim order; dispatches nothing."""

@@ -34,6 +34,15 @@ class Backlog:
     oldest_queued_at: datetime | None  #: the earliest ``queued_at`` among them
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class HeldWork:
+    """An execution a target holds, with what to run: its operation's kind and parameters."""
+
+    execution: records.Execution
+    kind: str
+    parameters: Mapping[str, object]
+
+
 #: told of every state change a store writes: (kind, state left, seconds spent in it)
 TransitionSink = Callable[[str, State, float], None]
 #: sees report ``index``'s execution before it is changed; raises to refuse that report
@@ -159,7 +168,9 @@ class Store(abc.ABC):
     ) -> tuple[records.Operation, bool]:
         """Insert an operation and all its executions in one bulk write.
 
-        Assigns the per-tenant ``number``. With an idempotency key already used
+        Every execution's target must be registered in the tenant: UnknownTargets
+        (naming each unknown one, sorted) otherwise, before any other check, and
+        nothing is written. Assigns the per-tenant ``number``. With an idempotency key already used
         by the same request, returns that operation and ``False``; used by a
         different request, raises IdempotencyMismatch. An ``exclusive``
         operation whose kind already runs on one of its targets raises Locked.
@@ -260,6 +271,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def held(self, tenant: str, target: str) -> list[records.Execution]:
         """The target's dispatched executions (delivered, not yet acknowledged)."""
+
+    @abc.abstractmethod
+    async def held_work(self, tenant: str, target: str) -> list[HeldWork]:
+        """``held`` with each execution's operation kind and parameters, in one read."""
 
     @abc.abstractmethod
     async def cancel_operation(

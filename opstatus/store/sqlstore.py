@@ -33,6 +33,18 @@ RESET_BLOCKS = (
 )  # fmt: skip
 
 
+def refuse_unknown(targets: Sequence[str], known: set[str]) -> None:
+    """UnknownTargets naming every one of ``targets`` not in ``known``, sorted."""
+    unknown = sorted({t for t in targets if t not in known})
+    if unknown:
+        raise errors.UnknownTargets(unknown)
+
+
+def created_event(created: records.Operation) -> records.Event:
+    """The ``operation.created`` event of a new operation."""
+    return changes.operation_event(created, created.created_at, "operation.created")
+
+
 class SqlStore(port.Store):
     """The Store port on a SQL database reached through ``driver``."""
 
@@ -216,23 +228,19 @@ class SqlStore(port.Store):
     ) -> tuple[records.Operation, bool]:
         q, c, tenant = self._q, self._c, operation.tenant
         async with self._d.write() as tx:
+            targets = [e.target for e in executions]
+            known = await tx.fetch(q["targets_known"], tenant, c.arr(targets))
+            refuse_unknown(targets, {r["id"] for r in known})
             await self._require_tenant(tx, tenant)
             if operation.idempotency_key is not None:
                 found = await tx.fetchrow(q["op_by_idempotency"], tenant, operation.idempotency_key)
                 if found is not None:
-                    if found["request_hash"] != request_hash:
-                        raise errors.IdempotencyMismatch(
-                            f"Idempotency-Key {operation.idempotency_key!r} was used "
-                            "with a different request",
-                            operation_id=found["id"],
-                        )
-                    row = await tx.fetchrow(q["op_get"], tenant, found["id"])
-                    assert row is not None
-                    return rows.operation(row, c), False
+                    return await self._repeated(tx, operation, found, request_hash), False
             if operation.exclusive:
-                targets = sorted({e.target for e in executions})
                 await tx.execute(q["exclusive_lock"], tenant, operation.kind)
-                busy = await tx.fetch(q["exclusive_busy"], tenant, operation.kind, c.arr(targets))
+                busy = await tx.fetch(
+                    q["exclusive_busy"], tenant, operation.kind, c.arr(sorted(set(targets)))
+                )
                 if busy:
                     names = sorted(r["target_id"] for r in busy)
                     raise errors.Locked(
@@ -241,18 +249,40 @@ class SqlStore(port.Store):
             created = derive.summarize(operation, executions)
             await tx.execute(q["op_insert"], *rows.operation_insert_args(created, request_hash, c))
             await self._d.bulk_insert(
-                tx,
-                "executions",
-                rows.EXECUTION_COLUMNS,
-                [rows.execution_insert_args(e, c, deadlines.due(e, created)) for e in executions],
+                tx, "executions", rows.EXECUTION_COLUMNS, self._execution_rows(created, executions)
             )
-            event = changes.operation_event(created, created.created_at, "operation.created")
-            number = await self._append(tx, tenant, [event], numbering=created.id)
-        if number is None:  # numbered as it committed
+            number = await self._append(tx, tenant, [created_event(created)], numbering=created.id)
+        return await self._numbered(created, number), True
+
+    def _execution_rows(
+        self, created: records.Operation, executions: Sequence[records.Execution]
+    ) -> list[list[Any]]:
+        """The ``executions`` rows of a new operation, each with its first deadline."""
+        c = self._c
+        return [rows.execution_insert_args(e, c, deadlines.due(e, created)) for e in executions]
+
+    async def _repeated(
+        self, tx: Tx, operation: records.Operation, found: Row, request_hash: str | None
+    ) -> records.Operation:
+        """The operation an idempotent repeat returns (``found``: the id and request hash
+        stored under its key); IdempotencyMismatch when the requests differ."""
+        if found["request_hash"] != request_hash:
+            raise errors.IdempotencyMismatch(
+                f"Idempotency-Key {operation.idempotency_key!r} was used with a different request",
+                operation_id=found["id"],
+            )
+        row = await tx.fetchrow(self._q["op_get"], operation.tenant, found["id"])
+        assert row is not None
+        return rows.operation(row, self._c)
+
+    async def _numbered(self, created: records.Operation, number: int | None) -> records.Operation:
+        """``created`` with its number: ``number``, or read back when it was numbered as
+        its transaction committed."""
+        if number is None:
             async with self._d.read() as tx:
-                row = await tx.fetchrow(q["op_number"], tenant, created.id)
+                row = await tx.fetchrow(self._q["op_number"], created.tenant, created.id)
             number = None if row is None else row["number"]
-        return evolve(created, number=number), True
+        return evolve(created, number=number)
 
     async def get_operation(self, tenant: str, operation_id: str) -> records.Operation:
         """Read one operation (410 if tombstoned)."""
@@ -525,13 +555,12 @@ class SqlStore(port.Store):
     async def _lock_operations(
         self, tx: Tx, tenant: str, executions: Sequence[Row]
     ) -> dict[str, Row]:
-        """Lock and read the operations of ``executions``, in id order."""
-        locked: dict[str, Row] = {}
-        for op_id in sorted({r["operation_id"] for r in executions}):
-            row = await tx.fetchrow(self._q["op_lock"], tenant, op_id)
-            if row is not None:
-                locked[op_id] = row
-        return locked
+        """Lock and read the operations of ``executions``, in id order, in one statement."""
+        if not executions:
+            return {}
+        ids = sorted({r["operation_id"] for r in executions})
+        found = await tx.fetch(self._q["op_lock_many"], tenant, self._c.arr(ids))
+        return {row["id"]: row for row in found}
 
     async def _rollout_room(self, tx: Tx, locked: Mapping[str, Row], window: Any) -> dict[str, int]:
         """How many more executions each capped operation may dispatch now.
@@ -552,6 +581,19 @@ class SqlStore(port.Store):
         async with self._d.read() as tx:
             found = await tx.fetch(self._q["exec_held"], tenant, target)
         return [rows.execution(r, self._c) for r in found]
+
+    async def held_work(self, tenant: str, target: str) -> list[port.HeldWork]:
+        """``held`` joined with each execution's operation kind and parameters."""
+        c = self._c
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["exec_held_work"], tenant, target)
+        return [
+            port.HeldWork(
+                execution=rows.execution(r, c), kind=r["operation_kind"],
+                parameters=c.unjs(r["operation_parameters"]),
+            )
+            for r in found
+        ]  # fmt: skip
 
     async def cancel_operation(
         self, tenant: str, operation_id: str, now: datetime, *, force: bool, reason: str | None
@@ -891,10 +933,14 @@ class SqlStore(port.Store):
             failures = await self._failures(tx, tenant, op_id, timed)
             op, op_events = changes.settle(current, timed, now, failures=failures, **event_data)
             self._observe(current.kind, by_op[op_id], now)
-            await tx.execute(q["op_update"], *rows.operation_update_args(op, c))
             folded[op_id] = op
             events.extend(op_events)
             stored.extend(a for _, a in timed)
+        # one pipelined statement per table: a claim of many operations' executions
+        # made a round trip per operation here (P3 profile, docs/benchmarks.md)
+        await tx.executemany(
+            q["op_update"], [rows.operation_update_args(op, c) for op in folded.values()]
+        )
         await tx.executemany(q["exec_update"], [rows.execution_update_args(a, c) for a in stored])
         await self._append(tx, tenant, events)
         by_id = {a.id: a for a in stored}

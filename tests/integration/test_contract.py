@@ -270,6 +270,55 @@ async def test_idempotency_key_under_concurrency(store_url: str, store: Store) -
     assert sum(created for _, created in results) == 1
 
 
+async def test_concurrent_creates_each_get_their_own_answer(store: Store) -> None:
+    """Creates made at once (on PostgreSQL: one statement for those that wait) answer
+    as they would one by one: refusals, repeats and numbers each their own."""
+    strict = Operations(store)
+    for target in ("a", "b", "c"):
+        await strict.put_target(TENANT, target)
+    used = CreateOperation(kind="k", targets=["a"], idempotency_key="used")
+    first, _ = await strict.create(TENANT, used)
+    keyed = CreateOperation(kind="k", targets=["b"], idempotency_key="twice")
+    requests = [
+        (TENANT, CreateOperation(kind="k", targets=["a", "b"], parameters={"n": 1})),
+        (TENANT, CreateOperation(kind="k", targets=["typo", "a", "b-typo"])),
+        (TENANT, keyed),
+        (TENANT, keyed),
+        (TENANT, CreateOperation(kind="k", targets=["c"], idempotency_key="used")),
+        (TENANT, used),
+        ("other", CreateOperation(kind="k", targets=["a"])),  # another tenant's targets
+        (TENANT, CreateOperation(kind="k", targets=["c"], parameters={"n": [1]})),
+    ]
+    results = await asyncio.gather(
+        *(strict.create(tenant, request) for tenant, request in requests),
+        return_exceptions=True,
+    )
+    made, unknown, keyed_a, keyed_b, mismatch, repeat, other, listed = results
+    assert isinstance(unknown, errors.UnknownTargets) and unknown.targets == ["b-typo", "typo"]
+    assert isinstance(other, errors.UnknownTargets) and other.targets == ["a"]
+    assert isinstance(mismatch, errors.IdempotencyMismatch)
+    assert mismatch.context["operation_id"] == first.operation.id
+    assert isinstance(repeat, tuple) and repeat[0].operation.id == first.operation.id
+    assert not repeat[1]
+    assert isinstance(keyed_a, tuple) and isinstance(keyed_b, tuple)
+    assert keyed_a[0].operation.id == keyed_b[0].operation.id
+    assert sorted([keyed_a[1], keyed_b[1]]) == [False, True]
+    assert isinstance(made, tuple) and isinstance(listed, tuple)
+    new = {v.operation.id: v for v, _ in (made, listed, keyed_a if keyed_a[1] else keyed_b)}
+    assert sorted(v.operation.number for v in new.values()) == [2, 3, 4]  # gapless
+    stored = {v.operation.id: v for v in (await strict.find(TENANT, OperationQuery())).items}
+    assert len(stored) == 4
+    for op_id, view in new.items():
+        assert stored[op_id].operation.number == view.operation.number
+        assert stored[op_id].targets == view.targets
+    assert stored[made[0].operation.id].operation.parameters == {"n": 1}
+    assert stored[listed[0].operation.id].operation.parameters == {"n": [1]}
+    assert [e.target for e in await strict.executions(TENANT, made[0].operation.id)] == ["a", "b"]
+    events = await strict.events(TENANT, limit=100)
+    created_events = [e.operation_id for e in events if e.type == "operation.created"]
+    assert sorted(created_events) == sorted([first.operation.id, *new])
+
+
 async def test_exclusive_kind_is_locked(ops: Operations) -> None:
     first = await create(ops, "t1", "t2", kind="firmware", exclusive=True)
     with pytest.raises(errors.Locked) as caught:

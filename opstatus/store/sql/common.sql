@@ -124,6 +124,13 @@ WHERE tenant_id = $1 AND id = $2
 SELECT * FROM executions WHERE tenant_id = $1 AND target_id = $2 AND state = 'dispatched'
 ORDER BY queued_at, id
 
+-- name: exec_held_work
+-- exec_held with what to run: the operation's kind and parameters (an inbox answer)
+SELECT e.*, o.kind AS operation_kind, o.parameters AS operation_parameters
+FROM executions e JOIN operations o ON o.id = e.operation_id
+WHERE e.tenant_id = $1 AND e.target_id = $2 AND e.state = 'dispatched'
+ORDER BY e.queued_at, e.id
+
 -- name: op_delete
 DELETE FROM operations WHERE tenant_id = $1 AND id = $2
 

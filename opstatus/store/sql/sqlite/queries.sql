@@ -77,3 +77,8 @@ RETURNING tenant_id, id, name, labels, created_at
 
 -- name: targets_known
 SELECT id FROM targets WHERE tenant_id = $1 AND id IN (SELECT value FROM json_each($2))
+
+-- name: op_lock_many
+-- the operations of a claim (the write transaction holds the database's write lock)
+SELECT * FROM operations WHERE tenant_id = $1 AND id IN (SELECT value FROM json_each($2))
+ORDER BY id
