@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--before",
         type=Path,
-        help="a checkout of an earlier commit; P1 and P3 also measure its server (before/after)",
+        help="a checkout of an earlier commit; P1, P3, P6 also measure its server (before/after)",
     )
     parser.add_argument(
         "--keep-others",

@@ -68,6 +68,8 @@ BODY_LIMIT = 8 << 20
 TENANT = "default"
 SCRATCH = "bench_fanout_raw"
 READ_TIMEOUT = 300.0
+#: executions per page when the check pages through a large operation (the most a page holds)
+EXECUTIONS_PAGE = 1000
 
 _SEED_SQLITE = """
 WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < ? - 1)
@@ -193,10 +195,20 @@ def timed_create(base: str, body: bytes) -> tuple[float, str]:
 
 
 def check_fanned_out(base: str, operation_id: str, count: int) -> None:
-    """The operation shows ``count`` executions, all queued, one per target."""
+    """The operation shows ``count`` executions, all queued, one per target (its
+    executions list, page by page: a single read embeds only the first 1,000)."""
     url = f"{base}/v1/operations/{operation_id}"
     op = expect(*http("GET", url, timeout=READ_TIMEOUT), 200)
-    executions = op["executions"]
+    executions = list(op["executions"])
+    if op.get("executions_truncated"):
+        executions = []
+        page = f"{url}/executions?limit={EXECUTIONS_PAGE}"
+        while True:
+            got = expect(*http("GET", page, timeout=READ_TIMEOUT), 200)
+            executions.extend(got["items"])
+            if not got["next_cursor"]:
+                break
+            page = f"{url}/executions?limit={EXECUTIONS_PAGE}&cursor={got['next_cursor']}"
     targets = {e["target"] for e in executions}
     queued = op["counts"].get("queued", 0)
     if len(executions) != count or len(targets) != count or queued != count:

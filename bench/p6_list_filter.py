@@ -32,7 +32,10 @@ very SQL the store issues (``SqlStore.list_operations`` over a driver that
 explains instead of fetching); the plan's main node, indexes, pages and time go
 into the figure's ``extra``, and into its notes when the goal is missed.
 Migration 0007 (``operations_number_created``) came out of this: without it a
-creation-time window a week back walks ~140,000 heap rows at 1M operations.
+creation-time window a week back walks ~140,000 heap rows at 1M operations. So did
+migration 0012 (``operations_created_number``) with the store's ``op_list_window``:
+with 0007 alone that walk still tests ~140,000 index entries (697 pages); the store
+now reads the window's own 20,000 entries (index only) and sorts their numbers.
 """
 
 from __future__ import annotations
@@ -622,16 +625,33 @@ def _seeded(opts: Options, size: int, now: datetime.datetime) -> Iterator[Databa
             yield db
 
 
-def _figures(small: Database, large: Database) -> list[Figure]:
-    """One figure per query: p99 at the large size against the small size."""
+@contextlib.contextmanager
+def _earlier(opts: Options, db: Database) -> Iterator[Database | None]:
+    """With ``opts.before`` (a checkout of an earlier commit): ``db`` served by that
+    checkout's code too (PYTHONPATH), as a Database of its own; else None. The schema
+    is this checkout's (its ``db upgrade`` made it), so a change of plan that an index
+    of this checkout brings shows on both sides: only a change of the SQL compares."""
+    if opts.before is None:
+        yield None
+        return
+    env = {"PYTHONPATH": str(opts.before)}
+    name = f"p6-{db.size}-before"
+    with opstatus(db.server.database, cpu=opts.server_cpu, env=env, name=name) as server:
+        yield Database(
+            size=db.size, server=server, key=db.key, queries=db.queries,
+            seed_seconds=db.seed_seconds, items=db.items,
+        )  # fmt: skip
+
+
+def _figures(small: Database, large: Database, *, before: bool = False) -> list[Figure]:
+    """One figure per query: p99 at the large size against the small size, with the plan
+    of the store's SQL at both. ``before``: the servers ran an earlier checkout's code,
+    whose SQL this checkout does not know: no plans."""
     figures = []
     for query in large.queries:
-        plan = _plan_summary(asyncio.run(_explain(large.server.database, query.store)))
-        small_query = next(q for q in small.queries if q.name == query.name)
-        small_plan = _plan_summary(asyncio.run(_explain(small.server.database, small_query.store)))
         figure = Figure(
             benchmark=BENCH,
-            name=f"list p99 at {large.size:,} ops: {query.name}",
+            name=f"list p99 at {large.size:,} ops{' (before)' if before else ''}: {query.name}",
             unit="ms",
             runs=large.p99[query.name],
             goal=f"p99 <= {GOAL_MS:g} ms and <= {GOAL_RATIO:g}x at {small.size:,}",
@@ -654,17 +674,23 @@ def _figures(small: Database, large: Database) -> list[Figure]:
                     small.size: small.rps[query.name],
                     large.size: large.rps[query.name],
                 },
-                "plan": plan,
-                "small_plan": {k: v for k, v in small_plan.items() if k != "plan"},
                 "seed_seconds": {small.size: small.seed_seconds, large.size: large.seed_seconds},
                 "connections": CONNECTIONS,
             },
         )
         ratio = figure.ratio
         figure.met = figure.median <= GOAL_MS and ratio is not None and ratio <= GOAL_RATIO
-        if not figure.met:
-            cpu = (median(large.cpu_ms[query.name]), median(large.wait_ms[query.name]))
-            figure.notes.append(_why(figure.median, ratio, cpu, plan, small_plan))
+        if not before:
+            plan = _plan_summary(asyncio.run(_explain(large.server.database, query.store)))
+            small_query = next(q for q in small.queries if q.name == query.name)
+            small_plan = _plan_summary(
+                asyncio.run(_explain(small.server.database, small_query.store))
+            )
+            figure.extra["plan"] = plan
+            figure.extra["small_plan"] = {k: v for k, v in small_plan.items() if k != "plan"}
+            if not figure.met:
+                cpu = (median(large.cpu_ms[query.name]), median(large.wait_ms[query.name]))
+                figure.notes.append(_why(figure.median, ratio, cpu, plan, small_plan))
         few = small.items[query.name]
         if few < min(PAGE, large.items[query.name]):
             figure.notes.append(
@@ -715,9 +741,13 @@ def run(opts: Options) -> list[Figure]:
     small_size, large_size = opts.pick(SIZES, QUICK_SIZES)
     seconds = opts.pick(SECONDS, QUICK_SECONDS)
     now = datetime.datetime.now(datetime.UTC)
-    with _seeded(opts, small_size, now) as small, _seeded(opts, large_size, now) as large:
-        pairs = list(zip(small.queries, large.queries, strict=True))
-        warm = [] if opts.quick else [small, large]
+    with contextlib.ExitStack() as stack:
+        small = stack.enter_context(_seeded(opts, small_size, now))
+        large = stack.enter_context(_seeded(opts, large_size, now))
+        old_small = stack.enter_context(_earlier(opts, small))
+        old_large = stack.enter_context(_earlier(opts, large))
+        sizes = [small, large] + ([old_small, old_large] if old_small and old_large else [])
+        warm = [] if opts.quick else sizes
         for db in warm:  # warm caches and the statement cache, not recorded
             for query in db.queries:
                 wrk(
@@ -728,8 +758,11 @@ def run(opts: Options) -> list[Figure]:
                     headers={"X-API-Key": db.key},
                 )
         for repeat in range(opts.repeats):
-            for small_query, large_query in pairs:
-                order = [(small, small_query), (large, large_query)]
+            for index in range(len(small.queries)):
+                order = [(db, db.queries[index]) for db in sizes]
                 for db, query in order if repeat % 2 == 0 else reversed(order):
                     db.measure(query, opts, seconds)
-        return _figures(small, large)
+        figures = _figures(small, large)
+        if old_small and old_large:
+            figures += _figures(old_small, old_large, before=True)
+        return figures

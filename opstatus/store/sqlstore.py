@@ -7,6 +7,8 @@ transactions, value encoding and the dialect's SQL blocks.
 from __future__ import annotations
 
 import functools
+import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -43,6 +45,33 @@ def refuse_unknown(targets: Sequence[str], known: set[str]) -> None:
 def created_event(created: records.Operation) -> records.Event:
     """The ``operation.created`` event of a new operation."""
     return changes.operation_event(created, created.created_at, "operation.created")
+
+
+#: how many index entries op_list walks past in the time op_list_window reads one entry of
+#: its window and sorts its number (both at 1,000,000 operations, P6: docs/benchmarks.md)
+WINDOW_ENTRY_COST = 3
+
+
+def list_block(query: records.OperationQuery, now: float) -> str:
+    """The block that lists ``query``; both give the same rows in the same order.
+    ``op_list`` walks numbers down from the newest (or from the cursor) and stops at a
+    full page, but first passes every operation created after the window;
+    ``op_list_window`` range-scans the window's index entries and sorts their numbers.
+    Which reads fewer is guessed from the times, as if operations were created at an
+    even rate: the window's width up to ``now`` (POSIX seconds) against how long ago it
+    ended. Only for a window alone: with another filter the scan would read each row of
+    the window, and the walk may go by that filter's own index. A cursor lies inside
+    the window, so the walk from it starts there."""
+    after, before = query.created_after, query.created_before
+    others = (query.ids, query.targets, query.groups, query.states, query.kinds)
+    if any(others) or query.internal is not None or query.before_number is not None:
+        return "op_list"
+    if after is None and before is None:  # no window
+        return "op_list"
+    end = now if before is None else min(before.timestamp(), now)
+    width = end - (-math.inf if after is None else after.timestamp())
+    newer = 0.0 if before is None else now - before.timestamp()
+    return "op_list_window" if width <= 0 or WINDOW_ENTRY_COST * width < newer else "op_list"
 
 
 class SqlStore(port.Store):
@@ -341,7 +370,8 @@ class SqlStore(port.Store):
             ("filter_created_before", c.ts(query.created_before)),
             ("filter_before_number", query.before_number),
         ]
-        found = await self._filtered("op_list", tenant, filters, query.limit, query.offset)
+        block = list_block(query, time.time())
+        found = await self._filtered(block, tenant, filters, query.limit, query.offset)
         return [rows.operation(r, c) for r in found]
 
     async def operation_targets(

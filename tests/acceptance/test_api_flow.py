@@ -410,6 +410,20 @@ def test_list_filters(server: Server, tenant: Tenant, operator: Key) -> None:
     assert list_ids(server, operator, created_after=after_a) == [c["id"], b["id"]]
     assert list_ids(server, operator, created_before=before_c) == [b["id"], a["id"]]
     assert list_ids(server, operator, created_after=after_a, created_before=before_c) == [b["id"]]
+    # a window much narrower than its age (a microsecond) lists through the window's
+    # index range (the store's op_list_window); a wider one either way: the same rows
+    # in number order, whose cursor pages on
+    on_b = {"created_after": created[b["id"]].isoformat()}
+    on_b["created_before"] = (created[b["id"]] + tick).isoformat()
+    assert list_ids(server, operator, **on_b) == [b["id"]]
+    first, last = min(created.values()), max(created.values())
+    a_to_c = {"created_after": first.isoformat(), "created_before": (last + tick).isoformat()}
+    page = server.http.get(
+        "/v1/operations", params={**a_to_c, "limit": 2}, headers=operator.headers
+    )
+    assert [o["id"] for o in page.json()["items"]] == [c["id"], b["id"]], page.text
+    cursor = page.json()["next_cursor"]
+    assert list_ids(server, operator, **a_to_c, cursor=cursor) == [a["id"]]
     assert list_ids(server, operator, kind="alpha", target="z") == [c["id"]]
     group = server.http.post(
         "/v1/groups", json={"id": "g", "targets": ["x", "w"]}, headers=operator.headers

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +22,7 @@ from opstatus.domain.states import OperationState, State
 from opstatus.service.operations import Operations
 from opstatus.service.requests import CreateOperation
 from opstatus.store.port import Store
+from opstatus.store.sqlstore import list_block
 from tests.conftest import TENANT, make_store
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -554,6 +557,60 @@ async def test_list_filters(ops: Operations, store: Store) -> None:
     assert await ids(kinds=["scan"], internal=False, targets=["a"]) == [first]
     page = await ops.find(TENANT, OperationQuery())
     assert [list(v.targets) for v in page.items] == [["c"], ["a", "b"], ["a"]]
+
+
+async def test_list_by_creation_window(store: Store) -> None:
+    """A creation-time window lists newest number first, whichever block the store picks
+    (sqlstore.list_block): a window far back goes by op_list_window, one reaching now by
+    op_list, and the pages after the first by op_list from the cursor. Creation times
+    are out of number order here (a number is handed out at commit, a creation time
+    before it), so an order by time would fail, and so would a number of another
+    tenant."""
+    base = datetime.now(UTC) - timedelta(days=30)
+    moment = {"now": base}
+    ops = Operations(store, clock=lambda: moment["now"], register_targets=True)
+    made: list[tuple[datetime, str]] = []  # (created, id) in number order
+    for number, hour in enumerate([5, 1, 7, 3, 0, 6, 2, 4, 9, 8], 1):
+        moment["now"] = base + timedelta(hours=hour)
+        made.append((moment["now"], await create(ops, f"t{number}")))
+        if number == 4:
+            foreign = await create(ops, "t1", tenant="other")
+    moment["now"] = datetime.now(UTC)
+    made.append((moment["now"], await create(ops, "t0")))
+
+    def expected(after: datetime | None, before: datetime | None) -> list[str]:
+        inside = [
+            i for t, i in made if (after is None or t >= after) and (before is None or t < before)
+        ]
+        return inside[::-1]
+
+    async def ids(query: OperationQuery, tenant: str = TENANT) -> list[str]:
+        return [v.operation.id for v in (await ops.find(tenant, query)).items]
+
+    async def paged(query: OperationQuery) -> list[str]:
+        found: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await ops.find(TENANT, query, cursor)
+            found.extend(v.operation.id for v in page.items)
+            if (cursor := page.next_cursor) is None:
+                return found
+
+    def at(hour: float) -> datetime:
+        return base + timedelta(hours=hour)
+
+    far_back = [(at(2), at(7)), (at(0), at(9.5)), (at(3), at(3.5)), (at(6), at(6)), (at(7), at(2))]
+    reaching_now = [(at(8), at(2000)), (at(3), None), (None, at(4))]
+    for after, before in far_back + reaching_now:
+        query = OperationQuery(limit=2, created_after=after, created_before=before)
+        block = "op_list_window" if (after, before) in far_back else "op_list"
+        assert list_block(query, time.time()) == block
+        want = expected(after, before)
+        assert await paged(query) == want, (after, before)
+        assert await ids(dataclasses.replace(query, limit=20)) == want
+        assert await ids(dataclasses.replace(query, limit=3, offset=2)) == want[2:5]
+    window = OperationQuery(created_after=at(2), created_before=at(7))
+    assert await ids(window, "other") == [foreign]
 
 
 async def test_operation_targets(ops: Operations, store: Store) -> None:

@@ -34,7 +34,7 @@ ONLY_SQLITE_TABLES: set[str] = set()
 ONLY_POSTGRES_INDEXES = {
     # PostgreSQL walks operations_number for a list filtered by a creation-time range
     # and tests created_at on the index entries (postgres migration 0007); SQLite plans
-    # that query through operations_created and a sort.
+    # that query through the creation-time index (now operations_created_number) and a sort.
     "operations_number_created",
 }
 ONLY_SQLITE_INDEXES: set[str] = set()

@@ -97,6 +97,25 @@ WHERE tenant_id = $1 AND id = $2
 SELECT * FROM operations o WHERE o.tenant_id = $1 AND o.number IS NOT NULL {filters}
 ORDER BY o.number DESC LIMIT {limit} OFFSET {offset}
 
+-- name: op_list_window
+-- op_list's rows in op_list's order, for a creation-time window alone that lies further
+-- back than it is wide (SqlStore.list_operations picks it): rather than walk
+-- operations_number_created down from the newest number past every newer entry, the
+-- window's numbers come from an index-only range scan of operations_created_number, the
+-- page's numbers are sorted out of them and the page's rows read by operations_number.
+-- The scan runs newest first, so the numbers arrive nearly in order and the bounded sort
+-- keeps few; the fence fragment keeps the planner from turning it back into the walk.
+SELECT op.* FROM (
+    SELECT w.number FROM (
+        SELECT o.number FROM operations o
+        WHERE o.tenant_id = $1 AND o.number IS NOT NULL {filters}
+        ORDER BY o.created_at DESC /*:subquery_fence*/
+    ) AS w
+    ORDER BY w.number DESC LIMIT {limit} OFFSET {offset}
+) AS page
+JOIN operations op ON op.tenant_id = $1 AND op.number = page.number
+ORDER BY op.number DESC
+
 -- name: exec_by_op
 SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2 ORDER BY target_id, id
 

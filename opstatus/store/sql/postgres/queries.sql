@@ -84,6 +84,10 @@ FOR UPDATE
 -- (a fragment) replicas each take rows no other has taken (sweeps, purges)
 FOR UPDATE SKIP LOCKED
 
+-- name: subquery_fence
+-- (a fragment) a subquery with an OFFSET is planned on its own, not pulled up into its query
+OFFSET 0
+
 -- name: target_merge
 -- a target that exists keeps its creation time; labels merge key by key, a NULL name keeps it
 UPDATE targets SET name = COALESCE($3, name), labels = labels || $4::jsonb

@@ -69,6 +69,10 @@ AND e.state IN (SELECT value FROM json_each({p}))
 -- name: lock_rows_skip_locked
 -- (a fragment) one writer at a time: nothing to skip
 
+-- name: subquery_fence
+-- (a fragment) a subquery with an OFFSET is planned on its own, not flattened into its query
+LIMIT -1 OFFSET 0
+
 -- name: target_merge
 -- a target that exists keeps its creation time; labels merge key by key, a NULL name keeps it
 UPDATE targets SET name = COALESCE($3, name), labels = json_patch(labels, $4)
