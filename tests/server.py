@@ -161,9 +161,15 @@ class Server:
 
     url: str
     database: str
-    admin_key: str  #: the bootstrap admin's secret (tenant ``default``)
+    admin_key: str  #: the bootstrap admin's secret (tenant ``default``), unless a view's
     log: Path
     http: httpx.Client  #: no credentials by default; pass ``headers=key.headers``
+    tenant_id: str = "default"  #: the tenant of ``admin_key``
+
+    def as_tenant(self, tenant: Tenant) -> Server:
+        """The same server seen by ``tenant``'s admin: ``admin_key`` and ``tenant_id`` are
+        its (a test's own corner of a server that other tests share)."""
+        return dataclasses.replace(self, admin_key=tenant.admin.secret, tenant_id=tenant.id)
 
     def client(self, key: str | None = None, **kw: Any) -> httpx.Client:
         """A new httpx client for this server (authenticated with ``key`` when given)."""
