@@ -9,6 +9,7 @@ ready, stopping it, and ``running`` (all of that as a context manager yielding a
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -20,9 +21,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -41,6 +42,7 @@ BOOTSTRAP_SECRET = "opstatus-tests-bootstrap-admin-secret"
 #: the same secret, by the name some tests import it by
 ADMIN_SECRET = BOOTSTRAP_SECRET
 _tenants = itertools.count(1)
+_T = TypeVar("_T")
 
 
 def opstatus_command() -> list[str]:
@@ -306,7 +308,18 @@ def tenant_admin(database: str, tenant: str, *, create: bool = True) -> tuple[st
             await store.close()
         return key.id, secret
 
-    return asyncio.run(make())
+    return run_coroutine(make())
+
+
+def run_coroutine(work: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run(work)``, also where this thread's event loop is running (Playwright's
+    sync API keeps one running): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 def make_tenant_admin(database: str, tenant: str) -> str:

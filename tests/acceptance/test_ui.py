@@ -65,8 +65,9 @@ from playwright.sync_api import (  # noqa: E402  (after the skip)
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Headless Chromium, started once for the module (each test has a context of its own)."""
+def browser(server: Server) -> Iterator[Browser]:
+    """Headless Chromium, started once per module and store (each test has a context of
+    its own); up only while ``server`` is, so no database is made or dropped meanwhile."""
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
