@@ -74,6 +74,25 @@ def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A fresh database for one test module: a SQLite file, or a PostgreSQL clone.
+
+    Module-scoped twin of ``store_url`` (which is per test); PostgreSQL skips, or fails
+    under OPSTATUS_TEST_REQUIRE_POSTGRES=1, exactly as there.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db')}/opstatus.db"
+        return
+    template = request.getfixturevalue("pg_template")
+    name = f"opstatus_m_{os.getpid()}_{next(_counter)}"
+    asyncio.run(_pg_admin(f"CREATE DATABASE {name} TEMPLATE {template}"))
+    yield _pg_url(name)
+    asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
 @pytest.fixture
 def store_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
     """A database URL of the kind the test is parametrized with."""

@@ -9,6 +9,7 @@ ready, stopping it, and ``running`` (all of that as a context manager yielding a
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -20,9 +21,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -41,6 +42,7 @@ BOOTSTRAP_SECRET = "opstatus-tests-bootstrap-admin-secret"
 #: the same secret, by the name some tests import it by
 ADMIN_SECRET = BOOTSTRAP_SECRET
 _tenants = itertools.count(1)
+_T = TypeVar("_T")
 
 
 def opstatus_command() -> list[str]:
@@ -161,9 +163,15 @@ class Server:
 
     url: str
     database: str
-    admin_key: str  #: the bootstrap admin's secret (tenant ``default``)
+    admin_key: str  #: the bootstrap admin's secret (tenant ``default``), unless a view's
     log: Path
     http: httpx.Client  #: no credentials by default; pass ``headers=key.headers``
+    tenant_id: str = "default"  #: the tenant of ``admin_key``
+
+    def as_tenant(self, tenant: Tenant) -> Server:
+        """The same server seen by ``tenant``'s admin: ``admin_key`` and ``tenant_id`` are
+        its (a test's own corner of a server that other tests share)."""
+        return dataclasses.replace(self, admin_key=tenant.admin.secret, tenant_id=tenant.id)
 
     def client(self, key: str | None = None, **kw: Any) -> httpx.Client:
         """A new httpx client for this server (authenticated with ``key`` when given)."""
@@ -300,7 +308,18 @@ def tenant_admin(database: str, tenant: str, *, create: bool = True) -> tuple[st
             await store.close()
         return key.id, secret
 
-    return asyncio.run(make())
+    return run_coroutine(make())
+
+
+def run_coroutine(work: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run(work)``, also where this thread's event loop is running (Playwright's
+    sync API keeps one running): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 def make_tenant_admin(database: str, tenant: str) -> str:

@@ -292,11 +292,10 @@ class MqttBridge:
     async def _serve(self, client: aiomqtt.Client) -> None:
         await client.subscribe(dynsec.RESPONSE, qos=1)
         control = dynsec.Dynsec(client)
-        tasks = [asyncio.create_task(self._read(client, control), name="opstatus-mqtt-read")]
+        reader = asyncio.create_task(self._read(client, control), name="opstatus-mqtt-read")
+        tasks = [reader]
         try:
-            if await control.claim_bridge_role(self.broker.username or ""):
-                log.info("MQTT bridge gave its broker user the role %s", dynsec.BRIDGE_ROLE)
-                await asyncio.gather(*tasks)  # until the plugin drops this connection
+            await self._claim_role(control, reader)
             for topic in SUBSCRIPTIONS:
                 await client.subscribe(f"$share/{SHARE_GROUP}/{topic}", qos=1)
             self._dynsec = control
@@ -315,6 +314,27 @@ class MqttBridge:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _claim_role(self, control: dynsec.Dynsec, reader: asyncio.Task[None]) -> None:
+        """Give the bridge's broker user its role; return once this connection may serve.
+
+        When the role had to be added the plugin drops the connection, usually before it
+        acknowledges the command: the reader ending (MqttError) says so at once, rather
+        than the command's timeout, and :meth:`run` connects again, now with the role.
+        """
+        claim = asyncio.create_task(control.claim_bridge_role(self.broker.username or ""))
+        try:
+            await asyncio.wait((claim, reader), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not claim.done():
+                claim.cancel()
+                await asyncio.gather(claim, return_exceptions=True)
+        if not claim.cancelled():
+            if not claim.result():
+                return  # the role was there already
+            log.info("MQTT bridge gave its broker user the role %s", dynsec.BRIDGE_ROLE)
+        await reader  # until the plugin drops this connection (MqttError)
+        raise aiomqtt.MqttError("the broker ended the connection while the bridge took its role")
 
     async def _read(self, client: aiomqtt.Client, control: dynsec.Dynsec) -> None:
         async for message in client.messages:

@@ -8,37 +8,12 @@ small body limit and a tight rate limit.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import _pg_admin, _pg_url
 from tests.server import Key, Server, Tenant, running
-
-_databases = itertools.count(1)
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def module_database(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A fresh database for one test module: a SQLite file, or a PostgreSQL clone.
-
-    Module-scoped twin of ``store_url`` (which is per test); PostgreSQL skips, or fails
-    under OPSTATUS_TEST_REQUIRE_POSTGRES=1, exactly as there.
-    """
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db')}/opstatus.db"
-        return
-    template = request.getfixturevalue("pg_template")
-    name = f"opstatus_acc_{os.getpid()}_{next(_databases)}"
-    asyncio.run(_pg_admin(f"CREATE DATABASE {name} TEMPLATE {template}"))
-    yield _pg_url(name)
-    asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,7 @@ if not CHROMIUM.exists():
     )
 
 from playwright.sync_api import (  # noqa: E402  (after the skip)
+    Browser,
     Page,
     Route,
     expect,
@@ -63,17 +64,27 @@ from playwright.sync_api import (  # noqa: E402  (after the skip)
 )
 
 
-@pytest.fixture
-def page() -> Iterator[Page]:
-    """A fresh page in headless Chromium, desktop width."""
+@pytest.fixture(scope="module")
+def browser(server: Server) -> Iterator[Browser]:
+    """Headless Chromium, started once per module and store (each test has a context of
+    its own); up only while ``server`` is, so no database is made or dropped meanwhile."""
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport=DESKTOP)
-            yield context.new_page()
-            context.close()
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page, desktop width, in a browser context of its own: no storage, cookies
+    or cache shared with any other test."""
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def sign_in(page: Page, server: Server, key: Key) -> None:

@@ -13,7 +13,6 @@ import pytest
 
 from tests.server import Server, make_tenant_admin
 
-ASID = "default"  #: the tenant is the account service
 #: every documented response field and its documented type (plus the example's updateid)
 FIELDS: dict[str, tuple[type, ...]] = {
     "jobcreated": (int,),
@@ -45,18 +44,21 @@ def basic(key: tuple[str, str]) -> dict[str, str]:
 
 
 def status(
-    server: Server, key: tuple[str, str], updateid: int | str, asid: str = ASID
+    server: Server, key: tuple[str, str], updateid: int | str, asid: str | None = None
 ) -> httpx.Response:
-    """The vendor document's curl request, host replaced."""
+    """The vendor document's curl request, host replaced (the account service is the
+    tenant: the test's own unless ``asid`` names another)."""
     return httpx.get(
-        f"{server.url}/cfp/v1/imageupdate/{updateid}/status?accountserviceid={asid}",
+        f"{server.url}/cfp/v1/imageupdate/{updateid}/status"
+        f"?accountserviceid={asid or server.tenant_id}",
         headers=basic(key),
     )
 
 
 def create(server: Server, key: tuple[str, str], **query: str) -> httpx.Response:
     """``GET /cfp/v1/imageupdate/create`` with defaults for the required parameters."""
-    params = {"imageid": "1234", "desc": "new build", "machineid": "m1", "accountserviceid": ASID}
+    params = {"imageid": "1234", "desc": "new build", "machineid": "m1",
+              "accountserviceid": server.tenant_id}  # fmt: skip
     params.update(query)
     return httpx.get(f"{server.url}/cfp/v1/imageupdate/create", params=params, headers=basic(key))
 
@@ -135,7 +137,7 @@ MACHINES = ("m1", "m2", "m3", "m9", "a", "b", "c", "p1", "p2")
 
 @pytest.fixture
 def operator(server: Server) -> tuple[str, str]:
-    """An operator key of tenant ``default``, whose fleet holds :data:`MACHINES`."""
+    """An operator key of the test's tenant, whose fleet holds :data:`MACHINES`."""
     with server.client(server.admin_key) as c:
         for machine in MACHINES:
             assert c.post("/v1/targets", json={"id": machine}).status_code in (200, 201)
@@ -184,7 +186,7 @@ def test_other_credentials_x_api_key_and_bearer_work_too(
     server: Server, operator: tuple[str, str]
 ) -> None:
     job(create(server, operator))
-    url = f"{server.url}/cfp/v1/imageupdate/1/status?accountserviceid={ASID}"
+    url = f"{server.url}/cfp/v1/imageupdate/1/status?accountserviceid={server.tenant_id}"
     job(httpx.get(url, headers={"X-API-Key": operator[1]}))
     job(httpx.get(url, headers={"Authorization": f"Bearer {operator[1]}"}))
 
@@ -216,12 +218,17 @@ def test_status_and_retry_refuse_bad_parameters(server: Server, operator: tuple[
         )
     for bad in ("abc", "0", "-1", "99999999999999999999"):
         assert "updateid" in error(status(server, operator, bad), 400)
-    error(httpx.get(f"{base}/1/status?accountserviceid={ASID}&x=1", headers=basic(operator)), 400)
+    error(
+        httpx.get(
+            f"{base}/1/status?accountserviceid={server.tenant_id}&x=1", headers=basic(operator)
+        ),
+        400,
+    )
 
 
 def test_bad_credentials_answer_401(server: Server, operator: tuple[str, str]) -> None:
     job(create(server, operator))
-    url = f"{server.url}/cfp/v1/imageupdate/1/status?accountserviceid={ASID}"
+    url = f"{server.url}/cfp/v1/imageupdate/1/status?accountserviceid={server.tenant_id}"
     for headers in (
         {},
         basic((operator[0], "wrong")),
@@ -237,14 +244,15 @@ def test_credentials_must_reach_the_account_service(
     server: Server, operator: tuple[str, str]
 ) -> None:
     job(create(server, operator))
-    other_admin = make_tenant_admin(server.database, "other")
+    other_tenant = f"other-{server.tenant_id}"
+    other_admin = make_tenant_admin(server.database, other_tenant)
     other = make_key(server, "operator", admin=other_admin)
     # another tenant's key, naming our account service or one that does not exist: 403
-    assert "default" in error(status(server, other, 1, asid=ASID), 403)
+    assert server.tenant_id in error(status(server, other, 1), 403)
     error(status(server, operator, 1, asid="nowhere"), 403)
     error(create(server, other), 403)
     # its own account service has no update 1: the tenant wall answers 404
-    error(status(server, other, 1, asid="other"), 404)
+    error(status(server, other, 1, asid=other_tenant), 404)
 
 
 def test_roles(server: Server, operator: tuple[str, str]) -> None:
@@ -253,7 +261,7 @@ def test_roles(server: Server, operator: tuple[str, str]) -> None:
     agent = make_key(server, "agent", targets=["m1"])
     job(status(server, viewer, 1))
     error(create(server, viewer), 403)
-    retry = f"{server.url}/cfp/v1/imageupdate/1/retry?accountserviceid={ASID}"
+    retry = f"{server.url}/cfp/v1/imageupdate/1/retry?accountserviceid={server.tenant_id}"
     error(httpx.get(retry, headers=basic(viewer)), 403)
     error(status(server, agent, 1), 403)
 
@@ -263,7 +271,9 @@ def test_unknown_update_404_purged_410_nothing_to_retry_409(
 ) -> None:
     assert "7" in error(status(server, operator, 7), 404)
     op = canonical_create(server, ["m1"])
-    retry = f"{server.url}/cfp/v1/imageupdate/{op['number']}/retry?accountserviceid={ASID}"
+    retry = (
+        f"{server.url}/cfp/v1/imageupdate/{op['number']}/retry?accountserviceid={server.tenant_id}"
+    )
     assert "Queued" in error(httpx.get(retry, headers=basic(operator)), 409)
     with server.client(server.admin_key) as c:
         assert c.post(f"/v1/operations/{op['id']}/cancel").status_code == 200
@@ -313,7 +323,9 @@ def test_lifecycle_shows_every_mapped_state(server: Server, operator: tuple[str,
         assert state(failed) == (6, "Failed")
         assert failed["jobfailed"] == 1 and "disk full" in failed["joberror"]
 
-        retry = f"{server.url}/cfp/v1/imageupdate/{updateid}/retry?accountserviceid={ASID}"
+        retry = (
+            f"{server.url}/cfp/v1/imageupdate/{updateid}/retry?accountserviceid={server.tenant_id}"
+        )
         again = job(httpx.get(retry, headers=basic(operator)))
         assert state(again) == (3, "Queued")
         assert (again["jobfailed"], again["joberror"]) == (0, None)
@@ -341,7 +353,9 @@ def test_jobfailed_flags_failed_and_timed_out_machines(
         assert body["jobfailed"] == 1 and body["joberror"].startswith("2 of 3 machines failed: ")
         agents[2].report(items[2]["id"], state="succeeded")
         assert state(job(status(server, operator, updateid))) == (6, "Failed")
-        retry = f"{server.url}/cfp/v1/imageupdate/{updateid}/retry?accountserviceid={ASID}"
+        retry = (
+            f"{server.url}/cfp/v1/imageupdate/{updateid}/retry?accountserviceid={server.tenant_id}"
+        )
         again = job(httpx.get(retry, headers=basic(operator)))
         assert state(again) == (4, "Running") and again["jobfailed"] == 0
         with server.client(server.admin_key) as c:

@@ -211,7 +211,7 @@ def test_unknown_id_answers_404(server: Server, client: httpx.Client) -> None:
     assert failure(client.get("/commands/v0/status/ex_nothing/"), 404)["error"] == "not_found"
     # the document lists no 404 for PUT: an unknown id is a bad request there
     assert failure(put(client, "ex_nothing", "Command Success"), 400)["error"] == "not_found"
-    other = make_tenant_admin(server.database, "other")
+    other = make_tenant_admin(server.database, f"other-{server.tenant_id}")
     create(server, ["dev-1"])
     (ours,) = listing(client)
     with server.client(other) as stranger:

@@ -153,6 +153,7 @@ def build(server: Server) -> World:
         "test": made["test"]["id"], "gone": made["gone"]["id"],
         "update": str(made["update"]["number"]), "gone_number": str(made["gone"]["number"]),
         "rsa": str(made["update"]["number"]), "execution": command["id"],
+        "tenant": server.tenant_id,  # the Clanforge account service
     }  # fmt: skip
     auth = {
         "none": {}, "bad": {"Authorization": "Bearer nope"},
@@ -258,12 +259,12 @@ COMMAND_STATUS = [
     Row(name="PUT illegal step", method="PUT", path=CS_ONE, auth="key",
         json={"state": "Command Acknowledged"}, status=400, body=envelope(400, "conflict")),
 ]  # fmt: skip
-CF_STATUS = "/cfp/v1/imageupdate/{update}/status?accountserviceid=default"
+CF_STATUS = "/cfp/v1/imageupdate/{update}/status?accountserviceid={tenant}"
 CLANFORGE = [
     Row(name="status", method="GET", path=CF_STATUS, auth="basic", status=200,
         body=clanforge_job),
     Row(name="create", method="GET", auth="basic", status=200, body=clanforge_job,
-        path="/cfp/v1/imageupdate/create?imageid=1&desc=d&machineid=m1&accountserviceid=default"),
+        path="/cfp/v1/imageupdate/create?imageid=1&desc=d&machineid=m1&accountserviceid={tenant}"),
     Row(name="no accountserviceid", method="GET", path="/cfp/v1/imageupdate/{update}/status",
         auth="basic", status=400, body=clanforge_error),
     Row(name="bad credentials", method="GET", path=CF_STATUS, auth="bad_basic", status=401,
@@ -272,15 +273,15 @@ CLANFORGE = [
         path="/cfp/v1/imageupdate/{update}/status?accountserviceid=other"),
     Row(name="viewer retries", method="GET", auth="basic_viewer", status=403,
         body=clanforge_error,
-        path="/cfp/v1/imageupdate/{update}/retry?accountserviceid=default"),
+        path="/cfp/v1/imageupdate/{update}/retry?accountserviceid={tenant}"),
     Row(name="unknown update", method="GET", auth="basic", status=404, body=clanforge_error,
-        path="/cfp/v1/imageupdate/999999/status?accountserviceid=default"),
+        path="/cfp/v1/imageupdate/999999/status?accountserviceid={tenant}"),
     Row(name="wrong method", method="POST", path=CF_STATUS, auth="basic", status=405,
         body=clanforge_error, expect={"Allow": "GET, HEAD"}),
     Row(name="nothing to retry", method="GET", auth="basic", status=409, body=clanforge_error,
-        path="/cfp/v1/imageupdate/{update}/retry?accountserviceid=default"),
+        path="/cfp/v1/imageupdate/{update}/retry?accountserviceid={tenant}"),
     Row(name="purged update", method="GET", auth="basic", status=410, body=clanforge_error,
-        path="/cfp/v1/imageupdate/{gone_number}/status?accountserviceid=default"),
+        path="/cfp/v1/imageupdate/{gone_number}/status?accountserviceid={tenant}"),
 ]  # fmt: skip
 # SBC and RSA: the routes on main today
 SBC = [

@@ -58,7 +58,7 @@ def test_an_image_update_made_in_clanforge_is_seen_everywhere(server: Server) ->
     made = httpx.get(
         f"{server.url}/cfp/v1/imageupdate/create",
         params={"imageid": "42", "desc": "nightly", "machineid": "m-7",
-                "accountserviceid": "default"},
+                "accountserviceid": server.tenant_id},
         headers=_basic(key_id, secret),
     )  # fmt: skip
     assert made.status_code == 200, made.text

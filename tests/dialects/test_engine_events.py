@@ -74,7 +74,8 @@ class Views:
         if dialect == "clanforge":
             basic = base64.b64encode(f"{self.key[0]}:{secret}".encode()).decode()
             return httpx.get(
-                f"{url}/cfp/v1/imageupdate/{op['number']}/status?accountserviceid=default",
+                f"{url}/cfp/v1/imageupdate/{op['number']}/status",
+                params={"accountserviceid": self.server.tenant_id},
                 headers={"Authorization": f"Basic {basic}"},
             )
         if dialect == "commandstatus":

@@ -208,7 +208,7 @@ def test_401_and_403(server: Server) -> None:
 
 def test_tenants_are_walls(server: Server, life: Lifecycle) -> None:
     life.finish("collection")
-    other = make_tenant_admin(server.database, "other")
+    other = make_tenant_admin(server.database, f"other-{server.tenant_id}")
     r = get(server, "cmd=getRunStatus&format=json&run-id=1", other)
     assert_html(r, 404, VENDOR_404.replace("144444", "1"))
 

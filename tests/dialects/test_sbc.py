@@ -38,7 +38,7 @@ def token(server: Server, key: tuple[str, str], version: str = "v1.2") -> str:
 
 
 def admin_token(server: Server) -> str:
-    """A token of a fresh admin key of tenant ``default``."""
+    """A token of a fresh admin key of the test's tenant."""
     return token(server, make_key(server, "admin"))
 
 
@@ -274,7 +274,7 @@ def test_purged_newest_operation_is_410(server: Server, life: Lifecycle) -> None
 
 def test_tenants_are_walls(server: Server, life: Lifecycle) -> None:
     life.finish("activate")
-    other = make_tenant_admin(server.database, "other")
+    other = make_tenant_admin(server.database, f"other-{server.tenant_id}")
     tok = token(server, make_key(server, "admin", admin=other))
     r = asyncstatus(server, tok)
     assert r.status_code == 200 and len(ET.fromstring(r.content).findall("data/*")) == 0
@@ -437,7 +437,7 @@ def test_lock_ends_with_its_token(server: Server, life: Lifecycle) -> None:
 
 
 def test_lock_is_per_tenant(server: Server) -> None:
-    other = make_tenant_admin(server.database, "other")
+    other = make_tenant_admin(server.database, f"other-{server.tenant_id}")
     mine, theirs = admin_token(server), token(server, make_key(server, "admin", admin=other))
     assert call(server, "POST", "configuration/lock", mine).status_code == 204
     assert call(server, "POST", "configuration/lock", theirs).status_code == 204

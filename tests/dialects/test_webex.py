@@ -117,7 +117,7 @@ def make_cluster(server: Server, size: int, key: str | None = None) -> tuple[str
 
 
 def make_key(server: Server, role: str, targets: list[str] | None = None) -> str:
-    """A key of ``role`` in tenant ``default`` (an agent key is bound to ``targets``)."""
+    """A key of ``role`` in the test's tenant (an agent key is bound to ``targets``)."""
     with server.client(server.admin_key) as c:
         r = c.post("/v1/keys", json={"role": role, "name": role, "targets": targets or []})
         assert r.status_code == 201, r.text
@@ -192,7 +192,7 @@ def test_seed_example_request_replayed(server: Server) -> None:
     data = r.json()
     validate(data, STATUS_PATH, "get")
     assert set(data) == {"orgId", "commandId", "clusterId", "nodes"}
-    assert data["orgId"] == "default"
+    assert data["orgId"] == server.tenant_id
     assert data["commandId"] == command
     assert data["clusterId"] == cluster
     assert sorted(n["nodeId"] for n in data["nodes"]) == sorted(nodes)
@@ -212,7 +212,7 @@ def test_trigger_cluster_spec_example(server: Server, test_type: str) -> None:
     assert r.status_code == 200, r.text
     data = r.json()
     validate(data, CLUSTER_PATH, "post")
-    assert (data["orgId"], data["clusterId"]) == ("default", cluster)
+    assert (data["orgId"], data["clusterId"]) == (server.tenant_id, cluster)
     assert sorted(n["nodeId"] for n in data["nodes"]) == sorted(nodes[:2])
     assert {n["status"] for n in data["nodes"]} == {"Dispatched"}
     with server.client(server.admin_key) as c:
@@ -245,7 +245,7 @@ def test_trigger_node_spec_example(server: Server) -> None:
         assert r.status_code == 200, r.text
         data = r.json()
         validate(data, NODE_PATH, "post")
-        assert data["orgId"] == "default" and data["clusterId"] == other
+        assert data["orgId"] == server.tenant_id and data["clusterId"] == other
         assert data["nodes"] == [{"nodeId": nodes[0], "status": "Dispatched"}]
         assert status_of(c, data["commandId"]) == {nodes[0]: "Dispatched"}
         r = c.post(f"/v1/videoMesh/triggerTest/nodes/{nodes[1]}", json=example["example"])
@@ -378,7 +378,7 @@ def test_credentials_401_and_roles_403(server: Server) -> None:
 def test_unknown_and_foreign_ids_are_404(server: Server) -> None:
     """Unknown cluster, node, command or path; another tenant's ids; a non-test operation."""
     cluster, nodes = make_cluster(server, 1)
-    other = make_tenant_admin(server.database, "other")
+    other = make_tenant_admin(server.database, f"other-{server.tenant_id}")
     their_cluster, their_nodes = make_cluster(server, 1, key=other)
     with webex(server, other) as c:
         r = c.post(
@@ -540,7 +540,7 @@ def test_agent_lifecycle_shows_every_mapped_status(server: Server) -> None:
     # (d) the same operation through the canonical API
     with server.client(server.admin_key) as admin:
         op = admin.get(f"/v1/operations/{command}").json()
-    assert op["id"] == command and op["tenant"] == "default"
+    assert op["id"] == command and op["tenant"] == server.tenant_id
     assert op["kind"] == "videomesh.MediaHealthMonitorTest" and op["groups"] == [cluster]
     assert sorted(op["targets"]) == sorted(nodes)
     assert op["state"] == "failed"
