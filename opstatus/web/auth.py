@@ -58,11 +58,10 @@ async def authenticate(request: Request, credentials: Credentials) -> Principal:
         raise errors.Unauthorized(
             "send an API key (X-API-Key or Authorization: Bearer) or Basic key id:secret"
         )
-    scheme, _, value = header.partition(" ")
-    value = value.strip()
-    if scheme.lower() == "bearer" and value:
+    scheme, value = scheme_and_value(header)
+    if scheme == "bearer" and value:
         return await credentials.by_secret(value)
-    if scheme.lower() == "basic" and value:
+    if scheme == "basic" and value:
         try:
             decoded = base64.b64decode(value, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
@@ -72,3 +71,9 @@ async def authenticate(request: Request, credentials: Credentials) -> Principal:
             raise errors.Unauthorized("Basic credentials must be key id:secret")
         return await credentials.by_basic(key_id, secret)
     raise errors.Unauthorized("the Authorization scheme must be Bearer or Basic")
+
+
+def scheme_and_value(header: str) -> tuple[str, str]:
+    """An ``Authorization`` header as (its scheme in lower case, its credential)."""
+    scheme, _, value = header.partition(" ")
+    return scheme.lower(), value.strip()

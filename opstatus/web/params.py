@@ -153,3 +153,13 @@ def only(request: Request, allowed: Sequence[str]) -> None:
         raise errors.Invalid(
             f"unknown query parameter(s): {', '.join(unknown)}", parameter=unknown[0]
         )
+
+
+def etag_version(header: str) -> int | None:
+    """The resource version an ``If-None-Match`` of one ETag names:
+    ``"7"`` or ``W/"7"``; None for anything else."""
+    text = header.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    return int(text) if text.isascii() and text.isdigit() else None

@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from opstatus.domain.roles import Action, may
 from opstatus.service import notifier
 from opstatus.service.credentials import Credentials
-from opstatus.web import middleware
+from opstatus.web import auth, middleware, params
 from opstatus.web.middleware import Record
 from opstatus.web.ratelimit import FailureLimiter, RateLimiter
 
@@ -204,7 +204,10 @@ class StatusReads:
                 return None  # the app answers 429 (a refused take costs no token)
             headers += self.limiter.raw_headers(tokens)
         scope.setdefault("state", {})["key_id"] = principal.key_id
-        if if_none_match is not None and _version(if_none_match) == entry.version:
+        if (
+            if_none_match is not None
+            and params.etag_version(if_none_match.decode("latin-1")) == entry.version
+        ):
             return _start(304, headers), _EMPTY
         headers[1:1] = [
             (b"content-length", str(len(entry.body)).encode()),
@@ -239,20 +242,10 @@ def _headers(scope: Scope) -> tuple[str, bytes | None] | None:
         return key.decode("latin-1"), if_none_match
     if authorization is None:
         return None
-    scheme, _, value = authorization.decode("latin-1").partition(" ")
-    value = value.strip()
-    if scheme.lower() != "bearer" or not value:
+    scheme, value = auth.scheme_and_value(authorization.decode("latin-1"))
+    if scheme != "bearer" or not value:
         return None  # Basic
     return value, if_none_match
-
-
-def _version(raw: bytes) -> int | None:
-    """The version an If-None-Match names, read as the full path reads it."""
-    text = raw.decode("latin-1").strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    return int(text) if text.isascii() and text.isdigit() else None
 
 
 class Settle:

@@ -28,7 +28,8 @@ async def test_caught_up_means_every_earlier_notice_was_handled(pg_url: str) -> 
             assert f"op:t:{n}" in heard, f"notice {n} was not heard when caught up"
         # Reads waiting at once share rounds, and all of them come back true.
         assert all(await asyncio.gather(*(here.caught_up() for _ in range(100))))
-        assert here._rounds < 50 + 100, "concurrent reads did not share rounds"
+        # 50 rounds one after the other, then at most two for the 100 at once.
+        assert here._rounds <= 50 + 2, "concurrent reads did not share rounds"
         assert not any(k.startswith(pgnotify.SYNC_PREFIX) for k in heard)  # not relayed
     finally:
         await elsewhere.stop()

@@ -26,23 +26,29 @@ async def _caught_up() -> bool:
     return True
 
 
-def test_a_fill_under_the_current_epoch_is_served() -> None:
+def _cache(size: int = 10_000) -> tuple[ReadCache, Epoch]:
     epoch = Epoch()
-    cache = ReadCache(epoch, _caught_up)
+    return ReadCache(epoch, _caught_up, size=size), epoch
+
+
+def _fill(cache: ReadCache, key: str, version: int = 1, body: bytes = b"{}") -> None:
+    """Take a ticket and put ``body`` at once (no change in between)."""
     ticket = cache.ticket()
     assert ticket is not None
-    cache.put(ticket, "op:t:op_1", 3, '"3"', b"{}")
+    cache.put(ticket, key, version, f'"{version}"', body)
+
+
+def test_a_fill_under_the_current_epoch_is_served() -> None:
+    cache, epoch = _cache()
+    _fill(cache, "op:t:op_1", 3)
     entry = cache.get("op:t:op_1", epoch())
     assert entry is not None and (entry.version, entry.etag, entry.body) == (3, b'"3"', b"{}")
     assert cache.get("op:other:op_1", epoch()) is None  # another tenant's key: nothing
 
 
 def test_a_change_drops_the_entry_and_voids_fills_in_flight() -> None:
-    epoch = Epoch()
-    cache = ReadCache(epoch, _caught_up)
-    ticket = cache.ticket()
-    assert ticket is not None
-    cache.put(ticket, "op:t:op_1", 1, '"1"', b"{}")
+    cache, epoch = _cache()
+    _fill(cache, "op:t:op_1")
     in_flight = cache.ticket()  # a read that started before the next change
     assert in_flight is not None
     cache.changed("op:t:op_1")
@@ -50,18 +56,13 @@ def test_a_change_drops_the_entry_and_voids_fills_in_flight() -> None:
     cache.put(in_flight, "op:t:op_1", 1, '"1"', b"{}")  # read before the change: dropped
     assert cache.get("op:t:op_1", epoch()) is None
     cache.changed("inbox:t:n1")  # not an operation's key: fills go on
-    fresh = cache.ticket()
-    assert fresh is not None
-    cache.put(fresh, "op:t:op_1", 2, '"2"', b"{}")
+    _fill(cache, "op:t:op_1", 2)
     assert cache.get("op:t:op_1", epoch()) is not None
 
 
 def test_another_epoch_or_no_epoch_serves_nothing() -> None:
-    epoch = Epoch()
-    cache = ReadCache(epoch, _caught_up)
-    ticket = cache.ticket()
-    assert ticket is not None
-    cache.put(ticket, "op:t:op_1", 1, '"1"', b"{}")
+    cache, epoch = _cache()
+    _fill(cache, "op:t:op_1")
     epoch.value = 2  # a commit elsewhere (SQLite), a reconnect (PostgreSQL)
     assert cache.get("op:t:op_1", epoch()) is None
     epoch.value = None
@@ -71,17 +72,13 @@ def test_another_epoch_or_no_epoch_serves_nothing() -> None:
 def test_entries_expire_are_bounded_and_large_bodies_are_not_kept(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    epoch = Epoch()
-    cache = ReadCache(epoch, _caught_up, size=2)
+    cache, epoch = _cache(size=2)
     for n in range(3):
-        ticket = cache.ticket()
-        assert ticket is not None
-        cache.put(ticket, f"op:t:op_{n}", 1, '"1"', b"{}")
+        _fill(cache, f"op:t:op_{n}")
     assert len(cache) == 2 and cache.get("op:t:op_0", epoch()) is None
-    ticket = cache.ticket()
-    assert ticket is not None
-    cache.put(ticket, "op:t:big", 1, '"1"', b"x" * (reads.MAX_BODY + 1))
+    _fill(cache, "op:t:big", body=b"x" * (reads.MAX_BODY + 1))
     assert cache.get("op:t:big", epoch()) is None
+    assert cache.get("op:t:op_2", epoch()) is not None  # fresh until MAX_AGE has passed
     later = time.monotonic() + reads.MAX_AGE + 0.1
     monkeypatch.setattr("opstatus.web.reads.time.monotonic", lambda: later)
     assert cache.get("op:t:op_2", epoch()) is None

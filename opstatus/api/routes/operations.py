@@ -68,11 +68,7 @@ def etag(version: int) -> str:
 
 
 def _if_none_match(ctx: Ctx) -> int | None:
-    raw = ctx.request.headers.get("if-none-match", "").strip()
-    if raw.startswith("W/"):
-        raw = raw[2:]
-    raw = raw.strip('"')
-    return int(raw) if raw.isascii() and raw.isdigit() else None
+    return params.etag_version(ctx.request.headers.get("if-none-match", ""))
 
 
 def _render_one(ctx: Ctx, view: OperationView, status: int = 200) -> Response:
@@ -252,7 +248,7 @@ async def get_operation(ctx: Ctx) -> Response:
         headers={"ETag": etag(view.operation.version)},
         root="operation",
     )
-    if not wait and ticket is not None and view.operation.id == op_id:
+    if ticket is not None and view.operation.id == op_id:  # a plain read (no wait)
         _keep(ctx, ticket, view, response)
     return response
 
