@@ -19,6 +19,7 @@ from opstatus.domain.records import evolve
 from opstatus.domain.states import OperationState, State
 from opstatus.store import port, rows
 from opstatus.store.driver import Driver, Duplicate, Row, Tx
+from opstatus.store.folding import Folding
 from opstatus.store.sqlwebhooks import SqlWebhookStore
 
 _SCHEMA_VERSION_TABLE = (
@@ -471,23 +472,53 @@ class SqlStore(port.Store):
         """
         results: list[records.Execution | errors.DomainError] = []
         async with self._d.write() as tx:
-            await self._lock_reported(tx, tenant, [execution_id for execution_id, _ in reports])
+            found, locked = await self._lock_reported(tx, tenant, [i for i, _ in reports])
+            folding = Folding(locked)
             for index, (execution_id, update) in enumerate(reports):
                 check = None if admit is None else functools.partial(admit, index)
                 try:
-                    if (refused := self._unstorable(execution_id)) is not None:
-                        raise refused
-                    before, after = await self._checked(
-                        tx, tenant, execution_id, update, now, check
+                    before, after = await self._report(
+                        tx, tenant, (found, folding), execution_id, update, now, check
                     )
-                    written = (update.details, update.error, update.result, update.reason)
-                    if after is not before and (refused := self._unstorable(*written)) is not None:
-                        raise refused
                 except errors.DomainError as exc:
                     results.append(exc)
                     continue
-                results.append(await self._written(tx, tenant, before, after, update, now))
+                if after is not before:
+                    [after] = await self._fold(
+                        tx, tenant, [(before, after)], now, folding, reason=update.reason
+                    )
+                results.append(after)
+            await self._flush(tx, tenant, folding)
         return results
+
+    async def _report(
+        self,
+        tx: Tx,
+        tenant: str,
+        batch: tuple[Mapping[str, Row], Folding],
+        execution_id: str,
+        update: records.ExecutionUpdate,
+        now: datetime,
+        admit: Callable[[records.Execution], None] | None,
+    ) -> tuple[records.Execution, records.Execution]:
+        """One report of a batch checked in full, before anything is written: its
+        execution as the batch has left it (locked and read by :meth:`_lock_reported`,
+        or changed by an earlier report), and as the report leaves it."""
+        found, folding = batch
+        if (refused := self._unstorable(execution_id)) is not None:
+            raise refused
+        before = folding.execs.get(execution_id)
+        if before is None:
+            if execution_id not in found:
+                await self._missing_execution(tx, tenant, execution_id)
+            before = rows.execution(found[execution_id], self._c)
+        if admit is not None:
+            admit(before)
+        after = changes.apply_update(before, update, now)
+        written = (update.details, update.error, update.result, update.reason)
+        if after is not before and (refused := self._unstorable(*written)) is not None:
+            raise refused
+        return before, after
 
     async def _checked(
         self,
@@ -519,13 +550,16 @@ class SqlStore(port.Store):
             _, [after] = await self._apply(tx, tenant, [(before, after)], now, reason=update.reason)
         return after
 
-    async def _lock_reported(self, tx: Tx, tenant: str, execution_ids: Sequence[str]) -> None:
-        """Lock the executions of a batch of reports in id order, then their operations
-        in id order, as every other writer takes them: two writers never wait on each
-        other in a cycle (each report locks its operation only after all of these)."""
+    async def _lock_reported(
+        self, tx: Tx, tenant: str, execution_ids: Sequence[str]
+    ) -> tuple[dict[str, Row], dict[str, Row]]:
+        """Lock and read the executions of a batch of reports in id order, then their
+        operations in id order, as every other writer takes them: two writers never
+        wait on each other in a cycle. Both by id."""
         ids = sorted({i for i in execution_ids if self._unstorable(i) is None})
         found = await tx.fetch(self._q["exec_lock_many"], tenant, self._c.arr(ids))
-        await self._lock_operations(tx, tenant, found)
+        locked = await self._lock_operations(tx, tenant, found)
+        return {row["id"]: row for row in found}, locked
 
     def _unstorable(self, *values: Any) -> errors.Invalid | None:
         """The refusal the database would answer to storing or looking up ``values``
@@ -944,37 +978,63 @@ class SqlStore(port.Store):
         execution lock, so two transactions never wait on each other in a cycle;
         ``locked`` holds rows this transaction has already locked and read.
         """
+        folding = Folding(locked or {})
+        stored = await self._fold(tx, tenant, pairs, now, folding, **event_data)
+        await self._flush(tx, tenant, folding)
+        return {i: folding.ops[i] for i in sorted({a.operation_id for a in stored})}, stored
+
+    async def _fold(
+        self,
+        tx: Tx,
+        tenant: str,
+        pairs: Sequence[tuple[records.Execution, records.Execution]],
+        now: datetime,
+        folding: Folding,
+        **event_data: Any,
+    ) -> list[records.Execution]:
+        """Fold execution changes into their operations in memory (``folding``), as
+        :meth:`_apply` would write them; the executions as they will be stored."""
         by_op: dict[str, list[tuple[records.Execution | None, records.Execution]]] = defaultdict(
             list
         )
-        c, q = self._c, self._q
-        folded: dict[str, records.Operation] = {}
-        events: list[records.Event] = []
-        stored: list[records.Execution] = []
         for before, after in pairs:
             by_op[after.operation_id].append((before, after))
+        if folding.pending() and derive.touches_failures([p for v in by_op.values() for p in v]):
+            await self._flush(tx, tenant, folding)  # the failures are read from the tables
+        stored: dict[str, records.Execution] = {}
         for op_id in sorted(by_op):
-            row = locked.get(op_id) if locked else None
-            if row is None:
-                row = await tx.fetchrow(q["op_lock"], tenant, op_id)
-            assert row is not None
-            current = rows.operation(row, c)
+            current = await self._current(tx, tenant, op_id, folding)
             timed = [(b, deadlines.timed(a, current)) for b, a in by_op[op_id]]
             failures = await self._failures(tx, tenant, op_id, timed)
             op, op_events = changes.settle(current, timed, now, failures=failures, **event_data)
             self._observe(current.kind, by_op[op_id], now)
-            folded[op_id] = op
-            events.extend(op_events)
-            stored.extend(a for _, a in timed)
-        # one pipelined statement per table: a claim of many operations' executions
-        # made a round trip per operation here (P3 profile, docs/benchmarks.md)
-        await tx.executemany(
-            q["op_update"], [rows.operation_update_args(op, c) for op in folded.values()]
-        )
-        await tx.executemany(q["exec_update"], [rows.execution_update_args(a, c) for a in stored])
+            folding.changed(op, [a for _, a in timed], op_events)
+            stored.update((a.id, a) for _, a in timed)
+        return [stored[after.id] for _, after in pairs]  # in the caller's order
+
+    async def _current(
+        self, tx: Tx, tenant: str, op_id: str, folding: Folding
+    ) -> records.Operation:
+        """The operation as this transaction has it: folded, locked and read, or now
+        locked and read."""
+        if (op := folding.ops.get(op_id)) is not None:
+            return op
+        row = folding.locked.get(op_id)
+        if row is None:
+            row = await tx.fetchrow(self._q["op_lock"], tenant, op_id)
+        assert row is not None
+        op = folding.ops[op_id] = rows.operation(row, self._c)
+        return op
+
+    async def _flush(self, tx: Tx, tenant: str, folding: Folding) -> None:
+        """Write what ``folding`` holds: one pipelined statement per table (a claim of
+        many operations' executions made a round trip per operation here: P3 profile,
+        docs/benchmarks.md), then the events."""
+        c, q = self._c, self._q
+        ops, execs, events = folding.take()
+        await tx.executemany(q["op_update"], [rows.operation_update_args(op, c) for op in ops])
+        await tx.executemany(q["exec_update"], [rows.execution_update_args(a, c) for a in execs])
         await self._append(tx, tenant, events)
-        by_id = {a.id: a for a in stored}
-        return folded, [by_id[after.id] for _, after in pairs]  # in the caller's order
 
     async def _failures(
         self,

@@ -110,6 +110,51 @@ async def test_reports_apply_in_order_and_a_refused_one_changes_nothing(
     assert (op.counts["in_progress"], op.counts["acknowledged"], op.counts["queued"]) == (1, 1, 1)
 
 
+async def test_a_batch_writes_what_its_reports_one_by_one_would(
+    store: Store, ops: Operations
+) -> None:
+    """The batch folds its reports in memory and writes once: executions, operation
+    (state, counts, error) and events come out as the same reports one at a time
+    leave them, a failure (which reads the stored failures) and a reason included."""
+
+    async def run(batched: bool) -> tuple[list[Any], Any, list[tuple[Any, ...]]]:
+        op_id = await create(ops, "a", "b", "c")
+        a, b, c = [await claimed(ops, t) for t in "abc"]
+        reports = [
+            (a.id, ExecutionUpdate(state=State.ACKNOWLEDGED)),
+            (b.id, ExecutionUpdate(state=State.IN_PROGRESS, progress=10, reason="started")),
+            (a.id, ExecutionUpdate(state=State.IN_PROGRESS, progress=40)),
+            (b.id, ExecutionUpdate(state=State.FAILED, error="disk full")),
+            (a.id, ExecutionUpdate(state=State.SUCCEEDED, result={"ok": True})),
+            (c.id, ExecutionUpdate(state=State.FAILED, error="no route")),
+        ]
+        now = datetime.now(UTC)
+        if batched:
+            await store.update_executions(TENANT, reports, now)
+        else:
+            for execution_id, update in reports:
+                await store.update_execution(TENANT, execution_id, update, now)
+        done = await by_target(ops, op_id)
+        executions = [
+            (t, e.state, e.version, e.progress, e.error, e.result) for t, e in sorted(done.items())
+        ]
+        op = (await ops.get(TENANT, op_id)).operation
+        events = await store.events_after(TENANT, 0, limit=1000, operation_id=op_id)
+        return (
+            executions,
+            (op.state, dict(op.counts), op.error),
+            [(e.type, e.target, e.state, e.progress, dict(e.data)) for e in events],
+        )
+
+    one_by_one, batched = await run(batched=False), await run(batched=True)
+    assert batched == one_by_one
+    executions, (state, _, error), events = batched
+    assert [e[1] for e in executions] == [State.SUCCEEDED, State.FAILED, State.FAILED]
+    assert state == OperationState.FAILED and error is not None
+    assert [e[0] for e in events].count("operation.failed") == 1
+    assert any(e[4].get("reason") == "started" for e in events)
+
+
 async def test_nothing_is_committed_before_the_whole_batch(
     store: Store, ops: Operations, store_url: str
 ) -> None:

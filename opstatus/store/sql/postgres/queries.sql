@@ -28,7 +28,7 @@ WHERE tenant_id = $1 AND operation_id = ANY($2::text[]) ORDER BY operation_id, t
 
 -- name: exec_lock_many
 -- the executions of a batch of reports, locked in id order (then their operations)
-SELECT id, operation_id FROM executions
+SELECT * FROM executions
 WHERE tenant_id = $1 AND id = ANY($2::text[]) ORDER BY id /*:lock_rows*/
 
 -- name: migrations_lock

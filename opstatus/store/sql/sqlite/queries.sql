@@ -27,7 +27,7 @@ ORDER BY operation_id, target_id
 
 -- name: exec_lock_many
 -- the executions of a batch of reports, locked in id order (then their operations)
-SELECT id, operation_id FROM executions
+SELECT * FROM executions
 WHERE tenant_id = $1 AND id IN (SELECT value FROM json_each($2)) ORDER BY id /*:lock_rows*/
 
 -- name: migrations_lock
