@@ -21,7 +21,7 @@ import asyncio
 from typing import Any, ClassVar
 
 import msgspec
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from opstatus import settings
 
@@ -41,6 +41,10 @@ TIMEOUT_RESPONSE = (
     b"connection: close\r\n"
     b"content-length: " + str(len(_PROBLEM)).encode() + b"\r\n\r\n" + _PROBLEM
 )
+
+
+#: the scope extension that carries :meth:`DeadlineProtocol.send_whole` (as ``"send"``)
+WHOLE = "opstatus.send_whole"
 
 
 class DeadlineProtocol(HttpToolsProtocol):
@@ -66,6 +70,7 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         #: the same for every request the connection carries
         self._abort: dict[object, object] = {"abort": transport.abort}
+        self._whole: dict[object, object] = {"send": self.send_whole}
         self._arm(self.head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -86,11 +91,53 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         # The request's scope (the cycle's own dict) gets a way to cut the connection
         # without an answer: the testing mode's dropped-connection fault.
-        self.scope.setdefault("extensions", {})["opstatus.abort"] = self._abort
+        extensions = self.scope.setdefault("extensions", {})
+        extensions["opstatus.abort"] = self._abort
+        extensions[WHOLE] = self._whole
 
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
+
+    def send_whole(
+        self, scope: object, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> bool:
+        """Answer the request of ``scope`` with one write: status line, uvicorn's own
+        headers, ``headers`` (well-formed, lower-case, with content-length when there is
+        a body) and ``body`` — what two ASGI messages would send, in one system call,
+        for the fast status read (web/reads.py). False, having sent nothing, when the
+        ASGI messages must do it: another request's cycle is current (pipelining), the
+        answer started, the client left, the transport pushes back, or uvicorn logs
+        access."""
+        cycle = self.cycle
+        if (
+            cycle is None
+            or cycle.scope is not scope
+            or cycle.response_started
+            or cycle.disconnected
+            or cycle.flow.write_paused
+            or cycle.access_log
+        ):
+            return False
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        content = [STATUS_LINE[status]]
+        for name, value in cycle.default_headers:
+            content += (name.lower(), b": ", value, b"\r\n")
+        for name, value in headers:
+            content += (name, b": ", value, b"\r\n")
+        if not cycle.keep_alive:
+            content.append(b"connection: close\r\n")
+        content.append(b"\r\n")
+        if cycle.scope["method"] != "HEAD":
+            content.append(body)
+        self.transport.write(b"".join(content))
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()
+        return True
 
     def _arm(self, seconds: float) -> None:
         # One timer per connection, moved only when it would fire too late: a request

@@ -45,6 +45,7 @@ from opstatus.service import notifier
 from opstatus.service.credentials import Credentials
 from opstatus.web import auth, middleware, params
 from opstatus.web.middleware import Record
+from opstatus.web.protocol import WHOLE
 from opstatus.web.ratelimit import FailureLimiter, RateLimiter
 
 #: longest an entry is used, seconds (also the longest an extrapolated ETA lags)
@@ -173,8 +174,12 @@ class StatusReads:
         metrics = self.record.metrics
         metrics.in_flight += 1
         try:
-            await send(start)
-            await send(body)
+            whole = scope.get("extensions", {}).get(WHOLE)
+            if whole is None or not whole["send"](
+                scope, start["status"], start["headers"], body["body"]
+            ):
+                await send(start)
+                await send(body)
         finally:
             metrics.in_flight -= 1
             self.record(scope, state, ROUTE, start["status"], began)

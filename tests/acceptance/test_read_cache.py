@@ -4,7 +4,10 @@ the same database — sees the write; revocation, tenant walls and the rate limi
 
 from __future__ import annotations
 
+import http.client
+import io
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +72,62 @@ def test_the_fast_answer_is_the_full_answer(pair: tuple[Server, Server]) -> None
     unchanged = _read(a, tenant.admin, made["id"], **{"If-None-Match": full.headers["etag"]})
     assert unchanged.status_code == 304 and unchanged.content == b""
     assert _hits(a) == before + 3
+
+
+class _Wire(io.BufferedReader):
+    """A socket's reader handed to each http.client.HTTPResponse in turn (each would
+    close it after its body), so answers pipelined on one connection are read one
+    after another."""
+
+    def close(self) -> None:
+        pass
+
+    def makefile(self, mode: str) -> _Wire:
+        return self
+
+
+def _on_the_wire(
+    server: Server, *requests: bytes
+) -> list[tuple[int, list[tuple[str, str]], bytes]]:
+    """Send ``requests`` at once on one connection (pipelined) and read every answer
+    (status, headers, body), then that the server closed it (the last one asks it to)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    answers = []
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"".join(requests))
+        wire = _Wire(socket.SocketIO(sock, "rb"))
+        for _ in requests:
+            answer = http.client.HTTPResponse(wire, method="GET")  # type: ignore[arg-type]
+            answer.begin()
+            answers.append((answer.status, answer.getheaders(), answer.read()))
+        # closed after the answer, not later by the 5 s keep-alive timeout
+        sock.settimeout(2.5)
+        assert wire.read(1) == b"", "the server kept the connection after Connection: close"
+    return answers
+
+
+def test_the_fast_answer_on_the_wire(pair: tuple[Server, Server]) -> None:
+    """Written in one piece by the protocol (web/protocol.py send_whole): pipelined
+    requests are each answered in turn, with the headers of the full path, and a
+    request that asks for the connection to close gets it closed."""
+    a, _ = pair
+    tenant = a.tenant()
+    made = a.create(tenant.admin, ["n1"])
+    head = (
+        f"GET /v1/operations/{made['id']} HTTP/1.1\r\nHost: x\r\nX-API-Key: {tenant.admin.secret}"
+    )
+    plain = f"{head}\r\n\r\n".encode()
+    before = _hits(a)
+    answers = _on_the_wire(a, plain, plain, f"{head}\r\nConnection: close\r\n\r\n".encode())
+    assert _hits(a) == before + 2, "the second and third reads did not take the fast path"
+    (status, full, full_body), *fast = answers
+    assert status == 200 and full_body
+    names = {name.lower() for name, _ in full}
+    for status, headers, body in fast:
+        assert status == 200 and body == full_body
+        assert dict(headers)["etag"] == dict(full)["etag"]
+        assert {name.lower() for name, _ in headers} - {"connection"} == names
+    assert ("connection", "close") in fast[-1][1]
 
 
 @pytest.mark.parametrize("where", ["same process", "other process"])
