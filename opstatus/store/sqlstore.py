@@ -598,7 +598,13 @@ class SqlStore(port.Store):
     async def claim(
         self, tenant: str, target: str, now: datetime, limit: int
     ) -> list[records.Execution]:
-        """Dispatch the oldest queued executions of ``target``."""
+        """Dispatch the oldest queued executions of ``target``.
+
+        A read first: an agent's claim before it waits mostly finds nothing, and needs
+        no write transaction (nor, on SQLite, the write lock) to say so."""
+        async with self._d.read() as tx:
+            if await tx.fetchrow(self._q["exec_queued_any"], tenant, target) is None:
+                return []
         async with self._d.write() as tx:
             window = self._c.ts(now - timedelta(seconds=60))
             found = await tx.fetch(self._q["exec_claim"], tenant, target, limit, window)

@@ -252,6 +252,10 @@ DELETE FROM events WHERE created_at < $1
 -- name: exec_due_any
 SELECT id FROM executions WHERE due_at <= $1 LIMIT 1
 
+-- name: exec_queued_any
+-- whether a claim may find anything (executions_inbox): most claims of a waiting agent don't
+SELECT id FROM executions WHERE tenant_id = $1 AND target_id = $2 AND state = 'queued' LIMIT 1
+
 -- name: exec_tombstones_insert
 INSERT INTO execution_tombstones (tenant_id, execution_id, operation_id)
 SELECT tenant_id, id, operation_id FROM executions WHERE tenant_id = $1 AND operation_id = $2
