@@ -24,6 +24,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from opstatus import logs
 from opstatus.web.metrics import Metrics
 
 #: the logger of one line per request; ``opstatus serve`` formats it as JSON
@@ -117,7 +118,7 @@ class Record:
             "client": client[0] if client else None,
             "key_id": state.get("key_id"),
         }
-        self.logger.info("%s %s %s", method, scope["path"], status, extra={"fields": fields})
+        logs.info(self.logger, f"{method} {scope['path']} {status}", fields)
 
 
 def _template(scope: Scope, root_path: str) -> str:
