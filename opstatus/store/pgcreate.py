@@ -96,6 +96,8 @@ class Batcher:
         self._c = codec
         self._waiting: list[tuple[Create, asyncio.Future[Outcome]]] = []
         self._running: asyncio.Task[None] | None = None
+        #: batches committed, their numbers being read back (kept from the collector)
+        self._finishing: set[asyncio.Task[None]] = set()
 
     async def create(self, create: Create) -> Outcome:
         """Run ``create`` in the next batch; its outcome (or the batch's error)."""
@@ -114,12 +116,14 @@ class Batcher:
             self._running = None
 
     async def _run(self, batch: list[tuple[Create, asyncio.Future[Outcome]]]) -> None:
-        """One statement for ``batch``; each future gets its outcome or the error."""
+        """One statement for ``batch``; each future gets its outcome or the error. The
+        numbers are read back by a task of their own, while the next batch runs."""
         batch = [(create, future) for create, future in batch if not future.done()]
         if not batch:
             return  # every request of it went away before it ran: nothing to create
+        creates = [create for create, _ in batch]
         try:
-            outcomes = await self.run([create for create, _ in batch])
+            found = await self._execute(creates)
         except (Duplicate, errors.Invalid) as exc:  # one create spoiled the statement
             if len(batch) > 1:
                 for one in batch:
@@ -132,21 +136,49 @@ class Batcher:
         except Exception as exc:  # the database went away: each create answers it
             _settle(batch, exc)
         else:
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if not future.done():
-                    future.set_result(outcome)
+            task = asyncio.create_task(self._finish(batch, found), name="opstatus-created")
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+
+    async def _finish(
+        self, batch: list[tuple[Create, asyncio.Future[Outcome]]], found: list[Row]
+    ) -> None:
+        """Read the numbers of a committed batch back and answer each create."""
+        try:
+            outcomes = await self._outcomes([create for create, _ in batch], found)
+        except asyncio.CancelledError as exc:
+            _settle(batch, exc)
+            raise
+        except Exception as exc:  # the database went away after the commit
+            _settle(batch, exc)
+            return
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if not future.done():
+                future.set_result(outcome)
 
     async def run(self, creates: Sequence[Create], tx: Tx | None = None) -> list[Outcome]:
         """``op_create`` for ``creates`` (on ``tx``, or on a connection of its own where
         the statement commits by itself), then the numbers of those created."""
+        return await self._outcomes(creates, await self._execute(creates, tx), tx)
+
+    async def _execute(self, creates: Sequence[Create], tx: Tx | None = None) -> list[Row]:
+        """``op_create`` for ``creates``: a row per create."""
         if tx is None:
             async with self._statement() as conn:
-                found = await conn.fetch(self._q["op_create"], *arguments(creates, self._c))
-        else:
-            found = await tx.fetch(self._q["op_create"], *arguments(creates, self._c))
+                found: list[Row] = await conn.fetch(
+                    self._q["op_create"], *arguments(creates, self._c)
+                )
+                return found
+        return await tx.fetch(self._q["op_create"], *arguments(creates, self._c))
+
+    async def _outcomes(
+        self, creates: Sequence[Create], found: Sequence[Row], tx: Tx | None = None
+    ) -> list[Outcome]:
+        """Each create's outcome; the numbers of those made outside a transaction are
+        read back (they are numbered as they commit)."""
         made = [x.created for x, row in zip(creates, found, strict=True) if _made(row)]
         numbers: dict[str, int] = {}
-        if made and tx is None:  # numbered as they committed: read back
+        if made and tx is None:
             numbers = await self._numbers(made)
         return [
             Outcome(row=row, number=numbers.get(x.created.id))

@@ -99,7 +99,10 @@ def test_health_answers_promptly_while_the_operation_is_read_in_every_format(
     finally:
         done.set()
         prober.join(10)
-    assert worst and max(worst) < HEALTHY_WITHIN, sorted(worst)[-5:]
+    # The second worst: one probe may meet a hiccup of the shared machine (seen in CI
+    # at 105 ms); a render that held the event loop would delay a probe in each of the
+    # twelve reads.
+    assert len(worst) >= 2 and sorted(worst)[-2] < HEALTHY_WITHIN, sorted(worst)[-5:]
 
 
 def test_more_targets_than_the_setting_allows_are_refused(tmp_path: Path) -> None:
