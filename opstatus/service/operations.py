@@ -28,7 +28,7 @@ from opstatus.domain.records import (
 from opstatus.domain.states import OperationState, State
 from opstatus.service import notifier as notify
 from opstatus.service.requests import CreateOperation
-from opstatus.store.port import ReportCheck, Store
+from opstatus.store.port import HeldWork, ReportCheck, Store
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -449,6 +449,11 @@ class Operations:
         """
         self._check_claim_limit(limit)
         held = await self.store.held_work(tenant, target)
+        if not held:  # what it claims now is all it holds: no second read
+            work = await self.store.claim_work(tenant, target, self.clock(), limit)
+            for w in work:
+                self._changed(w.execution)
+            return _inbox(work)
         fresh: list[Execution] = []
         if len(held) < limit:
             fresh = await self.store.claim(tenant, target, self.clock(), limit - len(held))
@@ -458,10 +463,7 @@ class Operations:
             # Read what the target holds again, after the claim committed: the first
             # read may be stale (a lease may have expired and been claimed meanwhile).
             held = await self.store.held_work(tenant, target)
-        return [
-            InboxItem(execution=w.execution, kind=w.kind, parameters=dict(w.parameters))
-            for w in held[:limit]
-        ]
+        return _inbox(held[:limit])
 
     async def peek_inbox(self, tenant: str, target: str, limit: int = 10) -> list[InboxItem]:
         """What ``target`` holds, then what waits for it in claim order; dispatches nothing."""
@@ -642,3 +644,10 @@ def _check_timeouts(request: CreateOperation) -> None:
                 f"timeouts.{name} must be a positive number of seconds",
                 parameter=f"timeouts.{name}",
             )
+
+
+def _inbox(work: Sequence[HeldWork]) -> list[InboxItem]:
+    """Inbox items of held work, in its order."""
+    return [
+        InboxItem(execution=w.execution, kind=w.kind, parameters=dict(w.parameters)) for w in work
+    ]

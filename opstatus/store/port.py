@@ -269,6 +269,13 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def claim_work(
+        self, tenant: str, target: str, now: datetime, limit: int
+    ) -> list[HeldWork]:
+        """:meth:`claim`, each execution with its operation's kind and parameters, in
+        claim order: what :meth:`held_work` would then list for them."""
+
+    @abc.abstractmethod
     async def held(self, tenant: str, target: str) -> list[records.Execution]:
         """The target's dispatched executions (delivered, not yet acknowledged)."""
 

@@ -598,7 +598,14 @@ class SqlStore(port.Store):
     async def claim(
         self, tenant: str, target: str, now: datetime, limit: int
     ) -> list[records.Execution]:
-        """Dispatch the oldest queued executions of ``target``.
+        """Dispatch the oldest queued executions of ``target``."""
+        return [work.execution for work in await self.claim_work(tenant, target, now, limit)]
+
+    async def claim_work(
+        self, tenant: str, target: str, now: datetime, limit: int
+    ) -> list[port.HeldWork]:
+        """:meth:`claim`, each execution with its operation's kind and parameters (read
+        with the operation's lock).
 
         A read first: an agent's claim before it waits mostly finds nothing, and needs
         no write transaction (nor, on SQLite, the write lock) to say so."""
@@ -619,8 +626,12 @@ class SqlStore(port.Store):
                 pairs.append((before, changes.dispatch(before, now, r["lease"])))
             if not pairs:
                 return []
-            _, dispatched = await self._apply(tx, tenant, pairs, now, locked=locked)
-        return dispatched
+            ops, dispatched = await self._apply(tx, tenant, pairs, now, locked=locked)
+        return [
+            port.HeldWork(execution=e, kind=ops[e.operation_id].kind,
+                          parameters=ops[e.operation_id].parameters)
+            for e in dispatched
+        ]  # fmt: skip
 
     async def _lock_operations(
         self, tx: Tx, tenant: str, executions: Sequence[Row]

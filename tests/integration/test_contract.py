@@ -465,6 +465,21 @@ async def test_claim_takes_oldest_first(store: Store, ops: Operations) -> None:
     assert [e.operation_id for e in await store.held(TENANT, "a")] == ids[:2]
 
 
+async def test_claimed_work_is_what_the_target_then_holds(store: Store, ops: Operations) -> None:
+    """claim_work hands out each execution with its operation's kind and parameters as
+    held_work then lists them (the inbox answers a first claim from it alone)."""
+    first = await create(ops, "a", parameters={"depth": 3})
+    second = await create(ops, "a", "b", parameters={"image": "fw-2", "tags": ["x"]})
+    await create(ops, "a")
+    work = await store.claim_work(TENANT, "a", datetime.now(UTC), 2)
+    assert [(w.execution.operation_id, w.kind, dict(w.parameters)) for w in work] == [
+        (first, "test", {"depth": 3}),
+        (second, "test", {"image": "fw-2", "tags": ["x"]}),
+    ]
+    assert work == await store.held_work(TENANT, "a")
+    assert await store.claim_work(TENANT, "c", datetime.now(UTC), 2) == []
+
+
 # cancel and delete ----------------------------------------------------------------
 async def test_cancel_queued_and_force_running(ops: Operations) -> None:
     op_id = await create(ops, "a", "b", "c")
