@@ -6,7 +6,7 @@ import base64
 import binascii
 import dataclasses
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import msgspec
@@ -355,11 +355,27 @@ class Operations:
         return await self.store.get_execution(tenant, execution_id)
 
     async def update_execution(
-        self, tenant: str, execution_id: str, update: ExecutionUpdate
+        self,
+        tenant: str,
+        execution_id: str,
+        update: ExecutionUpdate,
+        admit: Callable[[Execution], None] | None = None,
     ) -> Execution:
-        """Apply an agent's or client's report."""
-        self._check_report(update)
-        execution = await self.store.update_execution(tenant, execution_id, update, self.clock())
+        """Apply an agent's or client's report, after ``admit(execution)`` (the caller's
+        own check, e.g. an agent's binding) saw the execution, locked, in the same
+        transaction."""
+        if admit is None:
+            self._check_report(update)
+            check = None
+        else:
+
+            def check(execution: Execution) -> None:
+                admit(execution)
+                self._check_report(update)
+
+        execution = await self.store.update_execution(
+            tenant, execution_id, update, self.clock(), admit=check
+        )
         self._reported(update, execution)
         await self.abort_if_failing([execution])
         return execution

@@ -225,9 +225,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def update_execution(
-        self, tenant: str, execution_id: str, update: records.ExecutionUpdate, now: datetime
+        self,
+        tenant: str,
+        execution_id: str,
+        update: records.ExecutionUpdate,
+        now: datetime,
+        *,
+        admit: Callable[[records.Execution], None] | None = None,
     ) -> records.Execution:
-        """Apply a report under a row lock (see ``changes.apply_update``)."""
+        """Apply a report under a row lock (see ``changes.apply_update``), after
+        ``admit`` has seen the execution locked (it raises to refuse the report)."""
 
     @abc.abstractmethod
     async def update_executions(

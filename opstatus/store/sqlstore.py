@@ -447,11 +447,17 @@ class SqlStore(port.Store):
         return rows.execution(row, self._c)
 
     async def update_execution(
-        self, tenant: str, execution_id: str, update: records.ExecutionUpdate, now: datetime
+        self,
+        tenant: str,
+        execution_id: str,
+        update: records.ExecutionUpdate,
+        now: datetime,
+        *,
+        admit: Callable[[records.Execution], None] | None = None,
     ) -> records.Execution:
-        """Apply a report under the execution's row lock."""
+        """Apply a report under the execution's row lock, once ``admit`` let it."""
         async with self._d.write() as tx:
-            before, after = await self._checked(tx, tenant, execution_id, update, now)
+            before, after = await self._checked(tx, tenant, execution_id, update, now, admit)
             return await self._written(tx, tenant, before, after, update, now)
 
     async def update_executions(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from starlette.responses import Response
 
@@ -28,6 +29,12 @@ def _answer(ctx: Ctx, execution: Execution) -> Response:
     return render.respond(
         ctx.request, convert.execution(execution), headers=_etag(execution), root="execution"
     )
+
+
+def _may(ctx: Ctx, action: Action) -> Callable[[Execution], None]:
+    """The check that the caller may do ``action`` to an execution (agents only on
+    their own targets), for the store to run on the execution it has locked."""
+    return lambda execution: ctx.who.require(action, execution.target)
 
 
 async def _own(ctx: Ctx, execution_id: str, action: Action) -> Execution:
@@ -149,7 +156,6 @@ async def update_execution(ctx: Ctx) -> Response:
     body: wire.ExecutionUpdateIn = ctx.body
     _reportable(body, "state")
     execution_id = ctx.path("id")
-    await _own(ctx, execution_id, Action.REPORT)
     if_match = ctx.request.headers.get("if-match")
     version = None
     if if_match is not None:
@@ -159,7 +165,9 @@ async def update_execution(ctx: Ctx) -> Response:
         version = int(raw)
     update = _update(body, _expected(body, version))
     try:
-        execution = await ctx.api.operations.update_execution(ctx.tenant, execution_id, update)
+        execution = await ctx.api.operations.update_execution(
+            ctx.tenant, execution_id, update, admit=_may(ctx, Action.REPORT)
+        )
     except errors.VersionMismatch as exc:
         if if_match is not None:
             raise _precondition(exc) from None
