@@ -364,14 +364,11 @@ class Operations:
         """Apply an agent's or client's report, after ``admit(execution)`` (the caller's
         own check, e.g. an agent's binding) saw the execution, locked, in the same
         transaction."""
-        if admit is None:
-            self._check_report(update)
-            check = None
-        else:
 
-            def check(execution: Execution) -> None:
+        def check(execution: Execution) -> None:
+            if admit is not None:
                 admit(execution)
-                self._check_report(update)
+            self._check_report(update)
 
         execution = await self.store.update_execution(
             tenant, execution_id, update, self.clock(), admit=check

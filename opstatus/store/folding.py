@@ -40,7 +40,6 @@ class Folding:
         self.dirty_ops.add(op.id)
         for execution in executions:
             self.execs[execution.id] = execution
-            self.dirty_execs.pop(execution.id, None)
             self.dirty_execs[execution.id] = None
         self.events.extend(events)
 

@@ -455,10 +455,13 @@ class SqlStore(port.Store):
         *,
         admit: Callable[[records.Execution], None] | None = None,
     ) -> records.Execution:
-        """Apply a report under the execution's row lock, once ``admit`` let it."""
-        async with self._d.write() as tx:
-            before, after = await self._checked(tx, tenant, execution_id, update, now, admit)
-            return await self._written(tx, tenant, before, after, update, now)
+        """Apply a report under the execution's row lock, once ``admit`` let it: a
+        batch of one (:meth:`update_executions`), whose refusal is raised."""
+        check = None if admit is None else (lambda _, execution: admit(execution))
+        [result] = await self.update_executions(tenant, [(execution_id, update)], now, admit=check)
+        if isinstance(result, errors.DomainError):
+            raise result
+        return result
 
     async def update_executions(
         self,
@@ -525,36 +528,6 @@ class SqlStore(port.Store):
         if after is not before and (refused := self._unstorable(*written)) is not None:
             raise refused
         return before, after
-
-    async def _checked(
-        self,
-        tx: Tx,
-        tenant: str,
-        execution_id: str,
-        update: records.ExecutionUpdate,
-        now: datetime,
-        admit: Callable[[records.Execution], None] | None = None,
-    ) -> tuple[records.Execution, records.Execution]:
-        """A report's execution locked (and seen by ``admit``), and as the report leaves
-        it: everything that refuses a report, before anything is written."""
-        before = await self._lock_execution(tx, tenant, execution_id)
-        if admit is not None:
-            admit(before)
-        return before, changes.apply_update(before, update, now)
-
-    async def _written(
-        self,
-        tx: Tx,
-        tenant: str,
-        before: records.Execution,
-        after: records.Execution,
-        update: records.ExecutionUpdate,
-        now: datetime,
-    ) -> records.Execution:
-        """Write a checked report (unless it changes nothing); the execution as stored."""
-        if after is not before:
-            _, [after] = await self._apply(tx, tenant, [(before, after)], now, reason=update.reason)
-        return after
 
     async def _lock_reported(
         self, tx: Tx, tenant: str, execution_ids: Sequence[str]
