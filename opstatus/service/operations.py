@@ -461,9 +461,8 @@ class Operations:
         Repeat reads return the same held work until it is acknowledged.
         """
         self._check_claim_limit(limit)
-        held = await self.store.held_work(tenant, target)
+        held, work = await self.store.inbox_work(tenant, target, self.clock(), limit)
         if not held:  # what it claims now is all it holds: no second read
-            work = await self.store.claim_work(tenant, target, self.clock(), limit)
             for w in work:
                 self._changed(w.execution)
             return _inbox(work)

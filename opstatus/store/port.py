@@ -283,6 +283,15 @@ class Store(abc.ABC):
         claim order: what :meth:`held_work` would then list for them."""
 
     @abc.abstractmethod
+    async def inbox_work(
+        self, tenant: str, target: str, now: datetime, limit: int
+    ) -> tuple[list[HeldWork], list[HeldWork]]:
+        """An inbox read: what the target holds (:meth:`held_work`) and, only when it
+        holds nothing, what a claim of up to ``limit`` dispatches now
+        (:meth:`claim_work`). The held work and whether anything is queued are read
+        together, so the read before a wait costs one round trip."""
+
+    @abc.abstractmethod
     async def held(self, tenant: str, target: str) -> list[records.Execution]:
         """The target's dispatched executions (delivered, not yet acknowledged)."""
 

@@ -17,8 +17,9 @@ import msgspec
 
 from opstatus.domain import derive, errors, records
 from opstatus.domain.records import evolve
-from opstatus.store import pgcreate, queries, rows
-from opstatus.store.driver import Duplicate, Row
+from opstatus.store import pgcreate, pgflush, queries, rows
+from opstatus.store.driver import Duplicate, Row, Tx
+from opstatus.store.folding import Folding
 from opstatus.store.pgnotify import PostgresChannel
 from opstatus.store.port import Wakeable
 from opstatus.store.sqlstore import SqlStore, created_event
@@ -404,6 +405,14 @@ class PostgresStore(SqlStore):
             return await self._repeated(tx, operation, found, request_hash)
         async with self.driver.read() as conn:
             return await self._repeated(conn, operation, found, request_hash)
+
+    async def _flush(self, tx: Tx, tenant: str, folding: Folding) -> None:
+        """Write what ``folding`` holds in one statement (``state_write``, pgflush)."""
+        ops, execs, events = folding.take()
+        if ops or execs or events:
+            await tx.execute(
+                self._q["state_write"], tenant, *pgflush.arguments(ops, execs, events, self._c)
+            )
 
     def auth_epoch(self) -> object | None:
         """The channel's generation while it listens: a revoke anywhere sends

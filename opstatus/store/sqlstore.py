@@ -591,6 +591,24 @@ class SqlStore(port.Store):
         async with self._d.read() as tx:
             if await tx.fetchrow(self._q["exec_queued_any"], tenant, target) is None:
                 return []
+        return await self._claim_work(tenant, target, now, limit)
+
+    async def inbox_work(
+        self, tenant: str, target: str, now: datetime, limit: int
+    ) -> tuple[list[port.HeldWork], list[port.HeldWork]]:
+        """Held work and the queue's pre-check in one read (``exec_inbox``); the claim
+        when nothing is held and something is queued."""
+        async with self._d.read() as tx:
+            found = await tx.fetch(self._q["exec_inbox"], tenant, target)
+        held = [self._held(r) for r in found if r["id"] is not None]
+        if held or not found[0]["queued"]:
+            return held, []
+        return [], await self._claim_work(tenant, target, now, limit)
+
+    async def _claim_work(
+        self, tenant: str, target: str, now: datetime, limit: int
+    ) -> list[port.HeldWork]:
+        """:meth:`claim_work` after its pre-check."""
         async with self._d.write() as tx:
             window = self._c.ts(now - timedelta(seconds=60))
             found = await tx.fetch(self._q["exec_claim"], tenant, target, limit, window)
@@ -644,16 +662,18 @@ class SqlStore(port.Store):
 
     async def held_work(self, tenant: str, target: str) -> list[port.HeldWork]:
         """``held`` joined with each execution's operation kind and parameters."""
-        c = self._c
         async with self._d.read() as tx:
             found = await tx.fetch(self._q["exec_held_work"], tenant, target)
-        return [
-            port.HeldWork(
-                execution=rows.execution(r, c), kind=r["operation_kind"],
-                parameters=c.unjs(r["operation_parameters"]),
-            )
-            for r in found
-        ]  # fmt: skip
+        return [self._held(r) for r in found]
+
+    def _held(self, row: Row) -> port.HeldWork:
+        """A row of ``exec_held_work``: the execution and its operation's kind and
+        parameters."""
+        c = self._c
+        return port.HeldWork(
+            execution=rows.execution(row, c), kind=row["operation_kind"],
+            parameters=c.unjs(row["operation_parameters"]),
+        )  # fmt: skip
 
     async def cancel_operation(
         self, tenant: str, operation_id: str, now: datetime, *, force: bool, reason: str | None

@@ -480,6 +480,53 @@ async def test_claimed_work_is_what_the_target_then_holds(store: Store, ops: Ope
     assert await store.claim_work(TENANT, "c", datetime.now(UTC), 2) == []
 
 
+async def test_an_inbox_read_claims_only_when_nothing_is_held(
+    store: Store, ops: Operations
+) -> None:
+    """inbox_work: nothing queued, nothing held: nothing, and nothing dispatched; work
+    queued: claimed (what held_work then lists); work held: that, and no new claim."""
+    now = datetime.now(UTC)
+    assert await store.inbox_work(TENANT, "a", now, 5) == ([], [])
+    first = await create(ops, "a", parameters={"depth": 3})
+    second = await create(ops, "a", "b", parameters={"image": "fw-2"})
+    held, fresh = await store.inbox_work(TENANT, "a", now, 1)
+    assert held == [] and [(w.execution.operation_id, w.kind) for w in fresh] == [(first, "test")]
+    assert fresh == await store.held_work(TENANT, "a")
+    held, fresh = await store.inbox_work(TENANT, "a", now, 5)
+    assert held == await store.held_work(TENANT, "a") and fresh == []
+    assert [w.execution.operation_id for w in held] == [first]  # the second still queued
+    [queued] = await store.find_executions(
+        TENANT, ExecutionQuery(targets=["a"], states=[State.QUEUED])
+    )
+    assert queued.operation_id == second
+    assert await store.inbox_work(TENANT, "c", now, 5) == ([], [])
+
+
+async def test_a_report_stores_every_field_as_given(store: Store, ops: Operations) -> None:
+    """What a report writes reads back exactly: floats, microsecond timestamps, text,
+    nested documents, an empty result and the operation's summary (PostgreSQL writes
+    them all in one statement, each table's rows as one JSON document)."""
+    op_id = await create(ops, "a", "b")
+    [item] = await ops.claim_inbox(TENANT, "a")
+    eta = datetime(2031, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
+    details = {"step": "flash", "nested": {"list": [1, 2.5, None, "x"], "ok": True}}
+    await report(ops, item.execution.id, state=State.IN_PROGRESS, progress=0.123456789,
+                 eta=eta, details=details)  # fmt: skip
+    after = await store.get_execution(TENANT, item.execution.id)
+    assert (after.state, after.progress, after.eta) == (State.IN_PROGRESS, 0.123456789, eta)
+    assert after.details == details and after.result is None
+    error, result = 'boom: ü \\ "quoted"', {"code": 7, "lines": ["a", "b"]}
+    await report(ops, item.execution.id, state=State.FAILED, error=error, result=result)
+    failed = await store.get_execution(TENANT, item.execution.id)
+    assert (failed.error, failed.result) == (error, result)
+    assert failed.finished_at is not None and failed.finished_at.tzinfo is not None
+    assert failed.version > after.version > item.execution.version
+    op = await store.get_operation(TENANT, op_id)
+    assert op.counts[State.FAILED] == 1 and op.counts[State.QUEUED] == 1
+    assert op.error is not None and "boom" in op.error
+    assert op.updated_at == failed.updated_at
+
+
 # cancel and delete ----------------------------------------------------------------
 async def test_cancel_queued_and_force_running(ops: Operations) -> None:
     op_id = await create(ops, "a", "b", "c")

@@ -150,6 +150,18 @@ FROM executions e JOIN operations o ON o.id = e.operation_id
 WHERE e.tenant_id = $1 AND e.target_id = $2 AND e.state = 'dispatched'
 ORDER BY e.queued_at, e.id
 
+-- name: exec_inbox
+-- exec_held_work and whether anything is queued for the target, in one read (an inbox
+-- read): one row with a NULL id when nothing is held
+SELECT h.*, q.queued FROM (
+    SELECT EXISTS (SELECT 1 FROM executions WHERE tenant_id = $1 AND target_id = $2
+                   AND state = 'queued') AS queued) q
+LEFT JOIN (
+    SELECT e.*, o.kind AS operation_kind, o.parameters AS operation_parameters
+    FROM executions e JOIN operations o ON o.id = e.operation_id
+    WHERE e.tenant_id = $1 AND e.target_id = $2 AND e.state = 'dispatched') h ON 1 = 1
+ORDER BY h.queued_at, h.id
+
 -- name: op_delete
 DELETE FROM operations WHERE tenant_id = $1 AND id = $2
 

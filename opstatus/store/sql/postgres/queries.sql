@@ -76,6 +76,45 @@ INSERT INTO event_appends (tenant_id, numbering, types, operation_ids, execution
                            target_ids, states, progresses, datas, created_ats)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 
+-- name: state_write
+-- A write transaction's folded changes in one statement (pgflush): its operations ($2),
+-- its executions ($3) and its events ($4), each an array of objects keyed by column
+-- (op_update's, exec_update's and events_append's), where the shared flow sends a
+-- statement per table and the events apart. Every row it updates is locked already.
+WITH ops AS (
+    UPDATE operations o SET state = u.state, counts = u.counts,
+        progress_sum = u.progress_sum, total = u.total, eta = u.eta, error = u.error,
+        result = u.result, started_at = u.started_at, updated_at = u.updated_at,
+        completed_at = u.completed_at, version = u.version
+    FROM jsonb_to_recordset($2::jsonb) AS u(id text, state text, counts jsonb,
+        progress_sum float8, total integer, eta timestamptz, error text, result jsonb,
+        started_at timestamptz, updated_at timestamptz, completed_at timestamptz,
+        version bigint)
+    WHERE o.tenant_id = $1 AND o.id = u.id),
+execs AS (
+    UPDATE executions e SET state = u.state, progress = u.progress, eta = u.eta,
+        details = u.details, error = u.error, result = u.result,
+        attempt = u.attempt, version = u.version, queued_at = u.queued_at,
+        started_at = u.started_at, updated_at = u.updated_at, finished_at = u.finished_at,
+        lease_expires_at = u.lease_expires_at, due_at = u.due_at
+    FROM jsonb_to_recordset($3::jsonb) AS u(id text, state text, progress float8,
+        eta timestamptz, details jsonb, error text, result jsonb, attempt integer,
+        version bigint, queued_at timestamptz, started_at timestamptz,
+        updated_at timestamptz, finished_at timestamptz, lease_expires_at timestamptz,
+        due_at timestamptz)
+    WHERE e.tenant_id = $1 AND e.id = u.id)
+INSERT INTO event_appends (tenant_id, numbering, types, operation_ids, execution_ids,
+                           target_ids, states, progresses, datas, created_ats)
+SELECT $1, NULL, array_agg(v.type ORDER BY v.k), array_agg(v.operation_id ORDER BY v.k),
+       array_agg(v.execution_id ORDER BY v.k), array_agg(v.target_id ORDER BY v.k),
+       array_agg(v.state ORDER BY v.k), array_agg(v.progress ORDER BY v.k),
+       array_agg(v.data ORDER BY v.k), array_agg(v.created_at ORDER BY v.k)
+FROM ROWS FROM (jsonb_to_recordset($4::jsonb) AS (type text, operation_id text,
+    execution_id text, target_id text, state text, progress float8, data jsonb,
+    created_at timestamptz)) WITH ORDINALITY AS v(type, operation_id, execution_id,
+    target_id, state, progress, data, created_at, k)
+HAVING count(*) > 0
+
 -- name: lock_rows
 -- (a fragment) the rows read stay this transaction's until it ends
 FOR UPDATE
