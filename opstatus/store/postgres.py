@@ -113,6 +113,10 @@ def _holds_nul(value: Any) -> bool:
 
 #: what asyncpg raises when the server is gone, restarting or refusing connections
 _LOST = (OSError, asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError)
+#: a statement asyncpg prepared, or a row type it decoded (an operation row a claim
+#: returns), describes a table a migration has changed since: asyncpg forgets what it
+#: cached and prepares again on the next statement, but inside a transaction it raises
+_SCHEMA_CHANGED = (asyncpg.OutdatedSchemaCacheError, asyncpg.InvalidCachedStatementError)
 #: seconds a client is told to wait before retrying while the database is away
 RETRY_AFTER_LOST = 1
 
@@ -128,6 +132,11 @@ def _unavailable_when_lost() -> Iterator[None]:
     """
     try:
         yield
+    except _SCHEMA_CHANGED as exc:
+        raise errors.Unavailable(
+            "the database schema changed under this connection (a migration ran); retry shortly",
+            retry_after=RETRY_AFTER_LOST,
+        ) from exc
     except _LOST as exc:
         raise errors.Unavailable(
             f"the database is unreachable ({type(exc).__name__}); retry shortly",
@@ -405,6 +414,14 @@ class PostgresStore(SqlStore):
             return await self._repeated(tx, operation, found, request_hash)
         async with self.driver.read() as conn:
             return await self._repeated(conn, operation, found, request_hash)
+
+    async def _locking(
+        self, tx: Tx, tenant: str, query: str, *args: Any
+    ) -> tuple[list[Row], dict[str, Row]]:
+        """``query`` locks the operations too (``exec_claim``, ``exec_lock_many``): each
+        row carries its operation's row as ``op``."""
+        found = await tx.fetch(self._q[query], *args)
+        return found, {row["op"]["id"]: row["op"] for row in found}
 
     async def _flush(self, tx: Tx, tenant: str, folding: Folding) -> None:
         """Write what ``folding`` holds in one statement (``state_write``, pgflush)."""

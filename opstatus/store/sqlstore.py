@@ -536,9 +536,16 @@ class SqlStore(port.Store):
         operations in id order, as every other writer takes them: two writers never
         wait on each other in a cycle. Both by id."""
         ids = sorted({i for i in execution_ids if self._unstorable(i) is None})
-        found = await tx.fetch(self._q["exec_lock_many"], tenant, self._c.arr(ids))
-        locked = await self._lock_operations(tx, tenant, found)
+        found, locked = await self._locking(tx, tenant, "exec_lock_many", tenant, self._c.arr(ids))
         return {row["id"]: row for row in found}, locked
+
+    async def _locking(
+        self, tx: Tx, tenant: str, query: str, *args: Any
+    ) -> tuple[list[Row], dict[str, Row]]:
+        """The executions ``query`` locks and reads, then their operations locked in id
+        order (:meth:`_lock_operations`), by id. A dialect may do both in one statement."""
+        found = await tx.fetch(self._q[query], *args)
+        return found, await self._lock_operations(tx, tenant, found)
 
     def _unstorable(self, *values: Any) -> errors.Invalid | None:
         """The refusal the database would answer to storing or looking up ``values``
@@ -611,8 +618,9 @@ class SqlStore(port.Store):
         """:meth:`claim_work` after its pre-check."""
         async with self._d.write() as tx:
             window = self._c.ts(now - timedelta(seconds=60))
-            found = await tx.fetch(self._q["exec_claim"], tenant, target, limit, window)
-            locked = await self._lock_operations(tx, tenant, found)
+            found, locked = await self._locking(
+                tx, tenant, "exec_claim", tenant, target, limit, window
+            )
             room = await self._rollout_room(tx, locked, window)
             pairs = []
             for r in found:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
 from opstatus.domain import errors
+from opstatus.domain.records import Tenant
+from opstatus.service.operations import Operations
+from opstatus.service.requests import CreateOperation
 from opstatus.store.postgres import PostgresStore
 from opstatus.web.problems import status_of
 from tests.conftest import PG_ADMIN_URL
@@ -55,5 +59,33 @@ async def test_a_refused_connection_is_unavailable() -> None:
     try:
         with pytest.raises(errors.Unavailable):
             await store.ping()
+    finally:
+        await store.close()
+
+
+async def test_a_migration_under_an_open_connection_is_unavailable_once(pg_url: str) -> None:
+    """A claim reads its operations' rows whole; after a migration changes that table,
+    the connection's cached row type is stale: that claim is Unavailable (503, retry),
+    never a server error, and the next one on the same connection goes through."""
+    store = PostgresStore(pg_url, min_size=1, max_size=1)
+    await store.open()
+    try:
+        await store.migrate()
+        await store.create_tenant(Tenant(id="acme", name="Acme", created_at=datetime.now(UTC)))
+        ops = Operations(store, register_targets=True)
+        for _ in range(3):
+            await ops.create("acme", CreateOperation(kind="test", targets=["a"]))
+        assert len(await ops.claim_inbox("acme", "a", 1)) == 1  # the row type is cached
+        await ops.update_executions("acme", [])
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute("ALTER TABLE operations ADD COLUMN added_later integer")
+        finally:
+            await conn.close()
+        with pytest.raises(errors.Unavailable) as caught:
+            await store.claim_work("acme", "a", datetime.now(UTC), 1)
+        assert status_of(caught.value) == 503 and "schema changed" in caught.value.detail
+        [work] = await store.claim_work("acme", "a", datetime.now(UTC), 1)
+        assert work.kind == "test"
     finally:
         await store.close()

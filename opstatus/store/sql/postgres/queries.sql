@@ -1,18 +1,26 @@
 -- PostgreSQL-only blocks: row locks, SKIP LOCKED claims, arrays, advisory locks.
 
 -- name: exec_claim
-SELECT e.*, o.timeout_lease AS lease FROM executions e
-JOIN operations o ON o.id = e.operation_id
-WHERE e.id IN (
-    SELECT id FROM executions
+-- The oldest queued executions of a target, and the lock of their operations, in one
+-- statement (PostgresStore._locking; SQLite reads the operations apart): each claimed
+-- execution with its operation's lease and row (op). The operations are locked in id
+-- order after every claimed execution, as every writer takes them: the array_agg reads
+-- all of claimed before the first operation is locked.
+WITH claimed AS MATERIALIZED (
+    SELECT * FROM executions
     WHERE tenant_id = $1 AND target_id = $2 AND state = 'queued'
       AND NOT EXISTS (
         SELECT 1 FROM operations c WHERE c.id = executions.operation_id AND c.max_per_minute IS NOT NULL
         AND c.max_per_minute <= (SELECT count(*) FROM executions d
                                  WHERE d.operation_id = c.id AND d.started_at > $4))
     ORDER BY queued_at, id LIMIT $3
-    FOR UPDATE SKIP LOCKED)
-ORDER BY e.queued_at, e.id
+    FOR UPDATE SKIP LOCKED),
+locked AS MATERIALIZED (
+    SELECT o AS op, o.id FROM operations o
+    WHERE o.tenant_id = $1 AND o.id = ANY ((SELECT array_agg(operation_id) FROM claimed)::text[])
+    ORDER BY o.id FOR UPDATE)
+SELECT c.*, (l.op).timeout_lease AS lease, l.op FROM claimed c JOIN locked l ON l.id = c.operation_id
+ORDER BY c.queued_at, c.id
 
 -- name: exclusive_lock
 SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))
@@ -27,9 +35,17 @@ SELECT operation_id, target_id FROM executions
 WHERE tenant_id = $1 AND operation_id = ANY($2::text[]) ORDER BY operation_id, target_id
 
 -- name: exec_lock_many
--- the executions of a batch of reports, locked in id order (then their operations)
-SELECT * FROM executions
-WHERE tenant_id = $1 AND id = ANY($2::text[]) ORDER BY id /*:lock_rows*/
+-- the executions of a batch of reports locked in id order, then their operations in id
+-- order (op_lock_many's lock), in one statement (PostgresStore._locking): each execution
+-- with its operation's row (op); the array_agg reads all of found before the first
+-- operation is locked
+WITH found AS MATERIALIZED (
+    SELECT * FROM executions WHERE tenant_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE),
+locked AS MATERIALIZED (
+    SELECT o AS op, o.id FROM operations o
+    WHERE o.tenant_id = $1 AND o.id = ANY ((SELECT array_agg(operation_id) FROM found)::text[])
+    ORDER BY o.id FOR UPDATE)
+SELECT f.*, l.op FROM found f JOIN locked l ON l.id = f.operation_id ORDER BY f.id
 
 -- name: migrations_lock
 SELECT pg_advisory_xact_lock(7277001)
