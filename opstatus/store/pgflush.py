@@ -40,10 +40,10 @@ def arguments(
     execs: Sequence[records.Execution],
     events: Sequence[records.Event],
     c: Codec,
-) -> list[list[dict[str, Any]]]:
+) -> list[Any]:
     """``state_write``'s parameters after the tenant: the operations (as ``op_update``
     takes them), the executions (``exec_update``) and the events (``events_append``),
-    each a list of rows keyed by column."""
+    each a list of rows keyed by column; then the operations' and the executions' ids."""
     return [
         [dict(zip(OPERATION_COLUMNS, rows.operation_update_args(op, c)[1:], strict=True))
          for op in ops],
@@ -51,4 +51,6 @@ def arguments(
          for e in execs],
         [dict(zip(EVENT_COLUMNS, rows.event_insert_args(e, c)[2:], strict=True))
          for e in events],
+        [op.id for op in ops],
+        [e.id for e in execs],
     ]  # fmt: skip

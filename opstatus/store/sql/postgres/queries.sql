@@ -4,8 +4,10 @@
 -- The oldest queued executions of a target, and the lock of their operations, in one
 -- statement (PostgresStore._locking; SQLite reads the operations apart): each claimed
 -- execution with its operation's lease and row (op). The operations are locked in id
--- order after every claimed execution, as every writer takes them: the array_agg reads
--- all of claimed before the first operation is locked.
+-- order after every claimed execution, as every writer takes them: the sorted DISTINCT
+-- reads all of claimed before the first operation is locked, and each is one primary-key
+-- lookup (an "= ANY" of the claimed ids was planned as a scan of the tenant's operations
+-- while the table's statistics were those of an empty one: O(tenant) per claim).
 WITH claimed AS MATERIALIZED (
     SELECT * FROM executions
     WHERE tenant_id = $1 AND target_id = $2 AND state = 'queued'
@@ -16,9 +18,9 @@ WITH claimed AS MATERIALIZED (
     ORDER BY queued_at, id LIMIT $3
     FOR UPDATE SKIP LOCKED),
 locked AS MATERIALIZED (
-    SELECT o AS op, o.id FROM operations o
-    WHERE o.tenant_id = $1 AND o.id = ANY ((SELECT array_agg(operation_id) FROM claimed)::text[])
-    ORDER BY o.id FOR UPDATE)
+    SELECT l.op, l.id FROM (SELECT DISTINCT operation_id FROM claimed ORDER BY operation_id) w,
+    LATERAL (SELECT o AS op, o.id FROM operations o
+             WHERE o.id = w.operation_id AND o.tenant_id = $1 FOR UPDATE) l)
 SELECT c.*, (l.op).timeout_lease AS lease, l.op FROM claimed c JOIN locked l ON l.id = c.operation_id
 ORDER BY c.queued_at, c.id
 
@@ -37,14 +39,15 @@ WHERE tenant_id = $1 AND operation_id = ANY($2::text[]) ORDER BY operation_id, t
 -- name: exec_lock_many
 -- the executions of a batch of reports locked in id order, then their operations in id
 -- order (op_lock_many's lock), in one statement (PostgresStore._locking): each execution
--- with its operation's row (op); the array_agg reads all of found before the first
--- operation is locked
+-- with its operation's row (op); the sorted DISTINCT reads all of found before the first
+-- operation is locked. Every row is one primary-key lookup (exec_claim; test_pg_plans).
 WITH found AS MATERIALIZED (
-    SELECT * FROM executions WHERE tenant_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE),
+    SELECT f.* FROM (SELECT DISTINCT id FROM unnest($2::text[]) AS w(id) ORDER BY id) w,
+    LATERAL (SELECT * FROM executions e WHERE e.id = w.id AND e.tenant_id = $1 FOR UPDATE) f),
 locked AS MATERIALIZED (
-    SELECT o AS op, o.id FROM operations o
-    WHERE o.tenant_id = $1 AND o.id = ANY ((SELECT array_agg(operation_id) FROM found)::text[])
-    ORDER BY o.id FOR UPDATE)
+    SELECT l.op, l.id FROM (SELECT DISTINCT operation_id FROM found ORDER BY operation_id) w,
+    LATERAL (SELECT o AS op, o.id FROM operations o
+             WHERE o.id = w.operation_id AND o.tenant_id = $1 FOR UPDATE) l)
 SELECT f.*, l.op FROM found f JOIN locked l ON l.id = f.operation_id ORDER BY f.id
 
 -- name: migrations_lock
@@ -97,6 +100,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 -- its executions ($3) and its events ($4), each an array of objects keyed by column
 -- (op_update's, exec_update's and events_append's), where the shared flow sends a
 -- statement per table and the events apart. Every row it updates is locked already.
+-- The ids again as arrays ($5, $6): the rows are found by primary key for their values
+-- (joined on the documents alone, a planner that guesses 100 rows for a document and
+-- has an empty table's statistics scanned every row of the tenant).
 WITH ops AS (
     UPDATE operations o SET state = u.state, counts = u.counts,
         progress_sum = u.progress_sum, total = u.total, eta = u.eta, error = u.error,
@@ -106,7 +112,7 @@ WITH ops AS (
         progress_sum float8, total integer, eta timestamptz, error text, result jsonb,
         started_at timestamptz, updated_at timestamptz, completed_at timestamptz,
         version bigint)
-    WHERE o.tenant_id = $1 AND o.id = u.id),
+    WHERE o.tenant_id = $1 AND o.id = ANY($5::text[]) AND o.id = u.id),
 execs AS (
     UPDATE executions e SET state = u.state, progress = u.progress, eta = u.eta,
         details = u.details, error = u.error, result = u.result,
@@ -118,7 +124,7 @@ execs AS (
         version bigint, queued_at timestamptz, started_at timestamptz,
         updated_at timestamptz, finished_at timestamptz, lease_expires_at timestamptz,
         due_at timestamptz)
-    WHERE e.tenant_id = $1 AND e.id = u.id)
+    WHERE e.tenant_id = $1 AND e.id = ANY($6::text[]) AND e.id = u.id)
 INSERT INTO event_appends (tenant_id, numbering, types, operation_ids, execution_ids,
                            target_ids, states, progresses, datas, created_ats)
 SELECT $1, NULL, array_agg(v.type ORDER BY v.k), array_agg(v.operation_id ORDER BY v.k),
