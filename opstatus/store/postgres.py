@@ -123,7 +123,8 @@ RETRY_AFTER_LOST = 1
 
 @contextmanager
 def _unavailable_when_lost() -> Iterator[None]:
-    """Turn a lost or refused database connection into Unavailable (503, Retry-After).
+    """Turn a lost or refused database connection, or a statement a migration has just
+    outdated (_SCHEMA_CHANGED), into Unavailable (503, Retry-After).
 
     A restart of PostgreSQL closes every pooled connection; the pool reconnects on
     the next acquire, so the process itself never needs a restart. An unacknowledged

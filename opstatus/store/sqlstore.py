@@ -671,11 +671,11 @@ class SqlStore(port.Store):
     async def held_work(self, tenant: str, target: str) -> list[port.HeldWork]:
         """``held`` joined with each execution's operation kind and parameters."""
         async with self._d.read() as tx:
-            found = await tx.fetch(self._q["exec_held_work"], tenant, target)
-        return [self._held(r) for r in found]
+            found = await tx.fetch(self._q["exec_inbox"], tenant, target)
+        return [self._held(r) for r in found if r["id"] is not None]
 
     def _held(self, row: Row) -> port.HeldWork:
-        """A row of ``exec_held_work``: the execution and its operation's kind and
+        """A held row of ``exec_inbox``: the execution and its operation's kind and
         parameters."""
         c = self._c
         return port.HeldWork(

@@ -143,16 +143,10 @@ WHERE tenant_id = $1 AND id = $2
 SELECT * FROM executions WHERE tenant_id = $1 AND target_id = $2 AND state = 'dispatched'
 ORDER BY queued_at, id
 
--- name: exec_held_work
--- exec_held with what to run: the operation's kind and parameters (an inbox answer)
-SELECT e.*, o.kind AS operation_kind, o.parameters AS operation_parameters
-FROM executions e JOIN operations o ON o.id = e.operation_id
-WHERE e.tenant_id = $1 AND e.target_id = $2 AND e.state = 'dispatched'
-ORDER BY e.queued_at, e.id
-
 -- name: exec_inbox
--- exec_held_work and whether anything is queued for the target, in one read (an inbox
--- read): one row with a NULL id when nothing is held
+-- exec_held with what to run (the operation's kind and parameters) and whether anything
+-- is queued for the target, in one read (an inbox read): one row with a NULL id when
+-- nothing is held
 SELECT h.*, q.queued FROM (
     SELECT EXISTS (SELECT 1 FROM executions WHERE tenant_id = $1 AND target_id = $2
                    AND state = 'queued') AS queued) q
