@@ -1,5 +1,7 @@
 -- Queries both adapters run as written. Parameters are $1, $2, … (the SQLite
 -- adapter rewrites them to ?1, ?2, …). A dialect file may override any block.
+-- A row looked up by id has its tenant compared with /*:tenant_is*/ (the dialect's
+-- fragment): on PostgreSQL it keeps every other index out of the lookup.
 
 -- name: tenant_insert
 INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)
@@ -61,7 +63,7 @@ VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 
         $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)
 
 -- name: op_set_number
-UPDATE operations SET number = $3 WHERE tenant_id = $1 AND id = $2
+UPDATE operations SET number = $3 WHERE id = $2 AND tenant_id /*:tenant_is*/ $1
 
 -- name: exec_insert
 INSERT INTO executions (
@@ -75,10 +77,10 @@ INSERT INTO events (tenant_id, seq, type, operation_id, execution_id, target_id,
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 
 -- name: op_get
-SELECT * FROM operations WHERE tenant_id = $1 AND id = $2
+SELECT * FROM operations WHERE id = $2 AND tenant_id /*:tenant_is*/ $1
 
 -- name: op_number
-SELECT number FROM operations WHERE tenant_id = $1 AND id = $2
+SELECT number FROM operations WHERE id = $2 AND tenant_id /*:tenant_is*/ $1
 
 -- name: op_by_number
 SELECT * FROM operations WHERE tenant_id = $1 AND number = $2
@@ -91,7 +93,7 @@ ORDER BY number DESC LIMIT 1
 UPDATE operations SET state = $3, counts = $4, progress_sum = $5, total = $6, eta = $7,
     error = $8, result = $9, started_at = $10, updated_at = $11, completed_at = $12,
     version = $13
-WHERE tenant_id = $1 AND id = $2
+WHERE id = $2 AND tenant_id /*:tenant_is*/ $1
 
 -- name: op_list
 SELECT * FROM operations o WHERE o.tenant_id = $1 AND o.number IS NOT NULL {filters}
@@ -131,13 +133,13 @@ WHERE tenant_id = $1 AND operation_id = $2 AND state IN ('failed', 'timed_out')
 ORDER BY target_id, id LIMIT $3
 
 -- name: exec_get
-SELECT * FROM executions WHERE tenant_id = $1 AND id = $2
+SELECT * FROM executions WHERE id = $2 AND tenant_id /*:tenant_is*/ $1
 
 -- name: exec_update
 UPDATE executions SET state = $3, progress = $4, eta = $5, details = $6, error = $7,
     result = $8, attempt = $9, version = $10, queued_at = $11, started_at = $12,
     updated_at = $13, finished_at = $14, lease_expires_at = $15, due_at = $16
-WHERE tenant_id = $1 AND id = $2
+WHERE id = $2 AND tenant_id /*:tenant_is*/ $1
 
 -- name: exec_held
 SELECT * FROM executions WHERE tenant_id = $1 AND target_id = $2 AND state = 'dispatched'
@@ -157,7 +159,7 @@ LEFT JOIN (
 ORDER BY h.queued_at, h.id
 
 -- name: op_delete
-DELETE FROM operations WHERE tenant_id = $1 AND id = $2
+DELETE FROM operations WHERE id = $2 AND tenant_id /*:tenant_is*/ $1
 
 -- name: exec_delete_by_op
 DELETE FROM executions WHERE tenant_id = $1 AND operation_id = $2
@@ -271,10 +273,10 @@ SELECT execution_id, operation_id FROM execution_tombstones
 WHERE tenant_id = $1 AND execution_id = $2
 
 -- name: op_lock
-SELECT * FROM operations WHERE tenant_id = $1 AND id = $2 /*:lock_rows*/
+SELECT * FROM operations WHERE id = $2 AND tenant_id /*:tenant_is*/ $1 /*:lock_rows*/
 
 -- name: exec_lock
-SELECT * FROM executions WHERE tenant_id = $1 AND id = $2 /*:lock_rows*/
+SELECT * FROM executions WHERE id = $2 AND tenant_id /*:tenant_is*/ $1 /*:lock_rows*/
 
 -- name: exec_lock_by_op
 SELECT * FROM executions WHERE tenant_id = $1 AND operation_id = $2

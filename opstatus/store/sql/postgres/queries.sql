@@ -7,7 +7,8 @@
 -- order after every claimed execution, as every writer takes them: the sorted DISTINCT
 -- reads all of claimed before the first operation is locked, and each is one primary-key
 -- lookup (an "= ANY" of the claimed ids was planned as a scan of the tenant's operations
--- while the table's statistics were those of an empty one: O(tenant) per claim).
+-- while the table's statistics were those of an empty one: O(tenant) per claim), its
+-- tenant compared by tenant_is, so that no other index competes with the key.
 WITH claimed AS MATERIALIZED (
     SELECT * FROM executions
     WHERE tenant_id = $1 AND target_id = $2 AND state = 'queued'
@@ -20,7 +21,8 @@ WITH claimed AS MATERIALIZED (
 locked AS MATERIALIZED (
     SELECT l.op, l.id FROM (SELECT DISTINCT operation_id FROM claimed ORDER BY operation_id) w,
     LATERAL (SELECT o AS op, o.id FROM operations o
-             WHERE o.id = w.operation_id AND o.tenant_id = $1 FOR UPDATE) l)
+             WHERE o.id = w.operation_id AND o.tenant_id /*:tenant_is*/ $1
+             FOR UPDATE) l)
 SELECT c.*, (l.op).timeout_lease AS lease, l.op FROM claimed c JOIN locked l ON l.id = c.operation_id
 ORDER BY c.queued_at, c.id
 
@@ -40,14 +42,16 @@ WHERE tenant_id = $1 AND operation_id = ANY($2::text[]) ORDER BY operation_id, t
 -- the executions of a batch of reports locked in id order, then their operations in id
 -- order (op_lock_many's lock), in one statement (PostgresStore._locking): each execution
 -- with its operation's row (op); the sorted DISTINCT reads all of found before the first
--- operation is locked. Every row is one primary-key lookup (exec_claim; test_pg_plans).
+-- operation is locked. Every row is one primary-key lookup (tenant_is; test_pg_plans).
 WITH found AS MATERIALIZED (
     SELECT f.* FROM (SELECT DISTINCT id FROM unnest($2::text[]) AS w(id) ORDER BY id) w,
-    LATERAL (SELECT * FROM executions e WHERE e.id = w.id AND e.tenant_id = $1 FOR UPDATE) f),
+    LATERAL (SELECT * FROM executions e
+             WHERE e.id = w.id AND e.tenant_id /*:tenant_is*/ $1 FOR UPDATE) f),
 locked AS MATERIALIZED (
     SELECT l.op, l.id FROM (SELECT DISTINCT operation_id FROM found ORDER BY operation_id) w,
     LATERAL (SELECT o AS op, o.id FROM operations o
-             WHERE o.id = w.operation_id AND o.tenant_id = $1 FOR UPDATE) l)
+             WHERE o.id = w.operation_id AND o.tenant_id /*:tenant_is*/ $1
+             FOR UPDATE) l)
 SELECT f.*, l.op FROM found f JOIN locked l ON l.id = f.operation_id ORDER BY f.id
 
 -- name: migrations_lock
@@ -140,6 +144,14 @@ HAVING count(*) > 0
 -- name: lock_rows
 -- (a fragment) the rows read stay this transaction's until it ends
 FOR UPDATE
+
+-- name: tenant_is
+-- (a fragment) "tenant_id = $1" that no index serves: IS NOT DISTINCT FROM (tenant_id is
+-- NOT NULL, so it means "="). A lookup by id then has the primary key as its only index:
+-- on tables never analyzed (a new database until autovacuum reaches it) "=" made every
+-- index on (tenant_id, ...) cost the same as the key, and the planner scanned the
+-- tenant's rows with one (test_pg_plans)
+IS NOT DISTINCT FROM
 
 -- name: lock_rows_skip_locked
 -- (a fragment) replicas each take rows no other has taken (sweeps, purges)

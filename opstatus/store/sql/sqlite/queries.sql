@@ -66,6 +66,10 @@ AND e.state IN (SELECT value FROM json_each({p}))
 -- name: lock_rows
 -- (a fragment) the write transaction holds the database's write lock already
 
+-- name: tenant_is
+-- (a fragment) the tenant of a lookup by id: the planner takes the primary key as it is
+=
+
 -- name: lock_rows_skip_locked
 -- (a fragment) one writer at a time: nothing to skip
 
