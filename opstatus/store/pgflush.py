@@ -43,7 +43,7 @@ def arguments(
 ) -> list[Any]:
     """``state_write``'s parameters after the tenant: the operations (as ``op_update``
     takes them), the executions (``exec_update``) and the events (``events_append``),
-    each a list of rows keyed by column; then the operations' and the executions' ids."""
+    each a list of rows keyed by column."""
     return [
         [dict(zip(OPERATION_COLUMNS, rows.operation_update_args(op, c)[1:], strict=True))
          for op in ops],
@@ -51,6 +51,4 @@ def arguments(
          for e in execs],
         [dict(zip(EVENT_COLUMNS, rows.event_insert_args(e, c)[2:], strict=True))
          for e in events],
-        [op.id for op in ops],
-        [e.id for e in execs],
     ]  # fmt: skip

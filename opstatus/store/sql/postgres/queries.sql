@@ -4,27 +4,10 @@
 -- The oldest queued executions of a target, and the lock of their operations, in one
 -- statement (PostgresStore._locking; SQLite reads the operations apart): each claimed
 -- execution with its operation's lease and row (op). The operations are locked in id
--- order after every claimed execution, as every writer takes them: the sorted DISTINCT
--- reads all of claimed before the first operation is locked, and each is one primary-key
--- lookup (an "= ANY" of the claimed ids was planned as a scan of the tenant's operations
--- while the table's statistics were those of an empty one: O(tenant) per claim), its
--- tenant compared by tenant_is, so that no other index competes with the key.
-WITH claimed AS MATERIALIZED (
-    SELECT * FROM executions
-    WHERE tenant_id = $1 AND target_id = $2 AND state = 'queued'
-      AND NOT EXISTS (
-        SELECT 1 FROM operations c WHERE c.id = executions.operation_id AND c.max_per_minute IS NOT NULL
-        AND c.max_per_minute <= (SELECT count(*) FROM executions d
-                                 WHERE d.operation_id = c.id AND d.started_at > $4))
-    ORDER BY queued_at, id LIMIT $3
-    FOR UPDATE SKIP LOCKED),
-locked AS MATERIALIZED (
-    SELECT l.op, l.id FROM (SELECT DISTINCT operation_id FROM claimed ORDER BY operation_id) w,
-    LATERAL (SELECT o AS op, o.id FROM operations o
-             WHERE o.id = w.operation_id AND o.tenant_id /*:tenant_is*/ $1
-             FOR UPDATE) l)
-SELECT c.*, (l.op).timeout_lease AS lease, l.op FROM claimed c JOIN locked l ON l.id = c.operation_id
-ORDER BY c.queued_at, c.id
+-- order after every claimed execution, as every writer takes them. Planned once per
+-- session: the function opstatus_claim (migration 0014) holds the statement.
+SELECT (c.execution).*, (c.operation).timeout_lease AS lease, c.operation AS op
+FROM opstatus_claim($1, $2, $3, $4) c
 
 -- name: exclusive_lock
 SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))
@@ -40,19 +23,14 @@ WHERE tenant_id = $1 AND operation_id = ANY($2::text[]) ORDER BY operation_id, t
 
 -- name: exec_lock_many
 -- the executions of a batch of reports locked in id order, then their operations in id
--- order (op_lock_many's lock), in one statement (PostgresStore._locking): each execution
--- with its operation's row (op); the sorted DISTINCT reads all of found before the first
--- operation is locked. Every row is one primary-key lookup (tenant_is; test_pg_plans).
-WITH found AS MATERIALIZED (
-    SELECT f.* FROM (SELECT DISTINCT id FROM unnest($2::text[]) AS w(id) ORDER BY id) w,
-    LATERAL (SELECT * FROM executions e
-             WHERE e.id = w.id AND e.tenant_id /*:tenant_is*/ $1 FOR UPDATE) f),
-locked AS MATERIALIZED (
-    SELECT l.op, l.id FROM (SELECT DISTINCT operation_id FROM found ORDER BY operation_id) w,
-    LATERAL (SELECT o AS op, o.id FROM operations o
-             WHERE o.id = w.operation_id AND o.tenant_id /*:tenant_is*/ $1
-             FOR UPDATE) l)
-SELECT f.*, l.op FROM found f JOIN locked l ON l.id = f.operation_id ORDER BY f.id
+-- order, in one statement (PostgresStore._locking): each execution with its operation's
+-- row (op); planned once per session (opstatus_lock_many, migration 0014)
+SELECT (l.execution).*, l.operation AS op FROM opstatus_lock_many($1, $2) l
+
+-- name: exec_inbox
+-- common.sql's exec_inbox planned once per session (opstatus_inbox, migration 0014)
+SELECT (i.execution).*, i.operation_kind, i.operation_parameters, i.queued
+FROM opstatus_inbox($1, $2) i
 
 -- name: migrations_lock
 SELECT pg_advisory_xact_lock(7277001)
@@ -103,43 +81,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 -- A write transaction's folded changes in one statement (pgflush): its operations ($2),
 -- its executions ($3) and its events ($4), each an array of objects keyed by column
 -- (op_update's, exec_update's and events_append's), where the shared flow sends a
--- statement per table and the events apart. Every row it updates is locked already.
--- The ids again as arrays ($5, $6): the rows are found by primary key for their values
--- (joined on the documents alone, a planner that guesses 100 rows for a document and
--- has an empty table's statistics scanned every row of the tenant).
-WITH ops AS (
-    UPDATE operations o SET state = u.state, counts = u.counts,
-        progress_sum = u.progress_sum, total = u.total, eta = u.eta, error = u.error,
-        result = u.result, started_at = u.started_at, updated_at = u.updated_at,
-        completed_at = u.completed_at, version = u.version
-    FROM jsonb_to_recordset($2::jsonb) AS u(id text, state text, counts jsonb,
-        progress_sum float8, total integer, eta timestamptz, error text, result jsonb,
-        started_at timestamptz, updated_at timestamptz, completed_at timestamptz,
-        version bigint)
-    WHERE o.tenant_id = $1 AND o.id = ANY($5::text[]) AND o.id = u.id),
-execs AS (
-    UPDATE executions e SET state = u.state, progress = u.progress, eta = u.eta,
-        details = u.details, error = u.error, result = u.result,
-        attempt = u.attempt, version = u.version, queued_at = u.queued_at,
-        started_at = u.started_at, updated_at = u.updated_at, finished_at = u.finished_at,
-        lease_expires_at = u.lease_expires_at, due_at = u.due_at
-    FROM jsonb_to_recordset($3::jsonb) AS u(id text, state text, progress float8,
-        eta timestamptz, details jsonb, error text, result jsonb, attempt integer,
-        version bigint, queued_at timestamptz, started_at timestamptz,
-        updated_at timestamptz, finished_at timestamptz, lease_expires_at timestamptz,
-        due_at timestamptz)
-    WHERE e.tenant_id = $1 AND e.id = ANY($6::text[]) AND e.id = u.id)
-INSERT INTO event_appends (tenant_id, numbering, types, operation_ids, execution_ids,
-                           target_ids, states, progresses, datas, created_ats)
-SELECT $1, NULL, array_agg(v.type ORDER BY v.k), array_agg(v.operation_id ORDER BY v.k),
-       array_agg(v.execution_id ORDER BY v.k), array_agg(v.target_id ORDER BY v.k),
-       array_agg(v.state ORDER BY v.k), array_agg(v.progress ORDER BY v.k),
-       array_agg(v.data ORDER BY v.k), array_agg(v.created_at ORDER BY v.k)
-FROM ROWS FROM (jsonb_to_recordset($4::jsonb) AS (type text, operation_id text,
-    execution_id text, target_id text, state text, progress float8, data jsonb,
-    created_at timestamptz)) WITH ORDINALITY AS v(type, operation_id, execution_id,
-    target_id, state, progress, data, created_at, k)
-HAVING count(*) > 0
+-- statement per table and the events apart; planned once per session
+-- (opstatus_state_write, migration 0014). Every row it updates is locked already.
+SELECT opstatus_state_write($1, $2::jsonb, $3::jsonb, $4::jsonb)
 
 -- name: lock_rows
 -- (a fragment) the rows read stay this transaction's until it ends
@@ -261,6 +205,3 @@ ORDER BY i.k
 SELECT o.id, o.number FROM operations o
 JOIN unnest($1::text[], $2::text[]) AS w(tenant_id, id) ON o.tenant_id = w.tenant_id AND o.id = w.id
 
--- name: op_lock_many
--- the operations of a claim, locked in id order (the order every writer locks them in)
-SELECT * FROM operations WHERE tenant_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE
