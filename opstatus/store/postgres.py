@@ -219,7 +219,7 @@ class _Conn:
 #:   ops/s with PostgreSQL's backends using 1.5 cores, 322 ops/s with custom plans.
 #:   Planning a short statement costs tens of microseconds; a wrong cached plan costs
 #:   a scan of the tenant. The statements every job runs are the exception: functions
-#:   planned once per session (migrations 0013, 0014), whose plans are right on empty
+#:   planned once per session (migrations 0013-0015), whose plans are right on empty
 #:   tables too (docs/storage.md, test_pg_plans).
 #: * ``max_parallel_workers_per_gather``: the service's queries are short index walks
 #:   with a LIMIT; a parallel plan for one of them starts workers that compete for the

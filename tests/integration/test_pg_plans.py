@@ -17,22 +17,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from opstatus.domain import changes
-from opstatus.domain.records import ExecutionQuery, Tenant
+from opstatus.domain.records import ExecutionQuery, Target, Tenant
 from opstatus.service.operations import Operations
 from opstatus.service.requests import CreateOperation
 from opstatus.store import pgflush
-from opstatus.store.postgres import PostgresStore
+from opstatus.store.postgres import PostgresStore, _Conn
 
 pytestmark = pytest.mark.postgres
 
-OPERATIONS = 400  #: the tenant's size: a scan of it reads hundreds of rows
+OPERATIONS = 400  #: the tenant's size (operations, and targets): a scan reads hundreds
 MOST = 8  #: rows a scan of operations or executions may read: the statement's own
+#: the tables that grow with a tenant's work
+_GROWN = ("operations", "executions", "targets")
 #: every statement's plan to the client as a NOTICE, with the rows each node read
 _EXPLAIN = (
     "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0;"
@@ -44,11 +47,9 @@ _EXPLAIN = (
 _NO_ROWS: tuple[list[dict[str, str]], ...] = ([{"id": "none"}], [{"id": "none"}], [])
 
 
-async def _run_plans(
-    conn: Any, sql: str, *args: Any, first: str = "SELECT 1"
-) -> list[dict[str, Any]]:
-    """The plans of ``sql`` and of every statement it runs, run once on ``conn`` in a
-    transaction rolled back (after ``first``)."""
+@asynccontextmanager
+async def _explaining(conn: Any) -> AsyncIterator[list[dict[str, Any]]]:
+    """The plans of every statement ``conn`` runs meanwhile, nested ones included."""
     plans: list[dict[str, Any]] = []
 
     def heard(_conn: Any, message: Any) -> None:  # "duration: … ms  plan:\n{json}"
@@ -58,6 +59,18 @@ async def _run_plans(
     conn.add_log_listener(heard)
     try:
         await conn.execute(_EXPLAIN)
+        yield plans
+        await conn.execute("SET auto_explain.log_min_duration = -1")
+    finally:
+        conn.remove_log_listener(heard)
+
+
+async def _run_plans(
+    conn: Any, sql: str, *args: Any, first: str = "SELECT 1"
+) -> list[dict[str, Any]]:
+    """The plans of ``sql`` and of every statement it runs, run once on ``conn`` in a
+    transaction rolled back (after ``first``)."""
+    async with _explaining(conn) as plans:
         tx = conn.transaction()
         await tx.start()
         try:
@@ -65,9 +78,6 @@ async def _run_plans(
             await conn.fetch(sql, *args)
         finally:
             await tx.rollback()
-        await conn.execute("SET auto_explain.log_min_duration = -1")
-    finally:
-        conn.remove_log_listener(heard)
     return plans
 
 
@@ -88,7 +98,8 @@ async def _plan_while_empty(store: PostgresStore) -> None:
 
 async def _grow(pg_url: str, *, analyzed: bool) -> PostgresStore:
     """An open store (one connection) whose tenant "acme" has OPERATIONS operations on
-    targets t0-t3; without ``analyzed``, its per-job plans made before any was created."""
+    targets t0-t3 of OPERATIONS targets; without ``analyzed``, its per-job plans made
+    before any was created (the creates' at the first create)."""
     store = PostgresStore(pg_url, min_size=1, max_size=1)
     await store.open()
     await store.migrate()
@@ -96,7 +107,13 @@ async def _grow(pg_url: str, *, analyzed: bool) -> PostgresStore:
     if not analyzed:
         await _plan_while_empty(store)
     ops = Operations(store, register_targets=True)
-    for i in range(OPERATIONS):
+    await ops.create("acme", CreateOperation(kind="test", targets=["t0"]))
+    now = datetime.now(UTC)
+    targets = [f"t{i}" for i in range(1, OPERATIONS)]
+    await store.register_targets(
+        [Target(tenant="acme", id=t, name=t, labels={}, created_at=now) for t in targets]
+    )
+    for i in range(1, OPERATIONS):
         await ops.create("acme", CreateOperation(kind="test", targets=[f"t{i % 4}"]))
     if analyzed:  # the statistics autovacuum gathers in time
         async with store.driver.write() as tx:
@@ -113,20 +130,22 @@ async def grown(request: pytest.FixtureRequest, pg_url: str) -> AsyncIterator[Po
 
 
 def _scans(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every scan node of ``plan`` that reads operations or executions."""
-    if plan.get("Relation Name") in ("operations", "executions") and plan["Node Type"].endswith(
-        "Scan"
-    ):
+    """Every scan node of ``plan`` that reads operations, executions or targets."""
+    if plan.get("Relation Name") in _GROWN and plan["Node Type"].endswith("Scan"):
         yield plan
     for child in plan.get("Plans", []):
         yield from _scans(child)
 
 
 async def _rows_read(store: PostgresStore, sql: str, *args: Any) -> list[tuple[str, int]]:
-    """(relation, rows read) of each scan of operations or executions in ``sql`` and the
+    """(relation, rows read) of each scan of a _GROWN table in ``sql`` and the
     statements it runs, as run (rolled back)."""
     async with store.driver.pool.acquire() as conn:
-        plans = await _run_plans(conn, sql, *args)
+        return _read(await _run_plans(conn, sql, *args))
+
+
+def _read(plans: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """(relation, rows read) of each scan of a _GROWN table in ``plans``."""
     return [
         (node["Relation Name"],
          int(node["Actual Rows"] * node["Actual Loops"] + node.get("Rows Removed by Filter", 0)
@@ -177,6 +196,28 @@ async def test_a_lookup_by_id_reads_its_row_alone(grown: PostgresStore, name: st
     key = execution.id if name.startswith("exec") else execution.operation_id
     read = await _rows_read(grown, grown.driver.queries[name], "acme", key)
     assert read and all(n == 1 for _, n in read), read
+
+
+async def test_a_batch_of_creates_looks_up_each_target_and_key(
+    grown: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The create batch's statement and the read of its numbers, as a create runs them
+    (on a connection of their own, outside a transaction)."""
+    found: list[dict[str, Any]] = []
+
+    @asynccontextmanager
+    async def explained() -> AsyncIterator[_Conn]:
+        async with grown.driver.pool.acquire() as conn, _explaining(conn) as plans:
+            yield _Conn(conn)
+        found.extend(plans)
+
+    monkeypatch.setattr(grown._creates, "_statement", explained)
+    await Operations(grown).create(
+        "acme", CreateOperation(kind="test", targets=["t5", "t7"], idempotency_key="k")
+    )
+    read = _read(found)
+    assert {r for r, _ in read} == {"operations", "targets"}, read
+    assert all(n <= MOST for _, n in read), read
 
 
 async def test_the_commit_time_trigger_plans_once_and_by_key(pg_url: str) -> None:

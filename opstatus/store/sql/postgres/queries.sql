@@ -124,84 +124,18 @@ SELECT id FROM targets WHERE tenant_id = $1 AND id = ANY($2::text[])
 -- create; numbered as the statement commits, by event_appends' trigger). A create is
 -- inserted only when its checks pass: every target registered, the tenant there, its
 -- idempotency key unused. One answer row per create, in order, says which failed.
--- JSON documents travel as text (cast to jsonb here): asyncpg would take a JSON array
--- inside an array parameter for another dimension of the array.
-WITH input AS (
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::text[],
-        $7::timestamptz[], $8::float8[], $9::float8[], $10::float8[], $11::integer[],
-        $12::boolean[], $13::text[], $14::text[], $15::text[], $16::text[], $17::float8[],
-        $18::integer[], $19::timestamptz[], $20::text[], $21::text[], $22::timestamptz[],
-        $23::timestamptz[], $24::timestamptz[], $25::timestamptz[], $26::bigint[],
-        $27::integer[], $28::integer[], $29::float8[])
-    WITH ORDINALITY AS i(
-        id, tenant_id, kind, parameters, internal, groups, schedule_at, timeout_queue,
-        timeout_lease, timeout_run, retries, exclusive, idempotency_key, request_hash, state,
-        counts, progress_sum, total, eta, error, result, created_at, started_at, updated_at,
-        completed_at, version, max_per_minute, abort_after_failures, timeout_heartbeat, k)),
-unknown AS (
-    SELECT w.k, array_agg(w.target ORDER BY w.target) AS ids
-    FROM unnest($30::bigint[], $31::text[]) AS w(k, target) JOIN input i ON i.k = w.k
-    WHERE NOT EXISTS (SELECT 1 FROM targets t WHERE t.tenant_id = i.tenant_id AND t.id = w.target)
-    GROUP BY w.k),
-prior AS (
-    SELECT i.k, o.id, o.request_hash FROM input i
-    JOIN operations o ON o.tenant_id = i.tenant_id AND o.idempotency_key = i.idempotency_key),
-go AS (
-    SELECT i.* FROM input i
-    WHERE EXISTS (SELECT 1 FROM tenants WHERE id = i.tenant_id)
-      AND NOT EXISTS (SELECT 1 FROM prior p WHERE p.k = i.k)
-      AND NOT EXISTS (SELECT 1 FROM unknown u WHERE u.k = i.k)),
-op AS (
-    INSERT INTO operations (
-        id, tenant_id, number, kind, parameters, internal, groups, schedule_at,
-        timeout_queue, timeout_lease, timeout_run, retries, exclusive, idempotency_key,
-        request_hash, state, counts, progress_sum, total, eta, error, result,
-        created_at, started_at, updated_at, completed_at, version, max_per_minute,
-        abort_after_failures, timeout_heartbeat)
-    SELECT id, tenant_id, NULL, kind, parameters::jsonb, internal, groups::jsonb, schedule_at,
-           timeout_queue, timeout_lease, timeout_run, retries, exclusive, idempotency_key,
-           request_hash, state, counts::jsonb, progress_sum, total, eta, error, result::jsonb,
-           created_at, started_at, updated_at, completed_at, version, max_per_minute,
-           abort_after_failures, timeout_heartbeat
-    FROM go ORDER BY k
-    RETURNING id),
-executions_made AS (
-    INSERT INTO executions (
-        id, tenant_id, operation_id, target_id, state, progress, eta, details, error, result,
-        attempt, version, queued_at, started_at, updated_at, finished_at, lease_expires_at,
-        due_at)
-    SELECT e.id, e.tenant_id, e.operation_id, e.target_id, e.state, e.progress, e.eta,
-           e.details::jsonb, e.error, e.result::jsonb, e.attempt, e.version, e.queued_at,
-           e.started_at, e.updated_at, e.finished_at, e.lease_expires_at, e.due_at
-    FROM unnest(
-        $32::text[], $33::text[], $34::text[], $35::text[], $36::text[], $37::float8[],
-        $38::timestamptz[], $39::text[], $40::text[], $41::text[], $42::integer[],
-        $43::bigint[], $44::timestamptz[], $45::timestamptz[], $46::timestamptz[],
-        $47::timestamptz[], $48::timestamptz[], $49::timestamptz[])
-        AS e(id, tenant_id, operation_id, target_id, state, progress, eta, details, error,
-             result, attempt, version, queued_at, started_at, updated_at, finished_at,
-             lease_expires_at, due_at)
-    WHERE e.operation_id IN (SELECT id FROM op)),
-appended AS (
-    INSERT INTO event_appends (tenant_id, numbering, types, operation_ids, execution_ids,
-                               target_ids, states, progresses, datas, created_ats)
-    SELECT go.tenant_id, go.id, ARRAY[v.type], ARRAY[v.operation_id], ARRAY[v.execution_id],
-           ARRAY[v.target_id], ARRAY[v.state], ARRAY[v.progress], ARRAY[v.data::jsonb],
-           ARRAY[v.created_at]
-    FROM go JOIN unnest($50::text[], $51::text[], $52::text[], $53::text[], $54::text[],
-                        $55::float8[], $56::text[], $57::timestamptz[])
-                 WITH ORDINALITY AS v(type, operation_id, execution_id, target_id, state,
-                                      progress, data, created_at, k) ON v.k = go.k
-    WHERE go.id IN (SELECT id FROM op)
-    ORDER BY go.k)
-SELECT EXISTS (SELECT 1 FROM tenants WHERE id = i.tenant_id) AS tenant,
-       coalesce(u.ids, '{}') AS unknown, p.id AS prior_id, p.request_hash AS prior_hash
-FROM input i LEFT JOIN unknown u ON u.k = i.k LEFT JOIN prior p ON p.k = i.k
-ORDER BY i.k
+-- JSON documents travel as text (cast to jsonb there): asyncpg would take a JSON array
+-- inside an array parameter for another dimension of the array. Planned once per
+-- session: the function opstatus_create (migration 0015) holds the statement.
+SELECT c.tenant_found AS tenant, c.unknown_targets AS unknown,
+       c.prior_operation AS prior_id, c.prior_request_hash AS prior_hash
+FROM opstatus_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+    $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31,
+    $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47,
+    $48, $49, $50, $51, $52, $53, $54, $55, $56, $57) c
 
 -- name: op_numbers
--- the numbers of operations created together (op_create), numbered as they committed
-SELECT o.id, o.number FROM operations o
-JOIN unnest($1::text[], $2::text[]) AS w(tenant_id, id) ON o.tenant_id = w.tenant_id AND o.id = w.id
+-- the numbers of operations created together (op_create), numbered as they committed;
+-- planned once per session (opstatus_numbers, migration 0015)
+SELECT n.operation_id AS id, n.operation_number AS number FROM opstatus_numbers($1, $2) n
 
