@@ -13,9 +13,10 @@
 -- set is written one primary-key UPDATE at a time (test_pg_plans reads the plans made on
 -- empty tables and run on a grown tenant).
 
--- op_lock_many: operations locked in id order (the order every writer locks them in),
--- each by its primary key; ids may repeat. Called by the claim and the report's lock with
--- the ids of the executions they locked: the array is read whole before the first lock.
+-- Operations locked in id order (the order every writer locks them in), each by its
+-- primary key; ids may repeat. Called by the claim and the report's lock with the
+-- operation ids of the executions they locked: the array is read whole before the first
+-- lock, so every execution lock comes before every operation lock.
 CREATE FUNCTION opstatus_lock_operations(p_tenant text, p_ids text[])
 RETURNS SETOF operations
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
