@@ -2,7 +2,7 @@
 -- once per session. The sessions plan each statement for its values
 -- (plan_cache_mode=force_custom_plan, store/postgres.py), and in P3 that planning was a
 -- quarter of PostgreSQL's CPU: an inbox read, a claim, a report's lock and a write cost
--- 0.2-0.5 ms each to plan against well under that to run (pg_stat_statements). Each of
+-- 0.25-0.45 ms each to plan against 0.05-0.55 ms to run (pg_stat_statements). Each of
 -- them is now a function with plan_cache_mode=force_generic_plan, which its block in
 -- postgres/queries.sql calls. A generic plan is made at a function's first run in a
 -- session, on whatever the tables hold then (a new database: nothing, no statistics),

@@ -1,7 +1,7 @@
 -- opstatus schema 15 (PostgreSQL only): a batch of creates (op_create) and the read of
 -- their numbers (op_numbers) planned once per session, as migration 0014's functions are.
--- Planning the batch's statement took ~1.1 ms of PostgreSQL's CPU per call in P3 (the
--- numbers' read 0.2 ms) against ~1.9 ms to run it (pg_stat_statements). Its plan is right
+-- Planning the batch's statement took 0.9-1.1 ms of PostgreSQL's CPU per call in P3 (the
+-- numbers' read 0.2 ms) against 1.6-2.3 ms to run it (pg_stat_statements). Its plan is right
 -- on empty tables and as they grow: each named target is looked up by the targets'
 -- primary key from a scalar subquery (an anti-join of "NOT EXISTS" may hash a sequential
 -- scan of every target instead), and a create's idempotency key through a LATERAL lookup
