@@ -201,7 +201,7 @@ def build_services(settings: Settings) -> Services:
     reads = None
     if testing_clock is None and settings.read_cache_size > 0:
         # The testing mode steers time and answers: every read there takes the full path.
-        reads = ReadCache(store.auth_epoch, store.caught_up, size=settings.read_cache_size)
+        reads = ReadCache(store.read_epoch, store.caught_up, size=settings.read_cache_size)
         notifier.listen(reads.changed)
     if testing_clock is not None:
         from opstatus.testing.lab import Lab  # the testing mode: only when asked for

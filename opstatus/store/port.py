@@ -92,6 +92,14 @@ class Store(abc.ABC):
         """
         return None
 
+    def read_epoch(self) -> object | None:
+        """A cheap value that differs whenever an operation may have changed, by this
+        process or another, without this one hearing of it (the read cache keeps an
+        entry only under the value it was filled under). The default is
+        :meth:`auth_epoch`: an adapter whose other processes relay every change (and
+        whose epoch moves when the relay may have missed one) needs no other."""
+        return self.auth_epoch()
+
     async def caught_up(self) -> bool:
         """Return once this process has heard (through ``relay``) of every change any
         process committed before the call; False if it cannot tell. The default is

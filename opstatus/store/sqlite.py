@@ -442,6 +442,15 @@ class SqliteDriver:
             cursor.row_factory = None
         return int(cursor.execute("PRAGMA data_version").fetchone()[0])
 
+    def key_changes(self) -> int | None:
+        """How many times a key or token changed (migration 0011), as the read
+        connection sees it now; None when it cannot read outside a transaction."""
+        if self._rconn is None or self._rconn.in_transaction:
+            return None
+        cursor = self._rconn.cursor()
+        cursor.row_factory = None
+        return int(cursor.execute("SELECT n FROM key_changes WHERE id = 1").fetchone()[0])
+
     async def bulk_insert(
         self, tx: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
@@ -458,25 +467,50 @@ class SqliteStore(SqlStore):
     ) -> None:
         self.driver = SqliteDriver(path, synchronous=synchronous)
         super().__init__(self.driver, list_timeout=list_timeout)
-        self._epoch: int | None = None  #: this turn's data_version (see auth_epoch)
+        self._epoch: int | None = None  #: this turn's data_version (see read_epoch)
+        #: (the data_version, the key_changes count read after it), see auth_epoch
+        self._keys: tuple[int, int] | None = None
 
-    def auth_epoch(self) -> object | None:
+    def read_epoch(self) -> object | None:
         """``PRAGMA data_version`` of the read connection: it changes whenever any
         other connection — this process's writer, a CLI, another worker — commits.
 
-        Every authenticated request asks, so the value is read once per turn of the
-        event loop: it is kept until a callback queued (``call_soon``) when it was read
-        runs. That is exact for what a request may see: a request's task is queued only
-        after its bytes arrived, so after any commit its client waited for; a value read
-        before that commit has its forgetting queued ahead of the task (the queue is
-        first in, first out), so the task reads afresh.
+        Every cached read asks, so the value is read once per turn of the event loop:
+        it is kept until a callback queued (``call_soon``) when it was read runs. That
+        is exact for what a request may see: a request's task is queued only after its
+        bytes arrived, so after any commit its client waited for; a value read before
+        that commit has its forgetting queued ahead of the task (the queue is first in,
+        first out), so the task reads afresh.
         """
+        return self._version()
+
+    def _version(self) -> int | None:
         epoch = self._epoch
         if epoch is None:
             epoch = self._epoch = self.driver.data_version()
             if epoch is not None:
                 asyncio.get_running_loop().call_soon(self._forget_epoch)
         return epoch
+
+    def auth_epoch(self) -> object | None:
+        """How many times a key or token changed on the file (migration 0011's
+        counter, moved by triggers in the changing transaction, whichever process
+        commits it), read again only when :meth:`read_epoch` moved: a commit that
+        changed no key leaves the key cache as it was.
+
+        The counter is read after the data_version it goes with, so it is never older
+        than that version: a revoke committed before the version was read is in it.
+        """
+        version = self._version()
+        if version is None:
+            return None
+        keys = self._keys
+        if keys is None or keys[0] != version:
+            changes = self.driver.key_changes()
+            if changes is None:
+                return None
+            keys = self._keys = (version, changes)
+        return keys[1]
 
     def _forget_epoch(self) -> None:
         self._epoch = None

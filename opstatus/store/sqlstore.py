@@ -6,7 +6,10 @@ transactions, value encoding and the dialect's SQL blocks.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import functools
+import itertools
 import math
 import time
 from collections import defaultdict
@@ -20,6 +23,7 @@ from opstatus.domain.states import OperationState, State
 from opstatus.store import port, rows
 from opstatus.store.driver import Driver, Duplicate, Row, Tx
 from opstatus.store.folding import Folding
+from opstatus.store.gather import Gather
 from opstatus.store.sqlwebhooks import SqlWebhookStore
 
 _SCHEMA_VERSION_TABLE = (
@@ -75,6 +79,19 @@ def list_block(query: records.OperationQuery, now: float) -> str:
     return "op_list_window" if width <= 0 or WINDOW_ENTRY_COST * width < newer else "op_list"
 
 
+#: most reports one gathered transaction carries (a larger call runs alone)
+GATHERED_REPORTS = 256
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Reports:
+    """One call of :meth:`SqlStore.update_executions`, waiting for its transaction."""
+
+    reports: Sequence[tuple[str, records.ExecutionUpdate]]
+    now: datetime
+    admit: port.ReportCheck | None
+
+
 class SqlStore(port.Store):
     """The Store port on a SQL database reached through ``driver``."""
 
@@ -85,6 +102,12 @@ class SqlStore(port.Store):
         self._q = driver.queries
         self._c = driver.codec
         self.name = driver.name
+        #: a tenant's reports that arrive while another runs share its transaction
+        self._reports: Gather[str, _Reports, list[records.Execution | errors.DomainError]]
+        self._reports = Gather(
+            self._gathered, most=GATHERED_REPORTS, size=lambda c: len(c.reports),
+            name="opstatus-reports",
+        )  # fmt: skip
 
     async def open(self) -> None:
         """Connect the driver."""
@@ -471,7 +494,40 @@ class SqlStore(port.Store):
         *,
         admit: port.ReportCheck | None = None,
     ) -> list[records.Execution | errors.DomainError]:
-        """Apply each report as :meth:`update_execution` does, all in one transaction.
+        """Apply each report as :meth:`update_execution` does, all in one transaction,
+        which the reports of calls for the same tenant that arrive while another runs
+        share (:meth:`_gathered`)."""
+        return await self._reports.call(tenant, _Reports(reports, now, admit))
+
+    async def _gathered(
+        self, tenant: str, calls: Sequence[_Reports]
+    ) -> list[list[records.Execution | errors.DomainError]]:
+        """The reports of ``calls`` in one transaction, in their order; each call's
+        ``admit`` sees its own reports by its own index. The transaction's time is the
+        latest of theirs: it is the time they are written at."""
+        if len(calls) == 1:
+            [one] = calls
+            return [await self._update_reports(tenant, one.reports, one.now, one.admit)]
+        starts = list(itertools.accumulate((len(c.reports) for c in calls), initial=0))
+
+        def admit(index: int, execution: records.Execution) -> None:
+            k = bisect.bisect_right(starts, index) - 1
+            if (check := calls[k].admit) is not None:
+                check(index - starts[k], execution)
+
+        merged = [report for call in calls for report in call.reports]
+        now = max(call.now for call in calls)
+        results = await self._update_reports(tenant, merged, now, admit)
+        return [results[starts[k] : starts[k + 1]] for k in range(len(calls))]
+
+    async def _update_reports(
+        self,
+        tenant: str,
+        reports: Sequence[tuple[str, records.ExecutionUpdate]],
+        now: datetime,
+        admit: port.ReportCheck | None,
+    ) -> list[records.Execution | errors.DomainError]:
+        """:meth:`update_executions` in one transaction of its own.
 
         A report is checked in full (found, admitted, allowed by the transition table,
         storable) before its first write, so a refused one has written nothing and the

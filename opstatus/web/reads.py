@@ -14,7 +14,7 @@ in this process or another, sees the write:
   before it; rounds are shared by every read waiting meanwhile; a process alone on
   its database needs none), so a read after a write anywhere has heard of it;
 - an entry is only used under the store epoch it was filled under
-  (``Store.auth_epoch``): on SQLite ``PRAGMA data_version``, which moves on every
+  (``Store.read_epoch``): on SQLite ``PRAGMA data_version``, which moves on every
   commit of any connection to the file, other processes (a CLI, a second server)
   included; on PostgreSQL the LISTEN channel's generation, which moves whenever the
   channel reconnects (a notice may have been missed) — without a listening channel
@@ -196,7 +196,7 @@ class StatusReads:
         if self.failures.refuses(client[0] if client else "unknown"):
             return None  # the app answers 429
         epoch = self.cache.epoch()
-        principal = self.credentials.known(secret, epoch)
+        principal = self.credentials.known(secret, self.credentials.store.auth_epoch())
         if principal is None or not may(principal.role, Action.READ):
             return None
         entry = self.cache.get(notifier.operation_key(principal.tenant, op_id), epoch)

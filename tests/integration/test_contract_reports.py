@@ -253,3 +253,98 @@ def _nested(depth: int) -> Any:
     for _ in range(depth):
         doc = {"d": doc}
     return doc
+
+
+def counting_runs(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each transaction of reports the store runs, from now on."""
+    runs: list[int] = []
+    original = store._update_reports  # type: ignore[attr-defined]
+
+    async def counted(tenant: str, reports: Any, now: datetime, admit: Any) -> Any:
+        runs.append(len(reports))
+        return await original(tenant, reports, now, admit)
+
+    monkeypatch.setattr(store, "_update_reports", counted)
+    return runs
+
+
+async def test_concurrent_calls_share_one_transaction_and_each_gets_its_own_answer(
+    store: Store, ops: Operations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls for a tenant that wait together go in one transaction; each call's admit
+    sees its own reports by its own index, a refusal stays in its call, and a report
+    sees what an earlier call's report in the same transaction did."""
+    await create(ops, "a", "b", "c")
+    a, b, c = [await claimed(ops, t) for t in ("a", "b", "c")]
+    runs = counting_runs(store, monkeypatch)
+    seen: list[tuple[str, int, str]] = []
+
+    def admit_for(name: str, refuse: int | None = None) -> Any:
+        def admit(index: int, execution: Execution) -> None:
+            seen.append((name, index, execution.id))
+            if index == refuse:
+                raise errors.Forbidden(f"{name} refuses its report {index}")
+
+        return admit
+
+    now = datetime.now(UTC)
+    one, two, three = await asyncio.gather(
+        store.update_executions(
+            TENANT, [(a.id, ExecutionUpdate(progress=10)), (b.id, ExecutionUpdate(progress=20))],
+            now, admit=admit_for("one"),
+        ),
+        store.update_executions(
+            TENANT, [(c.id, ExecutionUpdate(progress=30)), (a.id, ExecutionUpdate(progress=40))],
+            now, admit=admit_for("two", refuse=0),
+        ),
+        store.update_executions(
+            TENANT, [(b.id, ExecutionUpdate(progress=50))], now, admit=admit_for("three")
+        ),
+    )  # fmt: skip
+
+    assert runs == [5]
+    assert seen == [("one", 0, a.id), ("one", 1, b.id), ("two", 0, c.id), ("two", 1, a.id),
+                    ("three", 0, b.id)]  # fmt: skip
+    assert [len(one), len(two), len(three)] == [2, 2, 1]
+    assert isinstance(two[0], errors.Forbidden)
+    first_a, first_b = one
+    later_a, [later_b] = two[1], three
+    assert isinstance(first_a, Execution) and isinstance(later_a, Execution)
+    assert isinstance(first_b, Execution) and isinstance(later_b, Execution)
+    assert (first_a.progress, later_a.progress) == (10, 40)
+    assert later_a.version == first_a.version + 1  # the second call saw the first's write
+    assert later_b.version == first_b.version + 1
+    assert (await store.get_execution(TENANT, a.id)).progress == 40
+    assert (await store.get_execution(TENANT, b.id)).progress == 50
+    assert (await store.get_execution(TENANT, c.id)).version == c.version  # refused: untouched
+
+
+async def test_a_call_that_spoils_a_shared_transaction_fails_alone(
+    store: Store, ops: Operations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admit that raises what is not a refusal aborts the shared transaction: it is
+    rolled back and each call runs again in its own, so the others are stored once and
+    only the spoiling call raises."""
+    await create(ops, "a", "b")
+    a, b = [await claimed(ops, t) for t in ("a", "b")]
+    runs = counting_runs(store, monkeypatch)
+
+    def broken(index: int, execution: Execution) -> None:
+        raise RuntimeError("a bug in the caller's check")
+
+    now = datetime.now(UTC)
+    good, bad, again = await asyncio.gather(
+        store.update_executions(TENANT, [(a.id, ExecutionUpdate(progress=10))], now),
+        store.update_executions(TENANT, [(b.id, ExecutionUpdate(progress=20))], now, admit=broken),
+        store.update_executions(TENANT, [(a.id, ExecutionUpdate(progress=30))], now),
+        return_exceptions=True,
+    )
+
+    assert runs == [3, 1, 1, 1]
+    assert isinstance(bad, RuntimeError)
+    assert isinstance(good, list) and isinstance(again, list)
+    [first], [second] = good, again
+    assert isinstance(first, Execution) and isinstance(second, Execution)
+    assert second.version == first.version + 1 == a.version + 2  # each stored once
+    assert (await store.get_execution(TENANT, a.id)).progress == 30
+    assert (await store.get_execution(TENANT, b.id)).version == b.version

@@ -3,6 +3,9 @@ it stays bounded. (On PostgreSQL the epoch is the LISTEN channel's: test_pg_key_
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,3 +95,30 @@ def test_the_cache_is_bounded_and_needs_an_epoch() -> None:
     assert cache.get("a", 1) is None  # the least recently used went
     assert cache.get("c", 1) is who
     assert cache.get("c", 2) is None  # another epoch: not valid
+
+
+async def test_commits_that_change_no_key_keep_the_cache(made: Made, tmp_path: Path) -> None:
+    """A stream of writes (agent reports) must not send every request back to the key
+    table: only a change of a key or token moves the epoch (migration 0011), whether
+    this process or another commits it."""
+    from opstatus.domain.records import Target
+
+    await made.credentials.by_secret(made.secret)
+    target = Target(tenant="acme", id="t1", name="t1", labels={}, created_at=datetime.now(UTC))
+    await made.store.put_target(target)  # a commit here
+    other = SqliteStore(str(tmp_path / "keys.db"))
+    await other.open()
+    try:
+        await other.put_target(dataclasses.replace(target, id="t2", name="t2"))
+        await asyncio.sleep(0)  # a new turn of the loop: data_version is read again
+        assert (await made.credentials.by_secret(made.secret)).key_id == made.key_id
+        assert made.store.lookups == 1
+        # another process deletes the key's row outright: the trigger moves the epoch
+        with sqlite3.connect(tmp_path / "keys.db") as raw:
+            raw.execute("DELETE FROM api_keys WHERE id = ?", (made.key_id,))
+        await asyncio.sleep(0)
+        with pytest.raises(errors.Unauthorized):
+            await made.credentials.by_secret(made.secret)
+        assert made.store.lookups == 2  # read again, and refused
+    finally:
+        await other.close()

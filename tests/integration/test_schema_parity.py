@@ -28,7 +28,12 @@ ONLY_POSTGRES_TABLES = {
     # time and numbers them in the transaction (Driver.appends_at_commit).
     "event_appends",
 }
-ONLY_SQLITE_TABLES: set[str] = set()
+ONLY_SQLITE_TABLES = {
+    # The key cache's epoch (sqlite migration 0011): a counter triggers move whenever a
+    # key or token changes, read when data_version moved. PostgreSQL's epoch is the
+    # LISTEN channel's generation, moved by the revoking transaction's NOTIFY.
+    "key_changes",
+}
 
 #: indexes only one dialect has, and why
 ONLY_POSTGRES_INDEXES = {
