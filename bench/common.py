@@ -45,6 +45,9 @@ DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 START_DEADLINE = 30.0
 STOP_DEADLINE = 15.0
 BIN = Path(sys.executable).parent
+#: the servers' rate limit: on, as in production (every request pays for its token),
+#: and high enough to admit every request a benchmark sends
+RATE_LIMIT = "1000000000/second"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -198,14 +201,14 @@ def start_opstatus(
 ) -> Server:
     """Start ``opstatus serve`` over ``database`` pinned to ``cpu``; return once healthy.
 
-    The bootstrap admin key is ADMIN_KEY, the rate limit is off and creates register
-    unknown targets unless ``env`` says otherwise, and the log level defaults to
+    The bootstrap admin key is ADMIN_KEY, the rate limiter is on at RATE_LIMIT and
+    creates register unknown targets unless ``env`` says otherwise, and the log level defaults to
     warning (no access log line per request: the hello-world baseline logs nothing
     either).
     """
     port = port or free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OPSTATUS_")}
-    environ.update({"OPSTATUS_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY, "OPSTATUS_RATE_LIMIT": "off"})
+    environ.update({"OPSTATUS_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY, "OPSTATUS_RATE_LIMIT": RATE_LIMIT})
     # The workloads aim at targets they never registered: creates register them.
     environ["OPSTATUS_REGISTER_TARGETS"] = "1"
     environ.update(env or {})

@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.common import (
     ADMIN_KEY,
+    RATE_LIMIT,
     Figure,
     Options,
     expect,
@@ -41,7 +42,7 @@ TARGETS = ("bench-t1", "bench-t2", "bench-t3")
 GOAL = 0.5
 CONNECTIONS = 32
 #: high enough to admit every request: the limiter runs, and never refuses
-LIMIT = {"OPSTATUS_RATE_LIMIT": "1000000000/second"}
+LIMIT = {"OPSTATUS_RATE_LIMIT": RATE_LIMIT}
 AUTH = {
     "X-API-Key": {"X-API-Key": ADMIN_KEY},
     "Bearer": {"Authorization": f"Bearer {ADMIN_KEY}"},
