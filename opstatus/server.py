@@ -37,6 +37,7 @@ from opstatus.settings import Settings
 from opstatus.store.port import Store
 from opstatus.store.urls import open_store
 from opstatus.web import problems, shutdown
+from opstatus.web.direct import Direct
 from opstatus.web.endpoint import Api, starlette_routes
 from opstatus.web.metrics import Metrics, metrics_endpoint
 from opstatus.web.middleware import Observe, Record
@@ -55,14 +56,23 @@ log = logging.getLogger("opstatus.server")
 
 class App(Starlette):
     """Starlette with the fast status read (web/reads.py) in front of its middleware:
-    a cached ``GET /v1/operations/{id}`` is answered before any other layer runs."""
+    a cached ``GET /v1/operations/{id}`` is answered before any other layer runs; and
+    the canonical endpoints' requests past the router (web/direct.py)."""
 
     fast: StatusReads | None = None
+    direct: Direct | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.fast
-        if fast is None or not await fast.respond(scope, send):
-            await super().__call__(scope, receive, send)
+        if fast is not None and await fast.respond(scope, send):
+            return
+        direct = self.direct
+        if direct is not None and direct.take(scope):
+            scope["app"] = self
+            scope.setdefault("router", self.router)
+            await direct.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 class JSONResponse(Response):
@@ -287,16 +297,21 @@ def create_app(settings: Settings | None = None) -> App:
     stops (ASGI lifespan).
     """
     services = build_services(settings or Settings.from_env())
+    routes = build_routes(testing=services.lab is not None)
+    middleware = build_middleware(services)
+    handlers: dict[Any, Any] = {
+        # a dialect's own 404/405 under its prefixes, problem+json elsewhere
+        HTTPException: dialects.not_found(problems.http_exception),
+        Exception: problems.unexpected,
+    }
     app = App(
-        routes=build_routes(testing=services.lab is not None),
+        routes=routes,
         lifespan=lambda app: services.running(),
-        middleware=build_middleware(services),
-        exception_handlers={
-            # a dialect's own 404/405 under its prefixes, problem+json elsewhere
-            HTTPException: dialects.not_found(problems.http_exception),
-            Exception: problems.unexpected,
-        },
+        middleware=middleware,
+        exception_handlers=handlers,
     )
+    if services.lab is None:  # the testing mode's faults and journal see the full path
+        app.direct = Direct(routes, middleware, handlers)
     app.state.settings = services.settings
     app.state.store = services.store
     app.state.operations = services.operations

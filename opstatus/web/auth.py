@@ -16,7 +16,8 @@ from opstatus.web.ratelimit import FailureLimiter
 def client_address(request: Request) -> str:
     """The caller's address as the server sees it (behind a proxy: what the proxy
     forwards, when uvicorn trusts it with ``--forwarded-allow-ips``)."""
-    return request.client.host if request.client else "unknown"
+    client = request.scope.get("client")  # what request.client wraps, without the tuple
+    return str(client[0]) if client else "unknown"
 
 
 async def identify(

@@ -196,6 +196,11 @@ def decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
         raise errors.Invalid("the body is nested too deeply", parameter="body") from None
 
 
+class EndpointRoute(Route):
+    """The route of an :class:`Endpoint` (which web/direct.py may answer past the
+    router)."""
+
+
 def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = None) -> Route:
     """Wrap an endpoint: authenticate, limit, authorize, decode, handle, map errors."""
     decoder: msgspec.json.Decoder[Any] | None = (
@@ -234,7 +239,7 @@ def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = Non
         return response
 
     run.__name__ = ep.handler.__name__
-    return Route(ep.path, run, methods=[ep.method])
+    return EndpointRoute(ep.path, run, methods=[ep.method])
 
 
 def _body_fields(ep: Endpoint) -> frozenset[str]:

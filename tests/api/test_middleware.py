@@ -12,6 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 
 from opstatus.domain.roles import Role
 from opstatus.logs import JsonFormatter
@@ -247,3 +248,37 @@ async def test_routes_under_a_mount_keep_the_mount_prefix(tmp_path: Path) -> Non
         assert (await client.get("/vendor/jobs/j2")).text == "j2"
     counts = samples(metrics.exposition().decode(), "opstatus_http_requests_total")
     assert counts == {(("method", "GET"), ("route", "/vendor/jobs/{id}"), ("status", "200")): 2}
+
+
+@pytest.mark.parametrize(
+    "failure", [RuntimeError("boom"), HTTPException(418, "short and stout")], ids=repr
+)
+async def test_the_direct_path_answers_failures_as_the_full_path_does(
+    app: Starlette, failure: Exception
+) -> None:
+    """web/direct.py answers endpoint requests past the router: an HTTPException gets
+    the app's handler, anything else the 500 problem, with the request id and the
+    metrics of the full path."""
+
+    async def fail(tenant: str) -> None:
+        raise failure
+
+    app.state.api.credentials.list_keys = fail
+    direct = app.direct  # type: ignore[attr-defined]
+    assert direct is not None
+    answers = []
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for way in (direct, None):
+            app.direct = way  # type: ignore[attr-defined]
+            response = await client.get(
+                "/v1/keys", headers={"X-API-Key": ADMIN_SECRET, "X-Request-ID": "same-id"}
+            )
+            answers.append(
+                (response.status_code, response.json(), sorted(response.headers.items()))
+            )
+        counts = samples(await scrape(client), "opstatus_http_requests_total")
+    assert answers[0] == answers[1]
+    status = answers[0][0]
+    assert status == (500 if isinstance(failure, RuntimeError) else 418)
+    assert counts[(("method", "GET"), ("route", "/v1/keys"), ("status", str(status)))] == 2
