@@ -8,26 +8,33 @@ first call at once and holds the calls that arrive meanwhile, per key (a tenant)
 until it is done; then all of them go in one run, so N concurrent callers pay that
 price once between them. Nobody waits for a timer: a call alone runs at once.
 
-Each call gets the answer of its own part of the run, or the run's exception. When a
-run of several calls raises, each of them runs again on its own (``run`` sees one
-call), so one call that spoils a run fails alone; a run's partial writes are rolled
-back with its transaction, so nothing is written twice. A caller that goes away
-before its run starts is left out of it; once the run started it is carried out,
-like a request whose answer was lost on the way back.
+Each call gets the answer of its own part of the run, or the run's exception: a run
+that fails as a whole (the database went away, the commit failed) fails every call of
+it, as the one transaction they shared did. A run fails one call alone by answering it
+with :class:`Failed`. A caller that goes away before its run starts is left out of it;
+once the run started it is carried out, like a request whose answer was lost on the
+way back.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 _C = TypeVar("_C")  #: one call
 _R = TypeVar("_R")  #: its answer
 _K = TypeVar("_K", bound=Hashable)
 
+
+class Failed(NamedTuple):
+    """A run's answer to one call that failed alone: the call raises ``error``."""
+
+    error: Exception
+
+
 #: (key, the calls of one run) -> their answers, in the same order
-Run = Callable[[_K, Sequence[_C]], Awaitable[Sequence[_R]]]
+Run = Callable[[_K, Sequence[_C]], Awaitable[Sequence[_R | Failed]]]
 
 
 class Gather(Generic[_K, _C, _R]):
@@ -83,22 +90,21 @@ class Gather(Generic[_K, _C, _R]):
             del self._running[key]
 
     async def _settle(self, key: _K, batch: list[tuple[_C, asyncio.Future[_R]]]) -> None:
-        """Run ``batch`` and answer each call; on an exception, each call again alone."""
+        """Run ``batch`` and answer each call: its answer, or the run's exception."""
         try:
             answers = await self._run(key, [call for call, _ in batch])
         except Exception as exc:
-            if len(batch) > 1:
-                for one in batch:
-                    await self._settle(key, [one])
-                return
-            _answer(batch[0][1], exc)
+            for _, future in batch:
+                _answer(future, exc)
             return
         except BaseException:  # cancelled: the store is closing
             for _, future in batch:
                 future.cancel()
             raise
         for (_, future), answer in zip(batch, answers, strict=True):
-            if not future.done():
+            if isinstance(answer, Failed):
+                _answer(future, answer.error)
+            elif not future.done():
                 future.set_result(answer)
 
 

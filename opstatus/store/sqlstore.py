@@ -23,7 +23,7 @@ from opstatus.domain.states import OperationState, State
 from opstatus.store import port, rows
 from opstatus.store.driver import Driver, Duplicate, Row, Tx
 from opstatus.store.folding import Folding
-from opstatus.store.gather import Gather
+from opstatus.store.gather import Failed, Gather
 from opstatus.store.sqlwebhooks import SqlWebhookStore
 
 _SCHEMA_VERSION_TABLE = (
@@ -90,6 +90,15 @@ class _Reports:
     reports: Sequence[tuple[str, records.ExecutionUpdate]]
     now: datetime
     admit: port.ReportCheck | None
+
+
+class _Spoiled(Exception):
+    """Call ``call``'s own check raised ``error``, which is no refusal."""
+
+    def __init__(self, call: int, error: Exception) -> None:
+        super().__init__(call, error)
+        self.call = call
+        self.error = error
 
 
 class SqlStore(port.Store):
@@ -501,19 +510,38 @@ class SqlStore(port.Store):
 
     async def _gathered(
         self, tenant: str, calls: Sequence[_Reports]
-    ) -> list[list[records.Execution | errors.DomainError]]:
+    ) -> list[list[records.Execution | errors.DomainError] | Failed]:
         """The reports of ``calls`` in one transaction, in their order; each call's
         ``admit`` sees its own reports by its own index. The transaction's time is the
-        latest of theirs: it is the time they are written at."""
+        latest of theirs: it is the time they are written at. A call whose ``admit``
+        raises what is not a refusal spoils the transaction: that call fails alone,
+        and the others go again together."""
         if len(calls) == 1:
             [one] = calls
             return [await self._update_reports(tenant, one.reports, one.now, one.admit)]
+        try:
+            return list(await self._together(tenant, calls))
+        except _Spoiled as spoiled:
+            rest = [call for k, call in enumerate(calls) if k != spoiled.call]
+            answers = await self._gathered(tenant, rest)
+            answers.insert(spoiled.call, Failed(spoiled.error))
+            return answers
+
+    async def _together(
+        self, tenant: str, calls: Sequence[_Reports]
+    ) -> list[list[records.Execution | errors.DomainError]]:
         starts = list(itertools.accumulate((len(c.reports) for c in calls), initial=0))
 
         def admit(index: int, execution: records.Execution) -> None:
             k = bisect.bisect_right(starts, index) - 1
-            if (check := calls[k].admit) is not None:
+            if (check := calls[k].admit) is None:
+                return
+            try:
                 check(index - starts[k], execution)
+            except errors.DomainError:
+                raise  # a refusal of this report: the others go on
+            except Exception as exc:
+                raise _Spoiled(k, exc) from exc
 
         merged = [report for call in calls for report in call.reports]
         now = max(call.now for call in calls)

@@ -323,8 +323,8 @@ async def test_a_call_that_spoils_a_shared_transaction_fails_alone(
     store: Store, ops: Operations, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An admit that raises what is not a refusal aborts the shared transaction: it is
-    rolled back and each call runs again in its own, so the others are stored once and
-    only the spoiling call raises."""
+    rolled back, that call fails with what its admit raised, and the others go again
+    together, stored once."""
     await create(ops, "a", "b")
     a, b = [await claimed(ops, t) for t in ("a", "b")]
     runs = counting_runs(store, monkeypatch)
@@ -340,11 +340,40 @@ async def test_a_call_that_spoils_a_shared_transaction_fails_alone(
         return_exceptions=True,
     )
 
-    assert runs == [3, 1, 1, 1]
-    assert isinstance(bad, RuntimeError)
+    assert runs == [3, 2]
+    assert isinstance(bad, RuntimeError) and str(bad) == "a bug in the caller's check"
     assert isinstance(good, list) and isinstance(again, list)
     [first], [second] = good, again
     assert isinstance(first, Execution) and isinstance(second, Execution)
     assert second.version == first.version + 1 == a.version + 2  # each stored once
     assert (await store.get_execution(TENANT, a.id)).progress == 30
+    assert (await store.get_execution(TENANT, b.id)).version == b.version
+
+
+async def test_a_shared_transaction_that_fails_as_a_whole_fails_every_call(
+    store: Store, ops: Operations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database failing the shared transaction (unreachable) answers every call
+    that shared it, at once: none is run again behind the others' failures (each
+    would wait out the same outage in turn)."""
+    await create(ops, "a", "b")
+    a, b = [await claimed(ops, t) for t in ("a", "b")]
+    attempts: list[int] = []
+
+    async def unreachable(tenant: str, reports: Any, now: datetime, admit: Any) -> Any:
+        attempts.append(len(reports))
+        raise errors.Unavailable("the database is unreachable")
+
+    monkeypatch.setattr(store, "_update_reports", unreachable)
+    now = datetime.now(UTC)
+    answers = await asyncio.gather(
+        store.update_executions(TENANT, [(a.id, ExecutionUpdate(progress=10))], now),
+        store.update_executions(TENANT, [(a.id, ExecutionUpdate(progress=20))], now),
+        store.update_executions(TENANT, [(b.id, ExecutionUpdate(progress=30))], now),
+        return_exceptions=True,
+    )
+    assert attempts == [3]
+    assert all(isinstance(x, errors.Unavailable) for x in answers)
+    monkeypatch.undo()
+    assert (await store.get_execution(TENANT, a.id)).version == a.version
     assert (await store.get_execution(TENANT, b.id)).version == b.version

@@ -1,6 +1,6 @@
 """Gather (store/gather.py): a call alone runs at once; calls that arrive while a run
-is going share the next run, per key and up to its size; a run that raises is run
-again call by call, so only the call that spoils it fails."""
+is going share the next run, per key and up to its size; a run that raises fails each
+of its calls, and a run fails one call alone by answering it with Failed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from opstatus.store.gather import Gather
+from opstatus.store.gather import Failed, Gather
 
 
 class Recorder:
@@ -19,14 +19,15 @@ class Recorder:
         self.runs: list[tuple[str, list[int]]] = []
         self.gate = asyncio.Event()
         self.gate.set()
-        self.poison: set[int] = set()
+        self.poison: set[int] = set()  #: calls that fail the whole run
+        self.refused: set[int] = set()  #: calls answered with Failed
 
-    async def run(self, key: str, calls: Sequence[int]) -> list[int]:
+    async def run(self, key: str, calls: Sequence[int]) -> list[int | Failed]:
         self.runs.append((key, list(calls)))
         await self.gate.wait()
         if self.poison & set(calls):
             raise ValueError(f"poisoned: {sorted(self.poison & set(calls))}")
-        return [call * 10 for call in calls]
+        return [Failed(KeyError(c)) if c in self.refused else c * 10 for c in calls]
 
 
 def gather(recorder: Recorder, most: int = 100) -> Gather[str, int, int]:
@@ -78,22 +79,33 @@ async def test_a_call_larger_than_the_size_runs_alone() -> None:
     assert recorder.runs == [("t", [1]), ("t", [5]), ("t", [2, 1])]
 
 
-async def test_a_failing_run_is_run_again_call_by_call() -> None:
+async def test_a_failing_run_fails_each_of_its_calls_and_the_next_run_goes_on() -> None:
     recorder = Recorder()
     batcher = gather(recorder)
     recorder.gate.clear()
     recorder.poison = {3}
     first = asyncio.create_task(batcher.call("t", 1))
     await asyncio.sleep(0)
-    later = [asyncio.create_task(batcher.call("t", n)) for n in (2, 3, 4)]
+    later = [asyncio.create_task(batcher.call("t", n)) for n in (2, 3)]
     await asyncio.sleep(0)
     recorder.gate.set()
     assert await first == 10
-    assert await later[0] == 20
-    with pytest.raises(ValueError, match=r"poisoned: \[3\]"):
-        await later[1]
-    assert await later[2] == 40
-    assert recorder.runs == [("t", [1]), ("t", [2, 3, 4]), ("t", [2]), ("t", [3]), ("t", [4])]
+    for task in later:
+        with pytest.raises(ValueError, match=r"poisoned: \[3\]"):
+            await task
+    assert await batcher.call("t", 4) == 40  # the key is not stuck
+    assert recorder.runs == [("t", [1]), ("t", [2, 3]), ("t", [4])]
+
+
+async def test_a_call_answered_failed_raises_alone() -> None:
+    recorder = Recorder()
+    batcher = gather(recorder)
+    recorder.refused = {2}
+    tasks = [asyncio.create_task(batcher.call("t", n)) for n in (1, 2, 3)]
+    assert await tasks[0] == 10 and await tasks[2] == 30
+    with pytest.raises(KeyError):
+        await tasks[1]
+    assert recorder.runs == [("t", [1, 2, 3])]
 
 
 async def test_a_caller_that_went_away_is_left_out() -> None:
