@@ -1186,8 +1186,10 @@ class SqlStore(port.Store):
         if bumped is None:
             raise errors.NotFound(f"no tenant {tenant!r}")
         first = bumped["event_seq"] - len(events) + 1
-        numbered = [evolve(e, seq=first + i) for i, e in enumerate(events)]
-        await tx.executemany(q["event_insert"], [rows.event_insert_args(e, c) for e in numbered])
+        args = [rows.event_insert_args(e, c) for e in events]
+        for i, row in enumerate(args):
+            row[1] = first + i  # the seq column: numbered here, under the tenant row's lock
+        await tx.executemany(q["event_insert"], args)
         if numbering is None:
             return None
         await tx.execute(q["op_set_number"], tenant, numbering, bumped["op_seq"])

@@ -211,15 +211,15 @@ def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = Non
 
     async def run(request: Request) -> Response:
         api: Api = request.app.state.api
-        limit_headers: dict[str, str] = {}
+        limit_headers: list[tuple[bytes, bytes]] = []
         try:
             principal: Principal | None = None
             if ep.public and not auth.presented(request):
-                limit_headers = api.limiter.hit(f"anonymous:{auth.client_address(request)}")
+                limit_headers = api.limiter.hit_raw(f"anonymous:{auth.client_address(request)}")
             else:
                 principal = await auth.identify(request, api.credentials, api.auth_failures)
                 request.state.key_id = principal.key_id  # for the access log (middleware.py)
-                limit_headers = api.limiter.hit(principal.key_id)
+                limit_headers = api.limiter.hit_raw(principal.key_id)
                 _authorize(principal, ep.action)
             render.negotiate(request)  # a bad ``format`` is refused before anything is done
             body: Any = None
@@ -235,11 +235,24 @@ def starlette_route(ep: Endpoint, current: problems.CurrentRenderer | None = Non
             response = _fault(exc, fields, current)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             response = problems.from_validation(exc, ep.body, raw)
-        response.headers.update(limit_headers)
+        with_headers(response, limit_headers)
         return response
 
     run.__name__ = ep.handler.__name__
     return EndpointRoute(ep.path, run, methods=[ep.method])
+
+
+def with_headers(response: Response, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+    """Put ``pairs`` (lower-case ASGI header pairs) on ``response``: appended, unless it
+    already carries one of those names, which is then replaced, as setting it would."""
+    if not pairs:
+        return
+    names = {name for name, _ in pairs}
+    if any(name in names for name, _ in response.raw_headers):
+        for name, value in pairs:
+            response.headers[name.decode("latin-1")] = value.decode("latin-1")
+        return
+    response.raw_headers.extend(pairs)
 
 
 def _body_fields(ep: Endpoint) -> frozenset[str]:

@@ -65,18 +65,21 @@ class RateLimiter:
 
     def hit(self, key: str) -> dict[str, str]:
         """Count one request; return RateLimit headers, or raise RateLimited (429)."""
+        return {_NAMES[name]: value.decode() for name, value in self.hit_raw(key)}
+
+    def hit_raw(self, key: str) -> list[tuple[bytes, bytes]]:
+        """:meth:`hit` with the headers as ASGI pairs (:meth:`raw_headers`)."""
         if not self.amount:
-            return {}
+            return []
         admitted, tokens = self.take(key)
-        headers = self.headers(tokens)
         if not admitted:
             retry = max(1, math.ceil((1.0 - tokens) / self._rate))
             raise errors.RateLimited(
                 f"more than {self.amount} requests in {self.window} s; retry in {retry} s",
                 retry_after=retry,
-                headers=headers,
+                headers=self.headers(tokens),
             )
-        return headers
+        return self.raw_headers(tokens)
 
     def raw_headers(self, tokens: float) -> list[tuple[bytes, bytes]]:
         """The RateLimit headers as ASGI pairs for a bucket holding ``tokens``; ``reset``

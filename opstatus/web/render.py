@@ -33,7 +33,8 @@ _encoder = msgspec.json.Encoder()
 
 def negotiate(request: Request) -> str:
     """The media type to answer with; Invalid for an unknown ``format``."""
-    fmt = request.query_params.get("format")
+    # no query string, no format: skip parsing one (every request negotiates)
+    fmt = request.query_params.get("format") if request.scope.get("query_string") else None
     if fmt is not None:
         media = FORMATS.get(fmt)
         if media is None:

@@ -136,3 +136,23 @@ def test_xml_keeps_every_key(data: dict[str, str]) -> None:
 
 def _lines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def test_with_headers_appends_new_names_and_replaces_ones_already_there() -> None:
+    from starlette.responses import Response
+
+    from opstatus.web.endpoint import with_headers
+
+    pairs = [(b"ratelimit-limit", b"10"), (b"ratelimit-remaining", b"9")]
+    fresh = Response(b"{}", media_type="application/json")
+    with_headers(fresh, pairs)
+    assert fresh.raw_headers[-2:] == pairs
+    assert fresh.headers["RateLimit-Remaining"] == "9"
+    carrying = Response(b"{}", headers={"RateLimit-Remaining": "old"})
+    with_headers(carrying, pairs)
+    assert carrying.headers.getlist("ratelimit-remaining") == ["9"]
+    assert carrying.headers["ratelimit-limit"] == "10"
+    untouched = Response(b"{}")
+    before = list(untouched.raw_headers)
+    with_headers(untouched, [])
+    assert untouched.raw_headers == before
