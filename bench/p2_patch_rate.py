@@ -340,17 +340,19 @@ def explain(fig: Figure, subject: Subject) -> list[str]:
     if busy + starved >= 0.8:
         notes.append(
             f"{short}: the server is CPU-bound (using or waiting for its core); a PATCH is "
-            "an HTTP request, a key check and a write unit in Python (the execution and its "
-            "operation locked, read and checked, then written: on SQLite ~6 statements, on "
-            "PostgreSQL BEGIN, 2 statements and COMMIT, each a round trip), against one "
-            "INSERT per raw commit"
+            "an HTTP request, a key check and its share of a gathered write (the reports "
+            "that arrive while a transaction runs share the next one, store/gather.py: its "
+            "statements and commit are paid once per batch, the reading, checking and "
+            "folding of each report in Python are not), against one INSERT per raw commit"
         )
     elif subject.config.kind == "postgres":
         notes.append(
-            f"{short}: the server waits, not computes: every PATCH bumps the tenant's event "
-            "counter row (tenant_bump) and holds that row lock through its last round trips "
-            "and COMMIT, so PATCHes commit one after another instead of sharing WAL flushes "
-            "as the raw baseline's independent INSERTs do"
+            f"{short}: the server waits, not computes: a tenant's reports go one "
+            "transaction at a time (store/gather.py), and the PATCHes that arrive while one "
+            "runs wait through its round trips (BEGIN, the lock, the write, COMMIT) and its "
+            "commit's WAL flush, under the tenant row lock that the commit-time numbering "
+            "holds until the flush is done; the raw baseline's 32 connections commit "
+            "independent INSERTs side by side"
         )
     else:
         notes.append(f"{short}: the server is not CPU-bound ({busy:.0%} busy): it waits")
