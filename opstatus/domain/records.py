@@ -22,9 +22,9 @@ _SET = object.__setattr__
 def evolve(record: _R, **changes: Any) -> _R:
     """Return a copy of ``record`` with ``changes`` applied, as ``dataclasses.replace``
     does. A slotted record without ``__post_init__`` (every one here) is copied slot by
-    slot: replace walks the fields and calls the keyword ``__init__``, half as slow
-    again (5.8 µs against 3.6 µs for an execution), several times per report (P2
-    profile, docs/benchmarks.md)."""
+    slot: replace walks the fields and calls the keyword ``__init__`` (5.8 µs against
+    3.6 µs for an execution, timeit), several times per report (P2 profile,
+    docs/benchmarks.md)."""
     cls = type(record)
     if cls not in _SLOTTED:
         slotted = "__slots__" in cls.__dict__ and not hasattr(cls, "__post_init__")

@@ -433,23 +433,23 @@ class SqliteDriver:
     def data_version(self) -> int | None:
         """The read connection's ``PRAGMA data_version`` (None when closed, or inside
         a read whose snapshot may predate the latest commit)."""
+        return self._number("PRAGMA data_version")
+
+    def key_changes(self) -> int | None:
+        """How many times a key or token changed (migration 0011), as the read
+        connection sees it now; None as for :meth:`data_version`."""
+        return self._number("SELECT n FROM key_changes WHERE id = 1")
+
+    def _number(self, sql: str) -> int | None:
+        """The one number ``sql`` answers on the read connection, outside any read."""
         if self._rconn is None or self._rconn.in_transaction:
             return None
-        # Every authenticated request asks: a cursor of plain tuples skips the row dict.
+        # Every request asks for data_version: a cursor of plain tuples skips the row dict.
         cursor = self._version_cursor
         if cursor is None or cursor.connection is not self._rconn:
             cursor = self._version_cursor = self._rconn.cursor()
             cursor.row_factory = None
-        return int(cursor.execute("PRAGMA data_version").fetchone()[0])
-
-    def key_changes(self) -> int | None:
-        """How many times a key or token changed (migration 0011), as the read
-        connection sees it now; None when it cannot read outside a transaction."""
-        if self._rconn is None or self._rconn.in_transaction:
-            return None
-        cursor = self._rconn.cursor()
-        cursor.row_factory = None
-        return int(cursor.execute("SELECT n FROM key_changes WHERE id = 1").fetchone()[0])
+        return int(cursor.execute(sql).fetchone()[0])
 
     async def bulk_insert(
         self, tx: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
@@ -471,7 +471,7 @@ class SqliteStore(SqlStore):
         #: (the data_version, the key_changes count read after it), see auth_epoch
         self._keys: tuple[int, int] | None = None
 
-    def read_epoch(self) -> object | None:
+    def read_epoch(self) -> int | None:
         """``PRAGMA data_version`` of the read connection: it changes whenever any
         other connection — this process's writer, a CLI, another worker — commits.
 
@@ -482,9 +482,6 @@ class SqliteStore(SqlStore):
         that commit has its forgetting queued ahead of the task (the queue is first in,
         first out), so the task reads afresh.
         """
-        return self._version()
-
-    def _version(self) -> int | None:
         epoch = self._epoch
         if epoch is None:
             epoch = self._epoch = self.driver.data_version()
@@ -501,7 +498,7 @@ class SqliteStore(SqlStore):
         The counter is read after the data_version it goes with, so it is never older
         than that version: a revoke committed before the version was read is in it.
         """
-        version = self._version()
+        version = self.read_epoch()
         if version is None:
             return None
         keys = self._keys

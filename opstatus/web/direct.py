@@ -60,8 +60,6 @@ class Direct:
         routes: Sequence[BaseRoute],
         middleware: Sequence[Middleware],
         handlers: Mapping[Any, Callable[..., Any]],
-        *,
-        debug: bool = False,
     ) -> None:
         self._by_method: dict[str, list[Candidate]] = {}
         for index, route in enumerate(routes):
@@ -81,7 +79,7 @@ class Direct:
         for cls, args, kwargs in reversed(middleware):
             app = cls(app, *args, **kwargs)
         error = handlers.get(Exception) or handlers.get(500)
-        self.app: ASGIApp = ServerErrorMiddleware(app, handler=error, debug=debug)
+        self.app: ASGIApp = ServerErrorMiddleware(app, handler=error)  # the app's debug is off
 
     def take(self, scope: Scope) -> bool:
         """Whether the request is an endpoint's that this path answers; if so, the
